@@ -1,0 +1,6 @@
+//! dualgate: a stateless SIP gateway that maps legacy hotline numbers and 12356 to the same
+//! call-centre queues.
+
+pub mod number;
+pub mod peer;
+pub mod sip;
