@@ -15,7 +15,7 @@ pub mod parse;
 pub mod reply;
 
 pub use branch::{Branch, BRANCH_PREFIX};
-pub use edit::{forward_request, forward_response, RequestEdit};
+pub use edit::{forward_request, forward_response, stamp_via, RequestEdit};
 pub use frame::{frame, Frame, FrameError};
 pub use parse::{
     header_params, param, parse, split_first, split_list, Header, HeaderName, Message, Method,
