@@ -1,8 +1,20 @@
 //! Deterministic branch parameters (RFC 3261 §16.11): derived from the request, so a
 //! retransmission, its CANCEL and a non-2xx ACK get the same branch. No randomness here.
+//!
+//! Hashing is FNV-1a 64 with a splitmix64 finalizer, written out here rather than taken from
+//! `std` (whose `DefaultHasher` may change between Rust releases), so a branch is the same on
+//! every build and machine: two gateway instances behind one address agree on it.
+//!
+//! A gateway branch reads `z9hG4bKdg` + 16 lower-case hex digits of [`Branch::txn`] + `.` +
+//! 16 lower-case hex digits of [`Branch::loop_key`], 42 characters in all.
+
+use super::parse::Message;
 
 /// The RFC 3261 magic cookie plus the gateway's marker.
 pub const BRANCH_PREFIX: &str = "z9hG4bK";
+
+/// What follows [`BRANCH_PREFIX`] in a branch this gateway wrote.
+const MARKER: &str = "dg";
 
 /// The two halves of a gateway branch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,4 +23,328 @@ pub struct Branch {
     pub txn: u64,
     /// Identifies the request's routing state, for loop detection (RFC 3261 §16.3 step 4).
     pub loop_key: u64,
+}
+
+impl Branch {
+    /// The branch for forwarding `req`.
+    ///
+    /// `txn`: with an RFC 3261 top Via (branch starting `z9hG4bK`), a hash of that branch and
+    /// the sent-by, which INVITE, its CANCEL and its non-2xx ACK share (§9.1, §17.1.1.3);
+    /// otherwise (RFC 2543 peers) a hash of Call-ID, From tag, CSeq number, the top Via and the
+    /// Request-URI. `loop_key`: a hash of Request-URI, From tag, To tag, Call-ID, CSeq number
+    /// and every Route entry (§16.6 step 8).
+    pub fn of(req: &Message<'_>) -> Branch {
+        let uri = req.request_uri().unwrap_or_default().as_bytes();
+        let call_id = req.call_id().unwrap_or_default().as_bytes();
+        let from_tag = req.from_tag().unwrap_or_default().as_bytes();
+        let to_tag = req.to_tag().unwrap_or_default().as_bytes();
+        let cseq = req.cseq().map_or(0, |(n, _)| n).to_be_bytes();
+        let top = req.via_entries().next().unwrap_or_default();
+        let via = req.top_via();
+        let txn = match &via {
+            Some(v) if v.branch.is_some_and(|b| b.starts_with(BRANCH_PREFIX)) => {
+                let port = v.port.map_or([0; 3], |p| {
+                    let [hi, lo] = p.to_be_bytes();
+                    [1, hi, lo]
+                });
+                hash64(&[
+                    b"3261",
+                    v.branch.unwrap_or_default().as_bytes(),
+                    v.host.as_bytes(),
+                    &port,
+                ])
+            }
+            _ => hash64(&[b"2543", call_id, from_tag, &cseq, top.as_bytes(), uri]),
+        };
+        let mut h = Fnv::new();
+        for part in [uri, from_tag, to_tag, call_id, &cseq[..]] {
+            h.part(part);
+        }
+        for route in req.routes() {
+            h.part(route.as_bytes());
+        }
+        Branch {
+            txn,
+            loop_key: h.finish(),
+        }
+    }
+
+    /// The `branch` parameter value: `z9hG4bKdg{txn:016x}.{loop_key:016x}`.
+    pub fn to_param(&self) -> String {
+        format!(
+            "{BRANCH_PREFIX}{MARKER}{:016x}.{:016x}",
+            self.txn, self.loop_key
+        )
+    }
+
+    /// Reads back a branch written by [`Branch::to_param`]; `None` for anything else.
+    pub fn parse(param: &str) -> Option<Branch> {
+        let rest = param.strip_prefix(BRANCH_PREFIX)?.strip_prefix(MARKER)?;
+        let (txn, loop_key) = rest.split_once('.')?;
+        Some(Branch {
+            txn: hex16(txn)?,
+            loop_key: hex16(loop_key)?,
+        })
+    }
+
+    /// The loop half of a branch the gateway wrote; `None` for foreign branches.
+    pub fn loop_key_of(param: &str) -> Option<u64> {
+        Branch::parse(param).map(|b| b.loop_key)
+    }
+}
+
+/// Exactly 16 hex digits.
+fn hex16(s: &str) -> Option<u64> {
+    if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok()
+}
+
+/// A stable 64-bit hash of a sequence of byte strings; each part is length-prefixed, so
+/// `["ab", "c"]` and `["a", "bc"]` differ.
+pub fn hash64(parts: &[&[u8]]) -> u64 {
+    let mut h = Fnv::new();
+    for p in parts {
+        h.part(p);
+    }
+    h.finish()
+}
+
+/// Highest-random-weight (rendezvous) choice: the index of the candidate with the highest
+/// score for `key`, ties to the lower index; `None` when there are no candidates. Removing a
+/// candidate only moves the keys that were on it.
+pub fn rendezvous<'k>(key: &[u8], candidates: impl IntoIterator<Item = &'k [u8]>) -> Option<usize> {
+    let k = hash64(&[key]);
+    let mut best: Option<(u64, usize)> = None;
+    for (i, c) in candidates.into_iter().enumerate() {
+        let score = mix(k ^ hash64(&[c]));
+        if best.map_or(true, |(s, _)| score > s) {
+            best = Some((score, i));
+        }
+    }
+    best.map(|(_, i)| i)
+}
+
+/// Incremental FNV-1a 64 over length-prefixed parts.
+struct Fnv(u64);
+
+impl Fnv {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+    fn new() -> Fnv {
+        Fnv(Fnv::OFFSET)
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(Fnv::PRIME);
+        }
+    }
+
+    fn part(&mut self, part: &[u8]) {
+        self.bytes(&(part.len() as u64).to_le_bytes());
+        self.bytes(part);
+    }
+
+    fn finish(&self) -> u64 {
+        mix(self.0)
+    }
+}
+
+/// splitmix64's finalizer: spreads FNV's weak low-entropy high bits over the whole word.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::sip::fixture::{invite, with_body};
+    use crate::sip::parse::parse;
+
+    fn branch(raw: &[u8]) -> Branch {
+        Branch::of(&parse(raw).unwrap())
+    }
+
+    fn request(method: &str, uri: &str, via: &str, cseq: u32, to: &str, routes: &str) -> Vec<u8> {
+        format!(
+            "{method} {uri} SIP/2.0\r\nVia: {via}\r\n{routes}From: <sip:c@carrier>;tag=ft\r\n\
+To: <sip:12356@gw>{to}\r\nCall-ID: call-1\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    // Cross-checked against an independent Python FNV-1a + splitmix64 implementation: these
+    // must never change, or two gateway versions disagree on branches.
+    const PINNED_EMPTY: u64 = 0xf52a_15e9_a9b5_e89b;
+    const PINNED_PAIR: u64 = 0x1637_d8c7_7404_3736;
+
+    const VIA: &str = "SIP/2.0/UDP 203.0.113.7:5060;branch=z9hG4bK776asdhds";
+
+    #[test]
+    fn hash_is_pinned_and_separates_parts() {
+        assert_eq!(hash64(&[]), PINNED_EMPTY);
+        assert_eq!(hash64(&[b"z9hG4bK776asdhds", b"203.0.113.7"]), PINNED_PAIR);
+        assert_ne!(hash64(&[b"ab", b"c"]), hash64(&[b"a", b"bc"]));
+        assert_ne!(hash64(&[b"abc"]), hash64(&[b"abc", b""]));
+        assert_ne!(hash64(&[b""]), hash64(&[]));
+    }
+
+    #[test]
+    fn invite_cancel_and_non2xx_ack_share_the_transaction() {
+        let inv = branch(&request("INVITE", "sip:12356@gw", VIA, 1, "", ""));
+        let cancel = branch(&request("CANCEL", "sip:12356@gw", VIA, 1, "", ""));
+        let ack = branch(&request("ACK", "sip:12356@gw", VIA, 1, ";tag=dg1", ""));
+        assert_eq!(inv.txn, cancel.txn);
+        assert_eq!(inv.txn, ack.txn);
+        assert_eq!(
+            inv,
+            branch(&request("INVITE", "sip:12356@gw", VIA, 1, "", ""))
+        );
+        let other_branch = VIA.replace("asdhds", "asdhdt");
+        let other_port = VIA.replace(":5060", "");
+        for via in [other_branch.as_str(), other_port.as_str()] {
+            assert_ne!(
+                inv.txn,
+                branch(&request("INVITE", "sip:12356@gw", via, 1, "", "")).txn,
+                "{via}"
+            );
+        }
+    }
+
+    #[test]
+    fn rfc2543_requests_hash_dialog_fields_without_the_method() {
+        for via in [
+            "SIP/2.0/UDP 203.0.113.7:5060;branch=1234",
+            "SIP/2.0/UDP 203.0.113.7:5060",
+        ] {
+            let inv = branch(&request("INVITE", "sip:12356@gw", via, 5, "", ""));
+            let cancel = branch(&request("CANCEL", "sip:12356@gw", via, 5, "", ""));
+            assert_eq!(inv.txn, cancel.txn, "{via}");
+            for other in [
+                request("INVITE", "sip:12356@gw", via, 6, "", ""),
+                request("INVITE", "sip:12357@gw", via, 5, "", ""),
+                request(
+                    "INVITE",
+                    "sip:12356@gw",
+                    &via.replace(".7:", ".8:"),
+                    5,
+                    "",
+                    "",
+                ),
+            ] {
+                assert_ne!(inv.txn, branch(&other).txn, "{via}");
+            }
+        }
+    }
+
+    #[test]
+    fn loop_key_follows_routing_state_not_the_via() {
+        let base = branch(&request("INVITE", "sip:12356@gw", VIA, 1, "", ""));
+        let other_via = VIA.replace("asdhds", "zzz");
+        assert_eq!(
+            base.loop_key,
+            branch(&request("INVITE", "sip:12356@gw", &other_via, 1, "", "")).loop_key
+        );
+        let changed = [
+            request("INVITE", "sip:059185666661@gw", VIA, 1, "", ""),
+            request("INVITE", "sip:12356@gw", VIA, 2, "", ""),
+            request("INVITE", "sip:12356@gw", VIA, 1, ";tag=x", ""),
+            request(
+                "INVITE",
+                "sip:12356@gw",
+                VIA,
+                1,
+                "",
+                "Route: <sip:next;lr>\r\n",
+            ),
+        ];
+        for raw in &changed {
+            assert_ne!(
+                base.loop_key,
+                branch(raw).loop_key,
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        let split = branch(&request(
+            "INVITE",
+            "sip:12356@gw",
+            VIA,
+            1,
+            "",
+            "Route: <sip:a;lr>\r\nRoute: <sip:b;lr>\r\n",
+        ));
+        let combined = branch(&request(
+            "INVITE",
+            "sip:12356@gw",
+            VIA,
+            1,
+            "",
+            "Route: <sip:a;lr>, <sip:b;lr>\r\n",
+        ));
+        assert_eq!(split.loop_key, combined.loop_key);
+    }
+
+    #[test]
+    fn param_has_the_documented_format_and_reads_back() {
+        let b = Branch {
+            txn: 0x0123_4567_89ab_cdef,
+            loop_key: 0xfedc_ba98_7654_3210,
+        };
+        let p = b.to_param();
+        assert_eq!(p, "z9hG4bKdg0123456789abcdef.fedcba9876543210");
+        assert_eq!(Branch::parse(&p), Some(b));
+        assert_eq!(Branch::loop_key_of(&p), Some(0xfedc_ba98_7654_3210));
+        let real = branch(&invite());
+        assert_eq!(real.to_param().len(), 42);
+        assert_eq!(Branch::parse(&real.to_param()), Some(real));
+        let foreign = [
+            "z9hG4bK776asdhds",
+            "z9hG4bKdg0123456789abcdef",
+            "z9hG4bKdg0123456789abcde.fedcba9876543210",
+            "z9hG4bKdg0123456789abcdef.fedcba98765432100",
+            "z9hG4bKdg+123456789abcdef.fedcba9876543210",
+            "z9hG4bKdg0123456789abcdeg.fedcba9876543210",
+            "Z9HG4BKdg0123456789abcdef.fedcba9876543210",
+            "",
+        ];
+        for f in foreign {
+            assert_eq!(Branch::loop_key_of(f), None, "{f}");
+        }
+    }
+
+    #[test]
+    fn branch_of_a_message_without_headers_is_still_defined() {
+        let a = branch(b"FOO tel:1 SIP/2.0\r\n\r\n");
+        let b = branch(&with_body("FOO tel:1 SIP/2.0\r\n", b"body"));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn rendezvous_is_stable_minimal_and_even() {
+        let four: [&[u8]; 4] = [b"queue-a", b"queue-b", b"queue-c", b"queue-d"];
+        let three: [&[u8]; 3] = [b"queue-a", b"queue-b", b"queue-d"];
+        assert_eq!(rendezvous(b"k", std::iter::empty()), None);
+        assert_eq!(rendezvous(b"k", [&b"only"[..]]), Some(0));
+        let mut counts = [0usize; 4];
+        for i in 0..10_000u32 {
+            let key = format!("call-{i}@carrier.example");
+            let on4 = rendezvous(key.as_bytes(), four).unwrap();
+            assert_eq!(rendezvous(key.as_bytes(), four), Some(on4));
+            counts[on4] += 1;
+            let on3 = three[rendezvous(key.as_bytes(), three).unwrap()];
+            if on4 != 2 {
+                assert_eq!(on3, four[on4], "{key} moved off a surviving backend");
+            }
+        }
+        for c in counts {
+            assert!((2_000..=3_000).contains(&c), "{counts:?}");
+        }
+    }
 }

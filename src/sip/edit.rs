@@ -1,7 +1,13 @@
 //! Forwarding by editing header lines in place: every header the gateway does not touch, and
 //! the body, pass through byte-for-byte and in order. No I/O here.
+//!
+//! Lines the gateway writes or rewrites use the long header name and CRLF; untouched lines keep
+//! their bytes, including their line-ending style. Content-Length is never rewritten because the
+//! body never changes.
 
-use super::parse::Message;
+use super::parse::{param, split_first, HeaderName, Message, Start};
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 /// The edits a stateless proxy makes to a request it forwards (RFC 3261 §16.6, RFC 3581).
@@ -26,11 +32,533 @@ pub struct RequestEdit<'e> {
 }
 
 /// Writes `msg` with `edit` applied into `out` (cleared first).
+///
+/// Layout: start line (new Request-URI if any), the gateway's Via right above the first Via
+/// (or above the first header), the previous top Via entry stamped with `received`/`rport`,
+/// Record-Route above the first Record-Route (or right after the Via block), Max-Forwards
+/// replaced in place (or added after the last header), the first Route entry popped, `extra`
+/// after the last header, a CRLF blank line and the body byte-exact.
 pub fn forward_request(msg: &Message<'_>, edit: &RequestEdit<'_>, out: &mut Vec<u8>) {
-    todo!("{msg:?} {edit:?} {out:?}")
+    out.clear();
+    out.reserve(msg.raw.len() + edit.via.len() + 128);
+    match (edit.request_uri, &msg.start) {
+        (Some(uri), Start::Request { method, .. }) => {
+            for part in [method.as_str(), " ", uri, " SIP/2.0\r\n"] {
+                out.extend_from_slice(part.as_bytes());
+            }
+        }
+        _ => copy(out, msg.raw, &msg.start_line),
+    }
+
+    let hs = &msg.headers;
+    let first = |name: HeaderName<'static>| hs.iter().position(|h| h.name == name);
+    let first_via = first(HeaderName::Via);
+    let first_mf = first(HeaderName::MaxForwards);
+    let first_route = first(HeaderName::Route).filter(|_| edit.pop_route);
+    let via_at = first_via.unwrap_or(0);
+    // Above the first Record-Route; else right after the run of Via lines; else (no Via at all)
+    // right after the gateway's Via, i.e. before header 0.
+    let rr_at = first(HeaderName::RecordRoute)
+        .or_else(|| {
+            first_via.map(|v| {
+                v + hs
+                    .iter()
+                    .skip(v)
+                    .take_while(|h| h.name == HeaderName::Via)
+                    .count()
+            })
+        })
+        .unwrap_or(0);
+
+    for (i, h) in hs.iter().enumerate() {
+        if i == via_at {
+            write_header(out, "Via", edit.via);
+        }
+        if i == rr_at {
+            if let Some(rr) = edit.record_route {
+                write_header(out, "Record-Route", rr);
+            }
+        }
+        if Some(i) == first_via {
+            let (top, rest) = split_first(&h.value);
+            match stamp_via(top, edit.received, edit.rport) {
+                Cow::Borrowed(_) => copy(out, msg.raw, &h.line),
+                Cow::Owned(top) => write_list(out, "Via", &top, rest),
+            }
+        } else if Some(i) == first_mf {
+            write_max_forwards(out, edit.max_forwards);
+        } else if Some(i) == first_route {
+            // RFC 3261 §16.4: drop the entry that named us, keep the rest of a combined line.
+            if let (_, Some(rest)) = split_first(&h.value) {
+                write_header(out, "Route", rest);
+            }
+        } else {
+            copy(out, msg.raw, &h.line);
+        }
+    }
+    if hs.is_empty() {
+        write_header(out, "Via", edit.via);
+    }
+    if rr_at >= hs.len() {
+        if let Some(rr) = edit.record_route {
+            write_header(out, "Record-Route", rr);
+        }
+    }
+    if first_mf.is_none() {
+        write_max_forwards(out, edit.max_forwards);
+    }
+    for (name, value) in edit.extra {
+        write_header(out, name, value);
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(msg.body);
 }
 
 /// Writes `msg` with its top Via entry removed into `out` (cleared first).
+///
+/// The first Via line is dropped, or rewritten without its first entry when it is combined
+/// (`Via: a, b` becomes `Via: b`); every other byte is copied as received.
 pub fn forward_response(msg: &Message<'_>, out: &mut Vec<u8>) {
-    todo!("{msg:?} {out:?}")
+    out.clear();
+    out.reserve(msg.raw.len());
+    let Some(via) = msg.headers.iter().find(|h| h.name == HeaderName::Via) else {
+        out.extend_from_slice(msg.raw);
+        return;
+    };
+    copy(out, msg.raw, &(0..via.line.start));
+    if let (_, Some(rest)) = split_first(&via.value) {
+        write_header(out, "Via", rest);
+    }
+    copy(out, msg.raw, &(via.line.end..msg.raw.len()));
+}
+
+/// Applies `received` and `rport` to one Via entry (RFC 3261 §18.2.1, RFC 3581 §4): an existing
+/// `received` is replaced, otherwise one is appended; a bare `rport` gets the value. Borrowed
+/// when nothing changes.
+pub fn stamp_via(entry: &str, received: Option<IpAddr>, rport: Option<u16>) -> Cow<'_, str> {
+    let bare_rport = rport.is_some() && matches!(param(entry, "rport"), Some(None));
+    if received.is_none() && !bare_rport {
+        return Cow::Borrowed(entry);
+    }
+    let mut out = String::with_capacity(entry.len() + 32);
+    let mut pieces = entry.split(';');
+    out.push_str(pieces.next().unwrap_or_default());
+    let mut wrote_received = false;
+    for p in pieces {
+        let name = p.split_once('=').map_or(p, |(n, _)| n).trim();
+        out.push(';');
+        match (received, rport) {
+            (Some(ip), _) if name.eq_ignore_ascii_case("received") => {
+                let _ = write!(out, "received={ip}");
+                wrote_received = true;
+            }
+            (_, Some(port)) if p.trim().eq_ignore_ascii_case("rport") => {
+                let _ = write!(out, "rport={port}");
+            }
+            _ => out.push_str(p),
+        }
+    }
+    if let (Some(ip), false) = (received, wrote_received) {
+        let _ = write!(out, ";received={ip}");
+    }
+    Cow::Owned(out)
+}
+
+fn copy(out: &mut Vec<u8>, raw: &[u8], range: &std::ops::Range<usize>) {
+    out.extend_from_slice(raw.get(range.clone()).unwrap_or_default());
+}
+
+fn write_header(out: &mut Vec<u8>, name: &str, value: &str) {
+    for part in [name, ": ", value, "\r\n"] {
+        out.extend_from_slice(part.as_bytes());
+    }
+}
+
+fn write_list(out: &mut Vec<u8>, name: &str, first: &str, rest: Option<&str>) {
+    for part in [name, ": ", first] {
+        out.extend_from_slice(part.as_bytes());
+    }
+    if let Some(rest) = rest {
+        out.extend_from_slice(b", ");
+        out.extend_from_slice(rest.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_max_forwards(out: &mut Vec<u8>, n: u8) {
+    // Writing into a Vec cannot fail.
+    let _ = std::io::Write::write_fmt(out, format_args!("Max-Forwards: {n}\r\n"));
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::sip::fixture::{invite, invite_lf, with_body, SDP};
+    use crate::sip::parse::parse;
+
+    const GW_VIA: &str = "SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKdgX";
+
+    fn edit() -> RequestEdit<'static> {
+        RequestEdit {
+            via: GW_VIA,
+            received: Some("203.0.113.8".parse().unwrap()),
+            rport: Some(40000),
+            request_uri: None,
+            max_forwards: 69,
+            pop_route: false,
+            record_route: None,
+            extra: &[],
+        }
+    }
+
+    fn forward(raw: &[u8], e: &RequestEdit<'_>) -> Vec<u8> {
+        let m = parse(raw).unwrap();
+        let mut out = b"stale bytes".to_vec();
+        forward_request(&m, e, &mut out);
+        out
+    }
+
+    fn lossy(b: &[u8]) -> String {
+        String::from_utf8_lossy(b).into_owned()
+    }
+
+    #[test]
+    fn carrier_invite_is_forwarded_with_every_edit_and_nothing_else() {
+        let e = RequestEdit {
+            request_uri: Some("sip:059185666661@queue.example;user=phone"),
+            pop_route: true,
+            record_route: Some("<sip:192.0.2.10;lr>"),
+            extra: &[("X-Dualgate-Queue", "fuzhou")],
+            ..edit()
+        };
+        let out = forward(&invite(), &e);
+        let want = format!(
+            "INVITE sip:059185666661@queue.example;user=phone SIP/2.0\r\n\
+Via: {GW_VIA}\r\n\
+Via: SIP/2.0/UDP 203.0.113.7:5060;branch=z9hG4bK776asdhds;rport=40000;received=203.0.113.8\r\n\
+Record-Route: <sip:192.0.2.10;lr>\r\n\
+Max-Forwards: 69\r\n\
+Route: <sip:core.example.net;lr>\r\n\
+From: \"Carrier\" <sip:+8613800000000@carrier.example;user=phone>;tag=1928301774\r\n\
+To: <tel:+8659185666661>\r\n\
+Call-ID: a84b4c76e66710@pc33.carrier.example\r\n\
+CSeq: 314159 INVITE\r\n\
+Contact: <sip:+8613800000000@203.0.113.7:5060>\r\n\
+P-Asserted-Identity :  <sip:+8613800000000@carrier.example>\r\n\
+Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: {}\r\n\
+X-Dualgate-Queue: fuzhou\r\n\
+\r\n{SDP}",
+            SDP.len()
+        );
+        assert_eq!(lossy(&out), want);
+        let again = parse(&out).unwrap();
+        assert_eq!(again.body, SDP.as_bytes());
+        assert_eq!(again.top_via().unwrap().branch, Some("z9hG4bKdgX"));
+    }
+
+    #[test]
+    fn untouched_headers_keep_their_bytes_and_order() {
+        let raw = "OPTIONS sip:gw SIP/2.0\r\n\
+i:  odd-spacing  \r\n\
+Via: SIP/2.0/UDP 203.0.113.7;branch=z9hG4bK1\r\n\
+x-lower : v\r\n\
+Subject: folded\r\n  line\r\n\
+Max-Forwards: 10\r\n\
+History-Info: <sip:a@b>;index=1\r\n\r\n";
+        let e = RequestEdit {
+            received: None,
+            rport: None,
+            ..edit()
+        };
+        let out = forward(raw.as_bytes(), &e);
+        let want = format!(
+            "OPTIONS sip:gw SIP/2.0\r\n\
+i:  odd-spacing  \r\n\
+Via: {GW_VIA}\r\n\
+Via: SIP/2.0/UDP 203.0.113.7;branch=z9hG4bK1\r\n\
+x-lower : v\r\n\
+Subject: folded\r\n  line\r\n\
+Max-Forwards: 69\r\n\
+History-Info: <sip:a@b>;index=1\r\n\r\n"
+        );
+        assert_eq!(lossy(&out), want);
+    }
+
+    #[test]
+    fn non_utf8_body_passes_byte_exact() {
+        let body: Vec<u8> = (0..=255u8).rev().collect();
+        let raw = with_body(
+            "MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nContent-Type: application/octet-stream\r\n",
+            &body,
+        );
+        let out = forward(&raw, &edit());
+        assert!(out.ends_with(&[b"\r\n\r\n", &body[..]].concat()));
+        assert!(lossy(&out).contains("\r\nContent-Length: 256\r\n"));
+        assert_eq!(parse(&out).unwrap().body, body);
+    }
+
+    #[test]
+    fn max_forwards_is_replaced_or_added() {
+        let cases = [
+            (
+                "Max-Forwards: 70\r\n",
+                69,
+                "Via: V\r\nVia: SIP/2.0/UDP h\r\nMax-Forwards: 69\r\nCall-ID: x\r\n\r\n",
+            ),
+            (
+                "max-forwards:1\r\n",
+                0,
+                "Via: V\r\nVia: SIP/2.0/UDP h\r\nMax-Forwards: 0\r\nCall-ID: x\r\n\r\n",
+            ),
+            (
+                "",
+                70,
+                "Via: V\r\nVia: SIP/2.0/UDP h\r\nCall-ID: x\r\nMax-Forwards: 70\r\n\r\n",
+            ),
+            (
+                "",
+                255,
+                "Via: V\r\nVia: SIP/2.0/UDP h\r\nCall-ID: x\r\nMax-Forwards: 255\r\n\r\n",
+            ),
+        ];
+        for (line, n, want) in cases {
+            let raw =
+                format!("BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n{line}Call-ID: x\r\n\r\n");
+            let e = RequestEdit {
+                via: "V",
+                max_forwards: n,
+                ..RequestEdit::default()
+            };
+            let out = forward(raw.as_bytes(), &e);
+            assert_eq!(
+                lossy(&out),
+                format!("BYE sip:a@b SIP/2.0\r\n{want}"),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn received_and_rport_stamp_only_the_top_entry() {
+        let ip4: IpAddr = "203.0.113.8".parse().unwrap();
+        let ip6: IpAddr = "2001:db8::8".parse().unwrap();
+        let cases: &[(&str, Option<IpAddr>, Option<u16>, &str)] = &[
+            (
+                "SIP/2.0/UDP h;branch=z9hG4bK1",
+                None,
+                None,
+                "SIP/2.0/UDP h;branch=z9hG4bK1",
+            ),
+            (
+                "SIP/2.0/UDP h;branch=z9hG4bK1",
+                Some(ip4),
+                None,
+                "SIP/2.0/UDP h;branch=z9hG4bK1;received=203.0.113.8",
+            ),
+            (
+                "SIP/2.0/UDP h;branch=z9hG4bK1",
+                None,
+                Some(5070),
+                "SIP/2.0/UDP h;branch=z9hG4bK1",
+            ),
+            (
+                "SIP/2.0/UDP h;rport;branch=z9hG4bK1",
+                None,
+                Some(5070),
+                "SIP/2.0/UDP h;rport=5070;branch=z9hG4bK1",
+            ),
+            (
+                "SIP/2.0/UDP h;RPORT ;branch=z9hG4bK1",
+                Some(ip4),
+                Some(5070),
+                "SIP/2.0/UDP h;rport=5070;branch=z9hG4bK1;received=203.0.113.8",
+            ),
+            (
+                "SIP/2.0/UDP h;rport=1;branch=b",
+                Some(ip4),
+                Some(5070),
+                "SIP/2.0/UDP h;rport=1;branch=b;received=203.0.113.8",
+            ),
+            (
+                "SIP/2.0/UDP h;received=10.0.0.1;rport",
+                Some(ip6),
+                Some(1),
+                "SIP/2.0/UDP h;received=2001:db8::8;rport=1",
+            ),
+        ];
+        for (entry, received, rport, want) in cases {
+            let got = stamp_via(entry, *received, *rport);
+            assert_eq!(got, *want, "{entry}");
+            assert_eq!(matches!(got, Cow::Borrowed(_)), got == *entry, "{entry}");
+        }
+
+        let raw = "BYE sip:a@b SIP/2.0\r\n\
+v: SIP/2.0/UDP a;rport;branch=z9hG4bK1 , SIP/2.0/UDP b;rport;branch=z9hG4bK0\r\n\
+Via: SIP/2.0/UDP c;rport\r\nMax-Forwards: 5\r\n\r\n";
+        let out = forward(raw.as_bytes(), &edit());
+        let want = format!(
+            "BYE sip:a@b SIP/2.0\r\n\
+Via: {GW_VIA}\r\n\
+Via: SIP/2.0/UDP a;rport=40000;branch=z9hG4bK1;received=203.0.113.8, SIP/2.0/UDP b;rport;branch=z9hG4bK0\r\n\
+Via: SIP/2.0/UDP c;rport\r\nMax-Forwards: 69\r\n\r\n"
+        );
+        assert_eq!(lossy(&out), want);
+    }
+
+    #[test]
+    fn pop_route_drops_one_entry_from_combined_or_single_lines() {
+        let cases = [
+            (
+                "Route: <sip:gw;lr>, <sip:next;lr>\r\nRoute: <sip:last;lr>\r\n",
+                "Route: <sip:next;lr>\r\nRoute: <sip:last;lr>\r\n",
+            ),
+            (
+                "Route: <sip:gw;lr>\r\nRoute: <sip:next;lr>\r\n",
+                "Route: <sip:next;lr>\r\n",
+            ),
+            ("Route: <sip:gw;lr;x=\"a,b\">\r\n", ""),
+            ("", ""),
+        ];
+        for (routes, want) in cases {
+            let raw = format!(
+                "BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n{routes}Max-Forwards: 3\r\n\r\n"
+            );
+            let e = RequestEdit {
+                via: "V",
+                max_forwards: 2,
+                pop_route: true,
+                ..RequestEdit::default()
+            };
+            let out = forward(raw.as_bytes(), &e);
+            assert_eq!(
+                lossy(&out),
+                format!("BYE sip:a@b SIP/2.0\r\nVia: V\r\nVia: SIP/2.0/UDP h\r\n{want}Max-Forwards: 2\r\n\r\n"),
+                "{routes}"
+            );
+            let kept = forward(
+                raw.as_bytes(),
+                &RequestEdit {
+                    pop_route: false,
+                    ..e
+                },
+            );
+            assert!(lossy(&kept).contains(routes), "{routes}");
+        }
+    }
+
+    #[test]
+    fn record_route_goes_above_existing_ones_or_below_the_vias() {
+        let cases = [
+            (
+                "Via: SIP/2.0/UDP a\r\nVia: SIP/2.0/UDP b\r\nCall-ID: x\r\nRecord-Route: <sip:p1;lr>\r\n",
+                "Via: V\r\nVia: SIP/2.0/UDP a\r\nVia: SIP/2.0/UDP b\r\nCall-ID: x\r\nRecord-Route: <sip:gw;lr>\r\nRecord-Route: <sip:p1;lr>\r\n",
+            ),
+            (
+                "Via: SIP/2.0/UDP a\r\nVia: SIP/2.0/UDP b\r\nCall-ID: x\r\n",
+                "Via: V\r\nVia: SIP/2.0/UDP a\r\nVia: SIP/2.0/UDP b\r\nRecord-Route: <sip:gw;lr>\r\nCall-ID: x\r\n",
+            ),
+            (
+                "Call-ID: x\r\nVia: SIP/2.0/UDP a\r\n",
+                "Call-ID: x\r\nVia: V\r\nVia: SIP/2.0/UDP a\r\nRecord-Route: <sip:gw;lr>\r\n",
+            ),
+            ("Call-ID: x\r\n", "Via: V\r\nRecord-Route: <sip:gw;lr>\r\nCall-ID: x\r\n"),
+            ("", "Via: V\r\nRecord-Route: <sip:gw;lr>\r\n"),
+        ];
+        for (headers, want) in cases {
+            let raw = format!("INVITE sip:a@b SIP/2.0\r\n{headers}Max-Forwards: 9\r\n\r\n");
+            let e = RequestEdit {
+                via: "V",
+                max_forwards: 8,
+                record_route: Some("<sip:gw;lr>"),
+                ..RequestEdit::default()
+            };
+            let out = forward(raw.as_bytes(), &e);
+            assert_eq!(
+                lossy(&out),
+                format!("INVITE sip:a@b SIP/2.0\r\n{want}Max-Forwards: 8\r\n\r\n"),
+                "{headers}"
+            );
+        }
+        let bare = forward(
+            b"INVITE sip:a@b SIP/2.0\r\n\r\n",
+            &RequestEdit {
+                via: "V",
+                max_forwards: 70,
+                record_route: Some("<sip:gw;lr>"),
+                ..RequestEdit::default()
+            },
+        );
+        assert_eq!(
+            lossy(&bare),
+            "INVITE sip:a@b SIP/2.0\r\nVia: V\r\nRecord-Route: <sip:gw;lr>\r\nMax-Forwards: 70\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn lf_only_request_keeps_its_untouched_lines() {
+        let out = forward(&invite_lf(), &edit());
+        let text = lossy(&out);
+        assert!(text.starts_with(&format!(
+            "INVITE tel:+8659185666661;phone-context=+86 SIP/2.0\nVia: {GW_VIA}\r\n\
+Via: SIP/2.0/UDP 203.0.113.7:5060;branch=z9hG4bK776asdhds;rport=40000;received=203.0.113.8\r\n\
+Max-Forwards: 69\r\nRoute: <sip:gw.example.net;lr>, <sip:core.example.net;lr>\n"
+        )));
+        assert!(text.ends_with(&format!("Content-Length: {}\n\r\n{SDP}", SDP.len())));
+        let m = parse(&out).unwrap();
+        assert_eq!(m.body, SDP.as_bytes());
+        assert_eq!(m.vias().count(), 2);
+    }
+
+    #[test]
+    fn response_loses_only_its_top_via_entry() {
+        let cases = [
+            (
+                "Via: SIP/2.0/UDP gw;branch=z9hG4bKdg1, SIP/2.0/UDP carrier;branch=z9hG4bK2\r\n",
+                "Via: SIP/2.0/UDP carrier;branch=z9hG4bK2\r\n",
+            ),
+            (
+                "v: SIP/2.0/UDP gw;branch=z9hG4bKdg1,SIP/2.0/UDP c1, SIP/2.0/UDP c2\n",
+                "Via: SIP/2.0/UDP c1, SIP/2.0/UDP c2\r\n",
+            ),
+            (
+                "Via: SIP/2.0/UDP gw;branch=z9hG4bKdg1\r\nVia: SIP/2.0/UDP carrier\n",
+                "Via: SIP/2.0/UDP carrier\n",
+            ),
+            ("Via: SIP/2.0/UDP gw\r\n", ""),
+            ("", ""),
+        ];
+        let body = [0xffu8, 0xfe, b'\r', b'\n'];
+        for (vias, want) in cases {
+            let head = format!("SIP/2.0 200 OK\r\nCall-ID: x\r\n{vias}CSeq: 1 INVITE\n");
+            let raw = with_body(&head, &body);
+            let m = parse(&raw).unwrap();
+            let mut out = Vec::new();
+            forward_response(&m, &mut out);
+            let want = with_body(
+                &format!("SIP/2.0 200 OK\r\nCall-ID: x\r\n{want}CSeq: 1 INVITE\n"),
+                &body,
+            );
+            assert_eq!(lossy(&out), lossy(&want), "{vias}");
+            assert_eq!(out, want, "{vias}");
+        }
+    }
+
+    #[test]
+    fn response_trailing_bytes_past_content_length_are_not_forwarded() {
+        let mut raw = with_body(
+            "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP gw\r\nVia: SIP/2.0/UDP c\r\n",
+            b"",
+        );
+        raw.extend_from_slice(b"junk");
+        let m = parse(&raw).unwrap();
+        let mut out = Vec::new();
+        forward_response(&m, &mut out);
+        assert_eq!(
+            lossy(&out),
+            "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP c\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
 }

@@ -3,17 +3,22 @@
 //! rsip 0.4.0 rejects or misparses much legal carrier traffic (tel: and IPv6 Request-URIs,
 //! folded headers, compact names, LF-only line ends, combined `Via: a, b`, non-UTF-8 bodies),
 //! so rsip never sees raw wire bytes and never re-serializes a forwarded message. This module
-//! frames, parses and edits messages itself; rsip builds the gateway's own responses and gives
-//! typed access to a few header values. No I/O here.
+//! frames, parses and edits messages itself; rsip only builds the gateway's own responses
+//! ([`reply()`]). No I/O here.
 
 pub mod branch;
 pub mod edit;
+#[cfg(test)]
+mod fixture;
 pub mod frame;
 pub mod parse;
 pub mod reply;
 
-pub use branch::{Branch, BRANCH_PREFIX};
-pub use edit::{forward_request, forward_response, RequestEdit};
+pub use branch::{hash64, rendezvous, Branch, BRANCH_PREFIX};
+pub use edit::{forward_request, forward_response, stamp_via, RequestEdit};
 pub use frame::{frame, Frame, FrameError};
-pub use parse::{parse, Header, HeaderName, Message, Method, ParseError, Start, Via};
+pub use parse::{
+    header_params, param, parse, split_first, split_list, Header, HeaderName, Message, Method,
+    ParseError, Start, Via,
+};
 pub use reply::{reply, Reply};
