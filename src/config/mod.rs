@@ -1,0 +1,184 @@
+//! Configuration: the mapping file's serde shape ([`raw`]), its validation into an immutable
+//! [`Snapshot`] ([`validate`], pure), and reading it from disk ([`load`], the edge).
+
+pub mod cidr;
+pub mod load;
+pub mod raw;
+pub mod validate;
+
+pub use cidr::Cidr;
+pub use load::load;
+pub use validate::{parse_instant, validate};
+
+use crate::mapping::Mappings;
+use crate::number::AreaCode;
+use crate::peer::Transport;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// The validated configuration every message is handled with; shared as `Arc<Snapshot>` and
+/// replaced whole on reload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The file it was read from.
+    pub source: PathBuf,
+    /// Listeners and SIP identity.
+    pub gateway: Gateway,
+    /// Call-centre queues.
+    pub queues: Vec<Queue>,
+    /// Carrier trunks.
+    pub trunks: Vec<Trunk>,
+    /// Numbers: the new number per area and the legacy numbers.
+    pub mappings: Mappings,
+}
+
+/// The `[gateway]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gateway {
+    /// UDP listen address, if SIP over UDP is served.
+    pub sip_udp: Option<SocketAddr>,
+    /// TCP listen address, if SIP over TCP is served.
+    pub sip_tcp: Option<SocketAddr>,
+    /// Prometheus listen address, if metrics are served.
+    pub metrics: Option<SocketAddr>,
+    /// Host written in the gateway's Via and Record-Route.
+    pub advertised_host: String,
+    /// Port written in the gateway's Via and Record-Route.
+    pub advertised_port: u16,
+    /// Insert a Record-Route on dialog-creating requests.
+    pub record_route: bool,
+    /// Mark legacy calls with History-Info (RFC 7044).
+    pub history_info: bool,
+    /// Mark legacy calls with Diversion (RFC 5806).
+    pub diversion: bool,
+    /// Value of the `replica` label on every metric.
+    pub replica: String,
+}
+
+impl Gateway {
+    /// `host:port` as advertised.
+    pub fn advertised(&self) -> String {
+        format!("{}:{}", self.advertised_host, self.advertised_port)
+    }
+}
+
+/// A call-centre queue and its backends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queue {
+    /// Configured name, used in metric labels.
+    pub name: String,
+    /// User part of the forwarded Request-URI.
+    pub target: String,
+    /// Backends, chosen per call by rendezvous hashing of the Call-ID.
+    pub backends: Vec<Backend>,
+}
+
+/// One backend SIP server of a queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// The URI as written in the file.
+    pub uri: String,
+    /// Where to send.
+    pub addr: SocketAddr,
+    /// How to send.
+    pub transport: Transport,
+    /// Stable key for rendezvous hashing (`ip:port/transport`).
+    pub key: String,
+}
+
+/// A carrier trunk: who may send initial requests, and the area assumed for local numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trunk {
+    /// Configured name, used in metric labels.
+    pub name: String,
+    /// Source networks.
+    pub sources: Vec<Cidr>,
+    /// Area for numbers dialled without one.
+    pub origin_area: Option<AreaCode>,
+}
+
+impl Snapshot {
+    /// The trunk whose sources contain `ip`, if any.
+    pub fn trunk_for(&self, ip: IpAddr) -> Option<&Trunk> {
+        self.trunks
+            .iter()
+            .find(|t| t.sources.iter().any(|c| c.contains(ip)))
+    }
+
+    /// Whether `addr` is one of the configured backends (for in-dialog requests from the call
+    /// centre).
+    pub fn is_backend(&self, ip: IpAddr) -> bool {
+        let ip = cidr::canonical_ip(ip);
+        self.queues
+            .iter()
+            .flat_map(|q| &q.backends)
+            .any(|b| cidr::canonical_ip(b.addr.ip()) == ip)
+    }
+
+    /// Index of the queue named `name`.
+    pub fn queue_index(&self, name: &str) -> Option<usize> {
+        self.queues.iter().position(|q| q.name == name)
+    }
+}
+
+/// One problem in a mapping file, located by line and field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// 1-based line number.
+    pub line: usize,
+    /// Dotted field path, e.g. `legacy[2].queue`.
+    pub field: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// Why a mapping file was rejected.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file was read but is invalid.
+    #[error("{}", Invalid { path, issues })]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        issues: Vec<ConfigIssue>,
+    },
+}
+
+struct Invalid<'a> {
+    path: &'a PathBuf,
+    issues: &'a [ConfigIssue],
+}
+
+impl fmt::Display for Invalid<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.issues.len();
+        write!(
+            f,
+            "{}: {n} problem{}",
+            self.path.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for i in self.issues {
+            write!(
+                f,
+                "\n  {}:{}: {}: {}",
+                self.path.display(),
+                i.line,
+                i.field,
+                i.problem
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! The routing table: which configured entry a canonical dialled number names. Pure data and
+//! lookups; no I/O, no clock.
+
+use crate::calendar::Schedule;
+use crate::number::{AreaCode, Dialled};
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+/// An area that answers the new number, and the queue it answers on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Area {
+    /// Area code with trunk prefix, e.g. `0591`.
+    pub code: AreaCode,
+    /// Human name, e.g. `Fuzhou (and Pingtan)`.
+    pub name: String,
+    /// Index of the area's queue.
+    pub queue: usize,
+    /// When the new number starts answering in this area, if configured.
+    pub launch: Option<SystemTime>,
+    /// Whether the new number already answers before `launch`.
+    pub answer_before_launch: bool,
+    /// The area form of the new number, e.g. `059112356`.
+    pub new_number: String,
+}
+
+/// A legacy number with its queue and migration calendar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Legacy {
+    /// Canonical number, e.g. `059185666661`.
+    pub number: String,
+    /// Human name, e.g. `Fujian provincial psychological-aid hotline`.
+    pub name: String,
+    /// Index of the queue it routes to.
+    pub queue: usize,
+    /// The migration calendar.
+    pub schedule: Schedule,
+    /// Share of its area's calls below which `dualgate retirement` calls it safe to retire.
+    pub max_share: f64,
+}
+
+impl Legacy {
+    /// The area code of the legacy number, if it is geographic.
+    pub fn area<'a>(&self, areas: &'a [Area]) -> Option<&'a Area> {
+        areas
+            .iter()
+            .find(|a| self.number.starts_with(a.code.as_str()))
+    }
+}
+
+/// What a dialled number refers to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Entry<'m> {
+    /// A legacy number.
+    Legacy(&'m Legacy),
+    /// The new number in a configured area, or with no area known (`area: None`).
+    NewNumber {
+        /// The area it was dialled in, if known.
+        area: Option<&'m Area>,
+    },
+}
+
+/// Every configured number, indexed by canonical form.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mappings {
+    /// The new short number, e.g. `12356`.
+    pub new_number: String,
+    /// Queue for the new number dialled with no area known.
+    pub default_queue: Option<usize>,
+    /// Areas answering the new number.
+    pub areas: Vec<Area>,
+    /// Legacy numbers.
+    pub legacy: Vec<Legacy>,
+    index: HashMap<String, Slot>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Legacy(usize),
+    Area(usize),
+}
+
+impl Mappings {
+    /// Builds the index; `areas` and `legacy` must already be free of duplicates.
+    pub fn new(
+        new_number: String,
+        default_queue: Option<usize>,
+        areas: Vec<Area>,
+        legacy: Vec<Legacy>,
+    ) -> Mappings {
+        let mut index = HashMap::with_capacity(areas.len() + legacy.len());
+        for (i, a) in areas.iter().enumerate() {
+            index.insert(a.new_number.clone(), Slot::Area(i));
+        }
+        for (i, l) in legacy.iter().enumerate() {
+            index.insert(l.number.clone(), Slot::Legacy(i));
+        }
+        Mappings {
+            new_number,
+            default_queue,
+            areas,
+            legacy,
+            index,
+        }
+    }
+
+    /// The entry a canonical number names, if any.
+    pub fn lookup(&self, d: &Dialled) -> Option<Entry<'_>> {
+        self.lookup_str(d.as_str())
+    }
+
+    /// The entry a canonical number (as a string) names, if any. `12356` with no area is the
+    /// new number without an area.
+    pub fn lookup_str(&self, canonical: &str) -> Option<Entry<'_>> {
+        match self.index.get(canonical) {
+            Some(Slot::Legacy(i)) => self.legacy.get(*i).map(Entry::Legacy),
+            Some(Slot::Area(i)) => self
+                .areas
+                .get(*i)
+                .map(|a| Entry::NewNumber { area: Some(a) }),
+            None if canonical == self.new_number => Some(Entry::NewNumber { area: None }),
+            None => None,
+        }
+    }
+
+    /// Every configured number as it appears in metric labels: legacy numbers, the new number
+    /// per area, and the bare new number.
+    pub fn numbers(&self) -> impl Iterator<Item = &str> {
+        self.legacy
+            .iter()
+            .map(|l| l.number.as_str())
+            .chain(self.areas.iter().map(|a| a.new_number.as_str()))
+            .chain(std::iter::once(self.new_number.as_str()))
+    }
+
+    /// The area entry for an area code.
+    pub fn area(&self, code: &str) -> Option<&Area> {
+        self.areas.iter().find(|a| a.code.as_str() == code)
+    }
+}
