@@ -31,13 +31,13 @@ impl Branch {
     /// `txn`: with an RFC 3261 top Via (branch starting `z9hG4bK`), a hash of that branch and
     /// the sent-by, which INVITE, its CANCEL and its non-2xx ACK share (§9.1, §17.1.1.3);
     /// otherwise (RFC 2543 peers) a hash of Call-ID, From tag, CSeq number, the top Via and the
-    /// Request-URI. `loop_key`: a hash of Request-URI, From tag, To tag, Call-ID, CSeq number
-    /// and every Route entry (§16.6 step 8).
+    /// Request-URI. `loop_key`: a hash of Request-URI, From tag, Call-ID, CSeq number and every
+    /// Route entry (§16.6 step 8 without the To tag: the ACK for a non-2xx response carries the
+    /// response's To tag, yet must get the INVITE's whole branch, §16.11).
     pub fn of(req: &Message<'_>) -> Branch {
         let uri = req.request_uri().unwrap_or_default().as_bytes();
         let call_id = req.call_id().unwrap_or_default().as_bytes();
         let from_tag = req.from_tag().unwrap_or_default().as_bytes();
-        let to_tag = req.to_tag().unwrap_or_default().as_bytes();
         let cseq = req.cseq().map_or(0, |(n, _)| n).to_be_bytes();
         let top = req.via_entries().next().unwrap_or_default();
         let via = req.top_via();
@@ -57,7 +57,7 @@ impl Branch {
             _ => hash64(&[b"2543", call_id, from_tag, &cseq, top.as_bytes(), uri]),
         };
         let mut h = Fnv::new();
-        for part in [uri, from_tag, to_tag, call_id, &cseq[..]] {
+        for part in [uri, from_tag, call_id, &cseq[..]] {
             h.part(part);
         }
         for route in req.routes() {
@@ -251,10 +251,14 @@ To: <sip:12356@gw>{to}\r\nCall-ID: call-1\r\nCSeq: {cseq} {method}\r\nMax-Forwar
             base.loop_key,
             branch(&request("INVITE", "sip:12356@gw", &other_via, 1, "", "")).loop_key
         );
+        // The non-2xx ACK carries the response's To tag but must get the INVITE's branch.
+        assert_eq!(
+            base.loop_key,
+            branch(&request("INVITE", "sip:12356@gw", VIA, 1, ";tag=x", "")).loop_key
+        );
         let changed = [
             request("INVITE", "sip:059185666661@gw", VIA, 1, "", ""),
             request("INVITE", "sip:12356@gw", VIA, 2, "", ""),
-            request("INVITE", "sip:12356@gw", VIA, 1, ";tag=x", ""),
             request(
                 "INVITE",
                 "sip:12356@gw",

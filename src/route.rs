@@ -1,0 +1,652 @@
+//! The routing policy: given what a request says and where it came from, which queue it goes to
+//! or how the gateway answers it. Pure: the snapshot and the instant are parameters.
+
+use crate::calendar::{phase_at, Phase, Treatment};
+use crate::config::{Snapshot, Trunk};
+use crate::mapping::Entry;
+use crate::number::{normalize, Dialling};
+use crate::sip::Method;
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+/// Who sent a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source<'s> {
+    /// A configured carrier trunk.
+    Trunk(&'s Trunk),
+    /// One of the queues' backends (in-dialog requests from the call centre).
+    Backend,
+    /// Nobody we know.
+    Unknown,
+}
+
+impl<'s> Source<'s> {
+    /// The trunk label: its name, `backend` or `unknown`.
+    pub fn label(&self) -> &'s str {
+        match self {
+            Source::Trunk(t) => t.name.as_str(),
+            Source::Backend => "backend",
+            Source::Unknown => "unknown",
+        }
+    }
+}
+
+/// The facts about an out-of-dialog request that routing depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a, 's> {
+    /// The request method.
+    pub method: Method<'a>,
+    /// The Request-URI as received.
+    pub request_uri: &'a str,
+    /// Who sent it.
+    pub source: Source<'s>,
+}
+
+/// Why the gateway refused or dropped a message; a closed set, used as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// The dialled number is not configured (or not a number).
+    UnknownNumber,
+    /// The source address is in no trunk.
+    UnknownSource,
+    /// Max-Forwards reached 0.
+    MaxForwards,
+    /// The request already passed through this gateway with the same routing state.
+    Loop,
+    /// Bytes that are not SIP.
+    Malformed,
+    /// SIP, but missing mandatory headers or inconsistent.
+    BadRequest,
+    /// A retired or decommissioned legacy number answered with an error.
+    Retired,
+    /// The new number is not yet in service in the caller's area.
+    NotLaunched,
+    /// The gateway could not keep up (a full connection queue).
+    Overload,
+}
+
+impl RejectReason {
+    /// Every reason, for pre-registering metric series.
+    pub const ALL: [RejectReason; 9] = [
+        RejectReason::UnknownNumber,
+        RejectReason::UnknownSource,
+        RejectReason::MaxForwards,
+        RejectReason::Loop,
+        RejectReason::Malformed,
+        RejectReason::BadRequest,
+        RejectReason::Retired,
+        RejectReason::NotLaunched,
+        RejectReason::Overload,
+    ];
+
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::UnknownNumber => "unknown_number",
+            RejectReason::UnknownSource => "unknown_source",
+            RejectReason::MaxForwards => "max_forwards",
+            RejectReason::Loop => "loop",
+            RejectReason::Malformed => "malformed",
+            RejectReason::BadRequest => "bad_request",
+            RejectReason::Retired => "retired",
+            RejectReason::NotLaunched => "not_launched",
+            RejectReason::Overload => "overload",
+        }
+    }
+}
+
+/// What to do with an out-of-dialog request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision<'s> {
+    /// Forward to one of the queue's backends, with `user` as the Request-URI user part.
+    Forward {
+        /// Index of the queue.
+        queue: usize,
+        /// User part for the backend.
+        user: &'s str,
+        /// Mark the call as having come in on a legacy number (History-Info / Diversion).
+        mark: bool,
+    },
+    /// Answer it here.
+    Reply {
+        /// Status code.
+        status: u16,
+        /// Reason phrase.
+        reason: Cow<'static, str>,
+        /// Value of a Reason header (RFC 3326), if any.
+        reason_header: Option<String>,
+        /// Value of a Contact header (redirects), if any.
+        contact: Option<String>,
+        /// Why, when it is a refusal.
+        reject: Option<RejectReason>,
+    },
+}
+
+/// A decision with the labels it is counted under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routed<'s> {
+    /// What to do.
+    pub decision: Decision<'s>,
+    /// The canonical dialled number if configured, `other` if not.
+    pub number: &'s str,
+    /// The queue's name, or `none`.
+    pub queue: &'s str,
+    /// The migration phase (`before`, `parallel`, `retired`, `decommissioned`), `new` for the
+    /// new number, `none` otherwise.
+    pub phase: &'static str,
+}
+
+fn reply(
+    status: u16,
+    reason: &'static str,
+    reason_header: Option<String>,
+    reject: Option<RejectReason>,
+) -> Decision<'static> {
+    Decision::Reply {
+        status,
+        reason: Cow::Borrowed(reason),
+        reason_header,
+        contact: None,
+        reject,
+    }
+}
+
+/// Routes an out-of-dialog request (or a CANCEL / non-2xx ACK, which follow their INVITE).
+pub fn decide<'s>(f: &Facts<'_, 's>, snap: &'s Snapshot, now: SystemTime) -> Routed<'s> {
+    let unrouted = |decision| Routed {
+        decision,
+        number: "other",
+        queue: "none",
+        phase: "none",
+    };
+    let trunk = match f.source {
+        Source::Trunk(t) => t,
+        Source::Backend | Source::Unknown => {
+            return unrouted(reply(
+                403,
+                "Forbidden",
+                Some("SIP;cause=403;text=\"source is not a configured trunk\"".into()),
+                Some(RejectReason::UnknownSource),
+            ));
+        }
+    };
+    if f.method == Method::Options {
+        // Carrier keep-alive (RFC 3261 §11): answered here whatever the Request-URI says.
+        return Routed {
+            decision: reply(200, "OK", None, None),
+            number: "none",
+            queue: "none",
+            phase: "none",
+        };
+    }
+    let dialling = Dialling {
+        origin_area: trunk.origin_area.clone(),
+    };
+    let Ok(dialled) = normalize(f.request_uri, &dialling) else {
+        return unrouted(reply(
+            404,
+            "Not Found",
+            Some(UNALLOCATED.into()),
+            Some(RejectReason::UnknownNumber),
+        ));
+    };
+    let m = &snap.mappings;
+    let Some(entry) = m.lookup(&dialled) else {
+        return unrouted(reply(
+            404,
+            "Not Found",
+            Some(UNALLOCATED.into()),
+            Some(RejectReason::UnknownNumber),
+        ));
+    };
+    match entry {
+        Entry::NewNumber { area } => {
+            let number = area.map_or(m.new_number.as_str(), |a| a.new_number.as_str());
+            let queue = match area {
+                Some(a) => Some(a.queue),
+                None => m.default_queue,
+            };
+            let Some(q) = queue.and_then(|i| snap.queues.get(i).map(|q| (i, q))) else {
+                return Routed {
+                    number,
+                    ..unrouted(reply(
+                        404,
+                        "Not Found",
+                        Some(UNALLOCATED.into()),
+                        Some(RejectReason::UnknownNumber),
+                    ))
+                };
+            };
+            let launched =
+                area.is_none_or(|a| a.answer_before_launch || a.launch.is_none_or(|l| now >= l));
+            if !launched {
+                let text = format!(
+                    "SIP;cause=404;text=\"{} is not yet in service in this area\"",
+                    m.new_number
+                );
+                return Routed {
+                    decision: reply(
+                        404,
+                        "Not Found",
+                        Some(text),
+                        Some(RejectReason::NotLaunched),
+                    ),
+                    number,
+                    queue: &q.1.name,
+                    phase: "new",
+                };
+            }
+            Routed {
+                decision: Decision::Forward {
+                    queue: q.0,
+                    user: &q.1.target,
+                    mark: false,
+                },
+                number,
+                queue: &q.1.name,
+                phase: "new",
+            }
+        }
+        Entry::Legacy(l) => {
+            let phase = phase_at(&l.schedule, now);
+            let home = snap.queues.get(l.queue);
+            let forward = |queue: usize, mark: bool| match snap.queues.get(queue) {
+                Some(q) => Routed {
+                    decision: Decision::Forward {
+                        queue,
+                        user: &q.target,
+                        mark,
+                    },
+                    number: &l.number,
+                    queue: &q.name,
+                    phase: phase.as_str(),
+                },
+                None => Routed {
+                    number: &l.number,
+                    phase: phase.as_str(),
+                    ..unrouted(reply(500, "Server Internal Error", None, None))
+                },
+            };
+            let queue_name = home.map_or("none", |q| q.name.as_str());
+            match phase {
+                Phase::Before => forward(l.queue, false),
+                Phase::Parallel | Phase::Retired(Treatment::Route) => forward(l.queue, true),
+                Phase::Retired(Treatment::Announce { queue }) => forward(*queue, true),
+                Phase::Retired(Treatment::Redirect { status }) => {
+                    let area = l
+                        .area(&m.areas)
+                        .map_or(m.new_number.as_str(), |a| a.new_number.as_str());
+                    let g = &snap.gateway;
+                    let contact = format!(
+                        "<sip:{area}@{}:{};user=phone>",
+                        g.advertised_host, g.advertised_port
+                    );
+                    let reason = if *status == 301 {
+                        "Moved Permanently"
+                    } else {
+                        "Moved Temporarily"
+                    };
+                    let decision = Decision::Reply {
+                        status: *status,
+                        reason: Cow::Borrowed(reason),
+                        reason_header: Some(format!(
+                            "SIP;cause={status};text=\"number changed to {}\"",
+                            m.new_number
+                        )),
+                        contact: Some(contact),
+                        reject: None,
+                    };
+                    Routed {
+                        decision,
+                        number: &l.number,
+                        queue: queue_name,
+                        phase: "retired",
+                    }
+                }
+                Phase::Retired(Treatment::Reject { status, reason }) => {
+                    let decision = Decision::Reply {
+                        status: *status,
+                        reason: Cow::Owned(reason.clone()),
+                        reason_header: Some(format!("SIP;cause={status};text=\"{reason}\"")),
+                        contact: None,
+                        reject: Some(RejectReason::Retired),
+                    };
+                    Routed {
+                        decision,
+                        number: &l.number,
+                        queue: queue_name,
+                        phase: "retired",
+                    }
+                }
+                Phase::Decommissioned => Routed {
+                    decision: reply(
+                        404,
+                        "Not Found",
+                        Some(NUMBER_CHANGED.into()),
+                        Some(RejectReason::Retired),
+                    ),
+                    number: &l.number,
+                    queue: "none",
+                    phase: "decommissioned",
+                },
+            }
+        }
+    }
+}
+
+/// RFC 3326 Reason for a number that is not configured (Q.850 cause 1).
+const UNALLOCATED: &str = "Q.850;cause=1;text=\"Unallocated (unassigned) number\"";
+/// RFC 3326 Reason for a decommissioned legacy number (Q.850 cause 22).
+const NUMBER_CHANGED: &str = "Q.850;cause=22;text=\"Number changed\"";
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::validate;
+    use std::path::Path;
+
+    pub(crate) const FIXTURE: &str = r#"
+[gateway]
+advertised = "192.0.2.10:5060"
+[new_number]
+number = "12356"
+default_queue = "fuzhou"
+[[queue]]
+name = "fuzhou"
+backends = ["sip:127.0.0.1:5091"]
+[[queue]]
+name = "xiamen"
+backends = ["sip:127.0.0.1:5092"]
+[[queue]]
+name = "announcement"
+target = "number-changed"
+backends = ["sip:127.0.0.1:5089"]
+[[area]]
+code = "0591"
+queue = "fuzhou"
+[[area]]
+code = "0592"
+queue = "xiamen"
+launch = 2025-04-07T00:00:00+08:00
+[[trunk]]
+name = "fuzhou-trunk"
+sources = ["10.1.0.0/16"]
+origin_area = "0591"
+[[trunk]]
+name = "xiamen-trunk"
+sources = ["10.2.0.0/16"]
+origin_area = "0592"
+[[trunk]]
+name = "national"
+sources = ["10.3.0.0/16"]
+[[legacy]]
+number = "0591-85666661"
+queue = "fuzhou"
+parallel_from = 2025-04-07T00:00:00+08:00
+retired_from = 2025-05-07T00:00:00+08:00
+when_retired = { treatment = "route" }
+[[legacy]]
+number = "0591-85666221"
+queue = "fuzhou"
+parallel_from = 2025-04-07T00:00:00+08:00
+retired_from = 2025-05-07T00:00:00+08:00
+decommissioned_from = 2026-01-01T00:00:00+08:00
+when_retired = { treatment = "announce", queue = "announcement" }
+[[legacy]]
+number = "0591-85666222"
+queue = "fuzhou"
+parallel_from = 2025-04-07T00:00:00+08:00
+retired_from = 2025-05-07T00:00:00+08:00
+when_retired = { treatment = "redirect", status = 301 }
+[[legacy]]
+number = "0592-12345678"
+queue = "xiamen"
+parallel_from = 2025-04-07T00:00:00+08:00
+retired_from = 2025-05-07T00:00:00+08:00
+when_retired = { treatment = "reject", status = 410, reason = "Number Changed, Dial 12356" }
+"#;
+
+    fn snap() -> Snapshot {
+        validate(Path::new("fixture.toml"), FIXTURE).unwrap()
+    }
+
+    fn at(s: &str) -> SystemTime {
+        crate::config::parse_instant(s).unwrap()
+    }
+
+    fn route<'s>(snap: &'s Snapshot, uri: &str, trunk: &str, now: &str) -> Routed<'s> {
+        let t = snap.trunks.iter().find(|t| t.name == trunk).unwrap();
+        decide(
+            &Facts {
+                method: Method::Invite,
+                request_uri: uri,
+                source: Source::Trunk(t),
+            },
+            snap,
+            at(now),
+        )
+    }
+
+    fn forwarded_to<'s>(r: &Routed<'s>) -> Option<(&'s str, bool)> {
+        match r.decision {
+            Decision::Forward { mark, .. } => Some((r.queue, mark)),
+            Decision::Reply { .. } => None,
+        }
+    }
+
+    const PARALLEL: &str = "2025-04-20T12:00:00+08:00";
+    const AFTER: &str = "2025-05-07T00:00:00+08:00";
+
+    #[test]
+    fn every_spelling_of_the_new_number_reaches_the_callers_area() {
+        let s = snap();
+        let cases = [
+            ("sip:12356@gw", "fuzhou-trunk", "fuzhou", "059112356"),
+            ("sip:059112356@gw", "xiamen-trunk", "fuzhou", "059112356"),
+            ("sip:12356@gw", "xiamen-trunk", "xiamen", "059212356"),
+            ("tel:+86-592-12356", "fuzhou-trunk", "xiamen", "059212356"),
+            ("sip:12356@gw", "national", "fuzhou", "12356"),
+        ];
+        for (uri, trunk, queue, number) in cases {
+            let r = route(&s, uri, trunk, PARALLEL);
+            assert_eq!(forwarded_to(&r), Some((queue, false)), "{uri} from {trunk}");
+            assert_eq!((r.number, r.phase), (number, "new"), "{uri} from {trunk}");
+        }
+    }
+
+    #[test]
+    fn legacy_numbers_route_unmarked_before_and_marked_during_the_parallel_period() {
+        let s = snap();
+        let before = route(
+            &s,
+            "sip:059185666661@gw",
+            "xiamen-trunk",
+            "2025-04-06T23:59:59.999+08:00",
+        );
+        assert_eq!(
+            (forwarded_to(&before), before.phase),
+            (Some(("fuzhou", false)), "before")
+        );
+        let during = route(&s, "sip:85666661@gw", "fuzhou-trunk", PARALLEL);
+        assert_eq!(
+            (forwarded_to(&during), during.phase, during.number),
+            (Some(("fuzhou", true)), "parallel", "059185666661")
+        );
+        let last_ms = route(
+            &s,
+            "sip:85666661@gw",
+            "fuzhou-trunk",
+            "2025-05-06T23:59:59.999+08:00",
+        );
+        assert_eq!(last_ms.phase, "parallel");
+    }
+
+    #[test]
+    fn each_retired_treatment_applies_from_the_end_instant() {
+        let s = snap();
+        let r = route(&s, "sip:059185666661@gw", "fuzhou-trunk", AFTER);
+        assert_eq!(
+            (forwarded_to(&r), r.phase),
+            (Some(("fuzhou", true)), "retired")
+        );
+
+        let r = route(
+            &s,
+            "sip:059185666221@gw",
+            "fuzhou-trunk",
+            "2025-05-06T16:00:00Z",
+        );
+        assert_eq!(forwarded_to(&r), Some(("announcement", true)));
+        assert!(matches!(
+            r.decision,
+            Decision::Forward {
+                user: "number-changed",
+                ..
+            }
+        ));
+
+        let r = route(&s, "sip:059185666222@gw", "fuzhou-trunk", AFTER);
+        match r.decision {
+            Decision::Reply {
+                status, contact, ..
+            } => {
+                assert_eq!(status, 301);
+                assert_eq!(
+                    contact.as_deref(),
+                    Some("<sip:059112356@192.0.2.10:5060;user=phone>")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let r = route(&s, "sip:059212345678@gw", "fuzhou-trunk", AFTER);
+        match r.decision {
+            Decision::Reply {
+                status,
+                reason,
+                reason_header,
+                reject,
+                ..
+            } => {
+                assert_eq!(
+                    (status, reason.as_ref(), reject),
+                    (
+                        410,
+                        "Number Changed, Dial 12356",
+                        Some(RejectReason::Retired)
+                    )
+                );
+                assert_eq!(
+                    reason_header.as_deref(),
+                    Some("SIP;cause=410;text=\"Number Changed, Dial 12356\"")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_decommissioned_number_is_404_with_number_changed() {
+        let s = snap();
+        let r = route(
+            &s,
+            "sip:059185666221@gw",
+            "fuzhou-trunk",
+            "2026-01-01T00:00:00+08:00",
+        );
+        assert_eq!(r.phase, "decommissioned");
+        assert!(matches!(
+            r.decision,
+            Decision::Reply {
+                status: 404,
+                reject: Some(RejectReason::Retired),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_new_number_before_launch_is_not_in_service_unless_configured() {
+        let s = snap();
+        let r = route(
+            &s,
+            "sip:059212356@gw",
+            "fuzhou-trunk",
+            "2025-04-06T15:59:59Z",
+        );
+        assert!(matches!(
+            r.decision,
+            Decision::Reply {
+                status: 404,
+                reject: Some(RejectReason::NotLaunched),
+                ..
+            }
+        ));
+        let r = route(
+            &s,
+            "sip:059212356@gw",
+            "fuzhou-trunk",
+            "2025-04-06T16:00:00Z",
+        );
+        assert_eq!(forwarded_to(&r), Some(("xiamen", false)));
+        // Fuzhou has no launch date: it answers at any instant.
+        let r = route(
+            &s,
+            "sip:059112356@gw",
+            "fuzhou-trunk",
+            "2000-01-01T00:00:00Z",
+        );
+        assert_eq!(forwarded_to(&r), Some(("fuzhou", false)));
+    }
+
+    #[test]
+    fn unknown_numbers_and_sources_are_refused() {
+        let s = snap();
+        let r = route(&s, "sip:059185666663@gw", "fuzhou-trunk", PARALLEL);
+        assert_eq!(r.number, "other");
+        assert!(matches!(
+            r.decision,
+            Decision::Reply {
+                status: 404,
+                reject: Some(RejectReason::UnknownNumber),
+                ..
+            }
+        ));
+        let r = route(&s, "sip:85666661@gw", "xiamen-trunk", PARALLEL); // 059285666661: not ours
+        assert!(matches!(r.decision, Decision::Reply { status: 404, .. }));
+        let r = decide(
+            &Facts {
+                method: Method::Invite,
+                request_uri: "sip:12356@gw",
+                source: Source::Unknown,
+            },
+            &s,
+            at(PARALLEL),
+        );
+        assert!(matches!(
+            r.decision,
+            Decision::Reply {
+                status: 403,
+                reject: Some(RejectReason::UnknownSource),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn options_from_a_trunk_is_answered_here() {
+        let s = snap();
+        let t = &s.trunks[0];
+        let r = decide(
+            &Facts {
+                method: Method::Options,
+                request_uri: "sip:192.0.2.10",
+                source: Source::Trunk(t),
+            },
+            &s,
+            at(PARALLEL),
+        );
+        assert!(matches!(r.decision, Decision::Reply { status: 200, .. }));
+    }
+}
