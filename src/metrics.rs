@@ -1,0 +1,240 @@
+//! Prometheus metrics: the only file that names metrics. Core code hands over a
+//! [`Label`](crate::proxy::Label); names, label sets and help texts live here.
+
+use crate::calendar::{phase_at, PHASES};
+use crate::clock::unix_seconds;
+use crate::config::Snapshot;
+use crate::proxy::{Act, CallOutcome, Kind, Label};
+use crate::route::RejectReason;
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+const REQUESTS: &str = "dualgate_requests_total";
+const RESPONSES: &str = "dualgate_responses_total";
+const ATTEMPTS: &str = "dualgate_call_attempts_total";
+const OUTCOMES: &str = "dualgate_call_outcomes_total";
+const LAST_CALL: &str = "dualgate_last_call_timestamp_seconds";
+const PHASE: &str = "dualgate_legacy_phase";
+const RETIRED_FROM: &str = "dualgate_legacy_retired_from_timestamp_seconds";
+const REJECTED: &str = "dualgate_rejected_total";
+const RELOADS: &str = "dualgate_config_reloads_total";
+const LAST_RELOAD: &str = "dualgate_config_last_reload_success_timestamp_seconds";
+const BACKEND_ERRORS: &str = "dualgate_backend_errors_total";
+const DURATION: &str = "dualgate_request_duration_seconds";
+const BUILD_INFO: &str = "dualgate_build_info";
+
+/// Histogram buckets for time spent inside the gateway: 10 µs to 100 ms.
+const DURATION_BUCKETS: [f64; 13] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1,
+];
+
+/// Installs the Prometheus exporter (its HTTP listener on `listen`, when set) with a `replica`
+/// label on every series, and describes every metric. Must run inside the tokio runtime.
+///
+/// # Errors
+/// The exporter's [`BuildError`] (e.g. the listen address is taken).
+pub fn install(listen: Option<SocketAddr>, replica: &str) -> Result<(), BuildError> {
+    let mut b = PrometheusBuilder::new()
+        .add_global_label("replica", replica)
+        .set_buckets_for_metric(Matcher::Full(DURATION.to_string()), &DURATION_BUCKETS)?;
+    b = match listen {
+        Some(addr) => b.with_http_listener(addr),
+        None => b,
+    };
+    b.install()?;
+    describe();
+    Ok(())
+}
+
+fn describe() {
+    describe_counter!(REQUESTS, "SIP requests handled, by method, dialled number, queue, trunk, migration phase and decision.");
+    describe_counter!(
+        RESPONSES,
+        "SIP responses handled, by status class and decision."
+    );
+    describe_counter!(
+        ATTEMPTS,
+        "Call attempts (initial INVITEs, retransmissions included) per dialled number and queue."
+    );
+    describe_counter!(
+        OUTCOMES,
+        "Final responses to INVITEs per dialled number, queue and outcome."
+    );
+    describe_gauge!(
+        LAST_CALL,
+        Unit::Seconds,
+        "Unix time of the last call attempt per dialled number (0: none since start)."
+    );
+    describe_gauge!(
+        PHASE,
+        "1 for a legacy number's current migration phase, 0 for the others."
+    );
+    describe_gauge!(
+        RETIRED_FROM,
+        Unit::Seconds,
+        "Unix time a legacy number's parallel period ends."
+    );
+    describe_counter!(
+        REJECTED,
+        "Messages refused or dropped by the gateway, by reason."
+    );
+    describe_counter!(RELOADS, "Mapping reloads by result.");
+    describe_gauge!(
+        LAST_RELOAD,
+        Unit::Seconds,
+        "Unix time of the last successful mapping load."
+    );
+    describe_counter!(
+        BACKEND_ERRORS,
+        "Failures to send to a next hop, by queue and kind (send, connect)."
+    );
+    describe_histogram!(
+        DURATION,
+        Unit::Seconds,
+        "Time a message spends inside the gateway, receive to send."
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the version label tells which build runs."
+    );
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    for r in RejectReason::ALL {
+        counter!(REJECTED, "reason" => r.as_str()).absolute(0);
+    }
+    for result in ["success", "failure"] {
+        counter!(RELOADS, "result" => result).absolute(0);
+    }
+}
+
+/// Creates every configured number's series at 0 (they never expire), so a legacy number that
+/// has gone quiet shows 0 rather than disappearing, and sets the calendar gauges.
+pub fn register(snap: &Snapshot, now: SystemTime) {
+    let m = &snap.mappings;
+    let queue_of = |number: &str| -> &str {
+        match m.lookup_str(number) {
+            Some(crate::mapping::Entry::Legacy(l)) => {
+                snap.queues.get(l.queue).map_or("none", |q| &q.name)
+            }
+            Some(crate::mapping::Entry::NewNumber { area: Some(a) }) => {
+                snap.queues.get(a.queue).map_or("none", |q| &q.name)
+            }
+            Some(crate::mapping::Entry::NewNumber { area: None }) => m
+                .default_queue
+                .and_then(|i| snap.queues.get(i))
+                .map_or("none", |q| &q.name),
+            None => "none",
+        }
+    };
+    for number in m.numbers().chain(std::iter::once("other")) {
+        let queue = queue_of(number).to_string();
+        counter!(ATTEMPTS, "number" => number.to_string(), "queue" => queue.clone()).increment(0);
+        for o in CallOutcome::ALL {
+            counter!(OUTCOMES, "number" => number.to_string(), "queue" => queue.clone(), "outcome" => o.as_str()).increment(0);
+        }
+        gauge!(LAST_CALL, "number" => number.to_string()).increment(0.0);
+    }
+    for l in &m.legacy {
+        gauge!(RETIRED_FROM, "number" => l.number.clone())
+            .set(unix_seconds(l.schedule.retired_from));
+    }
+    record_phases(snap, now);
+}
+
+/// Sets each legacy number's phase gauge for `now`.
+pub fn record_phases(snap: &Snapshot, now: SystemTime) {
+    for l in &snap.mappings.legacy {
+        let current = phase_at(&l.schedule, now).as_str();
+        for p in PHASES {
+            gauge!(PHASE, "number" => l.number.clone(), "phase" => p).set(if p == current {
+                1.0
+            } else {
+                0.0
+            });
+        }
+    }
+}
+
+/// Counts one handled message.
+pub fn record(l: &Label<'_>, now: SystemTime, inside: Duration) {
+    histogram!(DURATION).record(inside.as_secs_f64());
+    if let Some(r) = l.reject {
+        counter!(REJECTED, "reason" => r.as_str()).increment(1);
+    }
+    match l.kind {
+        Kind::Request {
+            method,
+            attempt,
+            outcome,
+        } => {
+            counter!(
+                REQUESTS,
+                "method" => method,
+                "number" => l.number.to_string(),
+                "queue" => l.queue.to_string(),
+                "trunk" => l.trunk.to_string(),
+                "phase" => l.phase,
+                "decision" => l.act.as_str()
+            )
+            .increment(1);
+            if attempt {
+                counter!(ATTEMPTS, "number" => l.number.to_string(), "queue" => l.queue.to_string()).increment(1);
+                gauge!(LAST_CALL, "number" => l.number.to_string()).set(unix_seconds(now));
+            }
+            if let Some(o) = outcome {
+                outcome_counter(l, o);
+            }
+        }
+        Kind::Response { class, outcome } => {
+            counter!(RESPONSES, "class" => class_label(class), "decision" => l.act.as_str())
+                .increment(1);
+            if let (Some(o), Act::Forwarded) = (outcome, l.act) {
+                outcome_counter(l, o);
+            }
+        }
+        Kind::Malformed => {}
+    }
+}
+
+fn outcome_counter(l: &Label<'_>, o: CallOutcome) {
+    counter!(OUTCOMES, "number" => l.number.to_string(), "queue" => l.queue.to_string(), "outcome" => o.as_str()).increment(1);
+}
+
+fn class_label(class: u8) -> &'static str {
+    match class {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        6 => "6xx",
+        _ => "other",
+    }
+}
+
+/// Counts a message the gateway could not hand to its next hop.
+pub fn record_backend_error(queue: &str, kind: &'static str) {
+    counter!(BACKEND_ERRORS, "queue" => queue.to_string(), "kind" => kind).increment(1);
+}
+
+/// Counts a message dropped because the gateway could not keep up.
+pub fn record_overload() {
+    counter!(REJECTED, "reason" => RejectReason::Overload.as_str()).increment(1);
+}
+
+/// Counts a mapping reload attempt.
+pub fn record_reload(ok: bool, now: SystemTime) {
+    counter!(RELOADS, "result" => if ok { "success" } else { "failure" }).increment(1);
+    if ok {
+        gauge!(LAST_RELOAD).set(unix_seconds(now));
+    }
+}
+
+/// Counts bytes that could not be framed or parsed as SIP.
+pub fn record_malformed() {
+    counter!(REJECTED, "reason" => RejectReason::Malformed.as_str()).increment(1);
+}

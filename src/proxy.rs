@@ -1,0 +1,800 @@
+//! The whole per-message path of a stateless proxy (RFC 3261 §16.11): bytes in, at most one
+//! message out, plus the labels it is counted under. Pure: the snapshot, the sender and the
+//! instant are parameters; the transport edge sends what this returns.
+
+use crate::config::{Backend, Snapshot};
+use crate::peer::{Peer, Transport};
+use crate::route::{decide, Decision, Facts, RejectReason, Source};
+use crate::sip::parse::param;
+use crate::sip::{self, Branch, HeaderName, Message, Method, RequestEdit, Start, Via};
+use std::net::{IpAddr, SocketAddr};
+use std::time::SystemTime;
+
+/// The Max-Forwards a request gets when it arrives without one (RFC 3261 §16.6 step 3).
+pub const DEFAULT_MAX_FORWARDS: u8 = 70;
+
+/// What became of a message: forwarded, answered or dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    /// Sent on to the next hop.
+    Forwarded,
+    /// Answered by the gateway itself.
+    Replied,
+    /// Discarded.
+    Dropped,
+}
+
+impl Act {
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Act::Forwarded => "forwarded",
+            Act::Replied => "replied",
+            Act::Dropped => "dropped",
+        }
+    }
+}
+
+/// How a call attempt ended, read from the final response to its INVITE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// 2xx.
+    Answered,
+    /// 3xx.
+    Redirected,
+    /// 487 Request Terminated (the caller hung up while ringing).
+    Cancelled,
+    /// Other 4xx.
+    Failed4xx,
+    /// 5xx.
+    Failed5xx,
+    /// 6xx.
+    Failed6xx,
+}
+
+impl CallOutcome {
+    /// Every outcome, for pre-registering metric series.
+    pub const ALL: [CallOutcome; 6] = [
+        CallOutcome::Answered,
+        CallOutcome::Redirected,
+        CallOutcome::Cancelled,
+        CallOutcome::Failed4xx,
+        CallOutcome::Failed5xx,
+        CallOutcome::Failed6xx,
+    ];
+
+    /// The outcome of a final status code; `None` for provisional ones.
+    pub fn of(status: u16) -> Option<CallOutcome> {
+        match status {
+            200..=299 => Some(CallOutcome::Answered),
+            300..=399 => Some(CallOutcome::Redirected),
+            487 => Some(CallOutcome::Cancelled),
+            400..=499 => Some(CallOutcome::Failed4xx),
+            500..=599 => Some(CallOutcome::Failed5xx),
+            600..=699 => Some(CallOutcome::Failed6xx),
+            _ => None,
+        }
+    }
+
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Answered => "answered",
+            CallOutcome::Redirected => "redirected",
+            CallOutcome::Cancelled => "cancelled",
+            CallOutcome::Failed4xx => "failed_4xx",
+            CallOutcome::Failed5xx => "failed_5xx",
+            CallOutcome::Failed6xx => "failed_6xx",
+        }
+    }
+}
+
+/// Which kind of message was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A request.
+    Request {
+        /// Method label: INVITE ACK BYE CANCEL OPTIONS REGISTER or `other`.
+        method: &'static str,
+        /// An initial INVITE: a call attempt on `number`.
+        attempt: bool,
+        /// A final response the gateway gave an initial INVITE itself.
+        outcome: Option<CallOutcome>,
+    },
+    /// A response.
+    Response {
+        /// Status class 1..=6.
+        class: u8,
+        /// The call outcome, for a final response to an INVITE.
+        outcome: Option<CallOutcome>,
+    },
+    /// Bytes that are not SIP.
+    Malformed,
+}
+
+/// The labels a handled message is counted under; values come only from closed enums and the
+/// configuration, never from what a peer wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Label<'s> {
+    /// Request, response or garbage.
+    pub kind: Kind,
+    /// Configured canonical number, `other` or `none`.
+    pub number: &'s str,
+    /// Queue name or `none`.
+    pub queue: &'s str,
+    /// Trunk name, `backend` or `unknown`.
+    pub trunk: &'s str,
+    /// Migration phase, `new` or `none`.
+    pub phase: &'static str,
+    /// What was done.
+    pub act: Act,
+    /// Why it was refused or dropped, if it was.
+    pub reject: Option<RejectReason>,
+}
+
+/// The result of handling one message: bytes to send (left in the caller's buffer) and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome<'s> {
+    /// Send the output buffer here, if anything is to be sent.
+    pub send: Option<Peer>,
+    /// How to count it.
+    pub label: Label<'s>,
+}
+
+fn method_label(m: Method<'_>) -> &'static str {
+    match m {
+        Method::Invite => "INVITE",
+        Method::Ack => "ACK",
+        Method::Bye => "BYE",
+        Method::Cancel => "CANCEL",
+        Method::Options => "OPTIONS",
+        Method::Register => "REGISTER",
+        Method::Other(_) => "other",
+    }
+}
+
+fn method_token<'a>(m: Method<'a>) -> &'a str {
+    match m {
+        Method::Invite => "INVITE",
+        Method::Ack => "ACK",
+        Method::Bye => "BYE",
+        Method::Cancel => "CANCEL",
+        Method::Options => "OPTIONS",
+        Method::Register => "REGISTER",
+        Method::Other(s) => s,
+    }
+}
+
+/// Handles one complete message from `from`. The bytes to send, if any, are left in `out`.
+pub fn handle<'s>(
+    bytes: &[u8],
+    from: Peer,
+    snap: &'s Snapshot,
+    now: SystemTime,
+    out: &mut Vec<u8>,
+) -> Outcome<'s> {
+    out.clear();
+    let Ok(msg) = sip::parse(bytes) else {
+        return Outcome {
+            send: None,
+            label: malformed(),
+        };
+    };
+    match msg.start {
+        Start::Request { method, uri } => request(&msg, method, uri, from, snap, now, out),
+        Start::Response { code, .. } => response(&msg, code, snap, out),
+    }
+}
+
+fn malformed() -> Label<'static> {
+    Label {
+        kind: Kind::Malformed,
+        number: "none",
+        queue: "none",
+        trunk: "unknown",
+        phase: "none",
+        act: Act::Dropped,
+        reject: Some(RejectReason::Malformed),
+    }
+}
+
+/// Whether a Via entry was written by this gateway.
+fn via_is_ours(v: &Via<'_>, snap: &Snapshot) -> bool {
+    host_port_is_ours(v.host, v.port, snap)
+}
+
+fn host_port_is_ours(host: &str, port: Option<u16>, snap: &Snapshot) -> bool {
+    let g = &snap.gateway;
+    let port = port.unwrap_or(5060);
+    if host.eq_ignore_ascii_case(&g.advertised_host) && port == g.advertised_port {
+        return true;
+    }
+    let Some(ip) = parse_ip(host) else {
+        return false;
+    };
+    [g.sip_udp, g.sip_tcp]
+        .into_iter()
+        .flatten()
+        .any(|a| a.ip() == ip && a.port() == port)
+}
+
+fn parse_ip(host: &str) -> Option<IpAddr> {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
+/// The params of a Via entry, after its sent-by.
+fn via_params<'a>(v: &Via<'a>) -> &'a str {
+    v.raw.find(';').map_or("", |i| &v.raw[i..])
+}
+
+/// `host`, `port`, `transport` of a SIP URI, with or without `<>` and a display name.
+fn uri_target(uri: &str) -> Option<(&str, Option<u16>, Option<Transport>)> {
+    let uri = match (uri.find('<'), uri.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &uri[a + 1..b],
+        _ => uri,
+    };
+    let uri = uri.trim();
+    let rest = if uri.len() >= 4 && uri[..4].eq_ignore_ascii_case("sip:") {
+        &uri[4..]
+    } else if uri.len() >= 5 && uri[..5].eq_ignore_ascii_case("sips:") {
+        &uri[5..]
+    } else {
+        return None;
+    };
+    let rest = rest.split('?').next().unwrap_or(rest);
+    let after_user = rest.rfind('@').map_or(rest, |i| &rest[i + 1..]);
+    let (hostport, params) = after_user.split_once(';').unwrap_or((after_user, ""));
+    let (host, port) = if hostport.starts_with('[') {
+        let close = hostport.find(']')?;
+        let port = hostport[close + 1..].strip_prefix(':');
+        (&hostport[..=close], port)
+    } else {
+        match hostport.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok()?),
+        None => None,
+    };
+    let transport = param(&format!(";{params}"), "transport")
+        .flatten()
+        .and_then(Transport::from_token);
+    if host.is_empty() {
+        return None;
+    }
+    Some((host, port, transport))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn request<'s>(
+    msg: &Message<'_>,
+    method: Method<'_>,
+    uri: &str,
+    from: Peer,
+    snap: &'s Snapshot,
+    now: SystemTime,
+    out: &mut Vec<u8>,
+) -> Outcome<'s> {
+    let source = match snap.trunk_for(from.addr.ip()) {
+        Some(t) => Source::Trunk(t),
+        None if snap.is_backend(from.addr.ip()) => Source::Backend,
+        None => Source::Unknown,
+    };
+    let mut label = Label {
+        kind: Kind::Request {
+            method: method_label(method),
+            attempt: false,
+            outcome: None,
+        },
+        number: "none",
+        queue: "none",
+        trunk: source.label(),
+        phase: "none",
+        act: Act::Dropped,
+        reject: None,
+    };
+    let is_ack = method == Method::Ack;
+    let Some(top) = msg.top_via() else {
+        // Nowhere to send an answer (RFC 3261 §8.1.1.7): drop.
+        label.reject = Some(RejectReason::BadRequest);
+        return Outcome { send: None, label };
+    };
+    let received = match parse_ip(top.host) {
+        Some(ip) if ip == from.addr.ip() && top.rport.is_none() => None,
+        _ => Some(from.addr.ip()),
+    };
+    let rport = match top.rport {
+        Some(None) => Some(from.addr.port()),
+        _ => None,
+    };
+    // Where our own answers go (RFC 3261 §18.2.2, RFC 3581 §4).
+    let reply_to = match (from.transport, top.rport) {
+        (Transport::Tcp, _) | (Transport::Udp, Some(_)) => from,
+        (Transport::Udp, None) => Peer {
+            addr: SocketAddr::new(from.addr.ip(), top.port.unwrap_or(5060)),
+            transport: Transport::Udp,
+        },
+    };
+    let branch = Branch::of(msg);
+    let answer = |status: u16, reason: &str, extra: &[(&str, &str)], out: &mut Vec<u8>| {
+        let tag = format!("dg{:08x}", branch.txn as u32);
+        *out = sip::reply(
+            msg,
+            &sip::Reply {
+                status,
+                reason,
+                to_tag: &tag,
+                received,
+                rport,
+                extra,
+            },
+        );
+    };
+    let refuse =
+        |mut label: Label<'s>, status: u16, reason: &str, why: RejectReason, out: &mut Vec<u8>| {
+            label.reject = Some(why);
+            if is_ack {
+                return Outcome { send: None, label };
+            }
+            answer(status, reason, &[], out);
+            label.act = Act::Replied;
+            Outcome {
+                send: Some(reply_to),
+                label,
+            }
+        };
+
+    // RFC 3261 §8.2.2 / §16.3 step 1: the mandatory headers.
+    let cseq = msg.cseq();
+    let missing = [
+        (
+            msg.header(HeaderName::From).is_none(),
+            "Bad Request - Missing From",
+        ),
+        (
+            msg.header(HeaderName::To).is_none(),
+            "Bad Request - Missing To",
+        ),
+        (msg.call_id().is_none(), "Bad Request - Missing Call-ID"),
+        (cseq.is_none(), "Bad Request - Missing or Bad CSeq"),
+    ]
+    .into_iter()
+    .find_map(|(gone, why)| gone.then_some(why));
+    if let Some(why) = missing {
+        return refuse(label, 400, why, RejectReason::BadRequest, out);
+    }
+    if cseq.is_some_and(|(_, m)| m != method_token(method)) {
+        return refuse(
+            label,
+            400,
+            "Bad Request - CSeq Method Mismatch",
+            RejectReason::BadRequest,
+            out,
+        );
+    }
+    let in_dialog = msg.to_tag().is_some();
+    let max_forwards = match msg.max_forwards() {
+        None => u32::from(DEFAULT_MAX_FORWARDS) + 1,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => {
+            return refuse(
+                label,
+                400,
+                "Bad Request - Bad Max-Forwards",
+                RejectReason::BadRequest,
+                out,
+            )
+        }
+    };
+    let keepalive = method == Method::Options && !in_dialog;
+    if max_forwards == 0 && !keepalive {
+        // RFC 3261 §16.3 step 2 (an OPTIONS with Max-Forwards 0 is answered below, as a UAS).
+        return refuse(label, 483, "Too Many Hops", RejectReason::MaxForwards, out);
+    }
+    // RFC 3261 §16.3 step 4: a Via of ours with this request's routing state means a loop.
+    if msg.vias().any(|v| {
+        via_is_ours(&v, snap) && v.branch.and_then(Branch::loop_key_of) == Some(branch.loop_key)
+    }) {
+        return refuse(label, 482, "Loop Detected", RejectReason::Loop, out);
+    }
+    let max_forwards = u8::try_from(max_forwards.saturating_sub(1)).unwrap_or(u8::MAX);
+
+    let mut routes = msg.routes();
+    let first_route = routes.next();
+    let route_is_ours = first_route
+        .and_then(uri_target)
+        .is_some_and(|(h, p, _)| host_port_is_ours(h, p, snap));
+    if route_is_ours {
+        // In-dialog request following our Record-Route: loose routing (RFC 3261 §16.4, §16.12).
+        if source == Source::Unknown {
+            return refuse(label, 403, "Forbidden", RejectReason::UnknownSource, out);
+        }
+        let next = routes.next().unwrap_or(uri);
+        let Some(to) = uri_target(next).and_then(|(h, p, t)| {
+            Some(Peer {
+                addr: SocketAddr::new(parse_ip(h)?, p.unwrap_or(5060)),
+                transport: t.unwrap_or(Transport::Udp),
+            })
+        }) else {
+            return refuse(
+                label,
+                502,
+                "Bad Gateway - Next Hop Is Not An IP Address",
+                RejectReason::BadRequest,
+                out,
+            );
+        };
+        let via = our_via(snap, to.transport, &branch, None, None, from);
+        let edit = RequestEdit {
+            via: &via,
+            received,
+            rport,
+            max_forwards,
+            pop_route: true,
+            ..RequestEdit::default()
+        };
+        sip::forward_request(msg, &edit, out);
+        label.act = Act::Forwarded;
+        return Outcome {
+            send: Some(to),
+            label,
+        };
+    }
+
+    let routed = decide(
+        &Facts {
+            method,
+            request_uri: uri,
+            source,
+        },
+        snap,
+        now,
+    );
+    label.number = routed.number;
+    label.queue = routed.queue;
+    label.phase = routed.phase;
+    let attempt = method == Method::Invite && !in_dialog;
+    label.kind = Kind::Request {
+        method: method_label(method),
+        attempt,
+        outcome: None,
+    };
+    match routed.decision {
+        Decision::Reply {
+            status,
+            reason,
+            reason_header,
+            contact,
+            reject,
+        } => {
+            if is_ack {
+                label.reject = reject;
+                return Outcome { send: None, label };
+            }
+            // A CANCEL of an INVITE the gateway answered itself matches no transaction.
+            let (status, reason) = match (method, status) {
+                (Method::Cancel, s) if s < 400 => (481, "Call/Transaction Does Not Exist".into()),
+                _ => (status, reason),
+            };
+            let mut extra: Vec<(&str, &str)> = Vec::with_capacity(3);
+            if let Some(r) = reason_header.as_deref() {
+                extra.push(("Reason", r));
+            }
+            if let Some(c) = contact.as_deref() {
+                extra.push(("Contact", c));
+            }
+            if keepalive && status == 200 {
+                extra.push(("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS"));
+                extra.push(("Accept", "application/sdp"));
+            }
+            answer(status, &reason, &extra, out);
+            label.act = Act::Replied;
+            label.reject = reject;
+            if attempt && status >= 200 {
+                label.kind = Kind::Request {
+                    method: "INVITE",
+                    attempt,
+                    outcome: CallOutcome::of(status),
+                };
+            }
+            Outcome {
+                send: Some(reply_to),
+                label,
+            }
+        }
+        Decision::Forward { queue, user, mark } => {
+            let Some(q) = snap.queues.get(queue) else {
+                return refuse(
+                    label,
+                    500,
+                    "Server Internal Error",
+                    RejectReason::BadRequest,
+                    out,
+                );
+            };
+            let call_id = msg.call_id().unwrap_or_default();
+            let Some(backend) = choose(&q.backends, call_id.as_bytes()) else {
+                return refuse(
+                    label,
+                    503,
+                    "Service Unavailable",
+                    RejectReason::Overload,
+                    out,
+                );
+            };
+            let to = Peer {
+                addr: backend.addr,
+                transport: backend.transport,
+            };
+            let request_uri = backend_uri(user, backend);
+            let via = our_via(
+                snap,
+                to.transport,
+                &branch,
+                Some(routed.number),
+                Some(&q.name),
+                from,
+            );
+            let record_route =
+                (method == Method::Invite && !in_dialog && snap.gateway.record_route).then(|| {
+                    let g = &snap.gateway;
+                    match from.transport {
+                        Transport::Tcp => format!(
+                            "<sip:{}:{};transport=tcp;lr>",
+                            g.advertised_host, g.advertised_port
+                        ),
+                        Transport::Udp => {
+                            format!("<sip:{}:{};lr>", g.advertised_host, g.advertised_port)
+                        }
+                    }
+                });
+            let marks = if mark && method == Method::Invite {
+                legacy_marks(msg, snap, routed.number, &request_uri)
+            } else {
+                Vec::new()
+            };
+            let extra: Vec<(&str, &str)> = marks.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let edit = RequestEdit {
+                via: &via,
+                received,
+                rport,
+                request_uri: Some(&request_uri),
+                max_forwards,
+                pop_route: false,
+                record_route: record_route.as_deref(),
+                extra: &extra,
+            };
+            sip::forward_request(msg, &edit, out);
+            label.act = Act::Forwarded;
+            Outcome {
+                send: Some(to),
+                label,
+            }
+        }
+    }
+}
+
+/// Rendezvous (highest-random-weight) choice of a backend by Call-ID: every message of a call
+/// reaches the same backend without stored state, and removing a backend moves only its calls.
+pub fn choose<'b>(backends: &'b [Backend], call_id: &[u8]) -> Option<&'b Backend> {
+    let i = sip::branch::rendezvous(call_id, backends.iter().map(|b| b.key.as_bytes()))?;
+    backends.get(i)
+}
+
+fn backend_uri(user: &str, b: &Backend) -> String {
+    let host = match b.addr.ip() {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    };
+    match b.transport {
+        Transport::Udp => format!("sip:{user}@{host}:{}", b.addr.port()),
+        Transport::Tcp => format!("sip:{user}@{host}:{};transport=tcp", b.addr.port()),
+    }
+}
+
+/// The gateway's own Via: deterministic branch, plus the dialled number and queue (`dgn`,
+/// `dgq`) so responses can be counted without state, and for requests that came over TCP the
+/// source port of that connection (`dgc`), so responses go back on it (RFC 3261 §18.2.2).
+fn our_via(
+    snap: &Snapshot,
+    transport: Transport,
+    branch: &Branch,
+    number: Option<&str>,
+    queue: Option<&str>,
+    from: Peer,
+) -> String {
+    use std::fmt::Write;
+    let g = &snap.gateway;
+    let mut v = format!(
+        "SIP/2.0/{} {}:{};branch={}",
+        transport.as_via(),
+        g.advertised_host,
+        g.advertised_port,
+        branch.to_param()
+    );
+    if let Some(n) = number {
+        let _ = write!(v, ";dgn={n}");
+    }
+    if let Some(q) = queue {
+        let _ = write!(v, ";dgq={q}");
+    }
+    if from.transport == Transport::Tcp {
+        let _ = write!(v, ";dgc={}", from.addr.port());
+    }
+    v
+}
+
+/// History-Info (RFC 7044) and/or Diversion (RFC 5806) recording the legacy number dialled.
+fn legacy_marks(
+    msg: &Message<'_>,
+    snap: &Snapshot,
+    number: &str,
+    request_uri: &str,
+) -> Vec<(&'static str, String)> {
+    let g = &snap.gateway;
+    let dialled = format!(
+        "<sip:{number}@{}:{};user=phone>",
+        g.advertised_host, g.advertised_port
+    );
+    let mut marks = Vec::with_capacity(3);
+    if g.history_info {
+        let last = msg
+            .headers
+            .iter()
+            .filter(|h| h.name == HeaderName::HistoryInfo)
+            .flat_map(|h| h.value.rsplit(',').next().map(str::to_string))
+            .last()
+            .and_then(|entry| param(&entry, "index").flatten().map(str::to_string));
+        match last {
+            None => {
+                marks.push(("History-Info", format!("{dialled};index=1")));
+                marks.push(("History-Info", format!("<{request_uri}>;index=1.1;mp=1")));
+            }
+            Some(idx) => marks.push((
+                "History-Info",
+                format!("<{request_uri}>;index={idx}.1;mp={idx}"),
+            )),
+        }
+    }
+    if g.diversion {
+        marks.push((
+            "Diversion",
+            format!("{dialled};reason=unconditional;counter=1"),
+        ));
+    }
+    marks
+}
+
+fn response<'s>(
+    msg: &Message<'_>,
+    code: u16,
+    snap: &'s Snapshot,
+    out: &mut Vec<u8>,
+) -> Outcome<'s> {
+    let invite = msg.cseq().is_some_and(|(_, m)| m == "INVITE");
+    let outcome = if invite { CallOutcome::of(code) } else { None };
+    let class = u8::try_from(code / 100).unwrap_or(0);
+    let mut label = Label {
+        kind: Kind::Response {
+            class,
+            outcome: None,
+        },
+        number: "none",
+        queue: "none",
+        trunk: "backend",
+        phase: "none",
+        act: Act::Dropped,
+        reject: None,
+    };
+    let mut vias = msg.vias();
+    let Some(top) = vias.next() else {
+        label.reject = Some(RejectReason::BadRequest);
+        return Outcome { send: None, label };
+    };
+    // RFC 3261 §16.11: only a response whose top Via is ours is forwarded.
+    if !via_is_ours(&top, snap) {
+        label.reject = Some(RejectReason::BadRequest);
+        return Outcome { send: None, label };
+    }
+    let params = via_params(&top);
+    if let Some(n) = param(params, "dgn").flatten() {
+        label.number = snap.mappings.numbers().find(|c| *c == n).unwrap_or("other");
+    }
+    if let Some(q) = param(params, "dgq").flatten() {
+        label.queue = snap
+            .queues
+            .iter()
+            .find(|x| x.name == q)
+            .map_or("none", |x| x.name.as_str());
+    }
+    label.kind = Kind::Response { class, outcome };
+    let Some(next) = vias.next() else {
+        return Outcome { send: None, label };
+    };
+    let transport = Transport::from_token(next.transport).unwrap_or(Transport::Udp);
+    let ip = next
+        .received
+        .and_then(parse_ip)
+        .or_else(|| parse_ip(next.host));
+    let port = match (
+        transport,
+        param(params, "dgc")
+            .flatten()
+            .and_then(|p| p.parse::<u16>().ok()),
+    ) {
+        (Transport::Tcp, Some(p)) => p,
+        _ => match next.rport {
+            Some(Some(p)) => p,
+            _ => next.port.unwrap_or(5060),
+        },
+    };
+    let Some(ip) = ip else {
+        // A sent-by host name would need DNS (RFC 3263); a stateless gateway does not resolve.
+        label.reject = Some(RejectReason::BadRequest);
+        return Outcome { send: None, label };
+    };
+    sip::forward_response(msg, out);
+    label.act = Act::Forwarded;
+    Outcome {
+        send: Some(Peer {
+            addr: SocketAddr::new(ip, port),
+            transport,
+        }),
+        label,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_targets_read_host_port_and_transport() {
+        let cases = [
+            (
+                "<sip:127.0.0.1:5060;lr>",
+                Some(("127.0.0.1", Some(5060), None)),
+            ),
+            (
+                "<sip:gw.example;transport=tcp;lr>",
+                Some(("gw.example", None, Some(Transport::Tcp))),
+            ),
+            (
+                "\"x\" <sip:queue@[::1]:5091;transport=TCP>",
+                Some(("[::1]", Some(5091), Some(Transport::Tcp))),
+            ),
+            (
+                "sip:13800000000@10.0.0.1:5061",
+                Some(("10.0.0.1", Some(5061), None)),
+            ),
+            ("tel:+8612356", None),
+            ("sip:@", None),
+        ];
+        for (uri, want) in cases {
+            assert_eq!(uri_target(uri), want, "{uri}");
+        }
+    }
+
+    #[test]
+    fn outcomes_follow_status_classes_with_487_as_cancelled() {
+        let cases = [
+            (100, None),
+            (180, None),
+            (200, Some(CallOutcome::Answered)),
+            (302, Some(CallOutcome::Redirected)),
+            (486, Some(CallOutcome::Failed4xx)),
+            (487, Some(CallOutcome::Cancelled)),
+            (503, Some(CallOutcome::Failed5xx)),
+            (603, Some(CallOutcome::Failed6xx)),
+        ];
+        for (s, want) in cases {
+            assert_eq!(CallOutcome::of(s), want, "{s}");
+        }
+    }
+}
