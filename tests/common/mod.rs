@@ -1,0 +1,397 @@
+//! Test harness: runs the real `dualgate` binary on loopback ports with a generated mapping
+//! file, and talks to it over real UDP/TCP sockets and its real /metrics endpoint.
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::time::timeout;
+
+/// How long any single wait in a test may take.
+pub const WAIT: Duration = Duration::from_secs(3);
+
+/// An instant inside Fujian's parallel period.
+pub const PARALLEL: &str = "2025-04-20T10:00:00+08:00";
+/// The first instant after it.
+pub const RETIRED: &str = "2025-05-07T00:00:00+08:00";
+
+/// A port free for both UDP and TCP on 127.0.0.1.
+pub fn free_port() -> u16 {
+    for _ in 0..100 {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+static DIRS: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh directory for one test's files.
+pub fn temp_dir() -> PathBuf {
+    let n = DIRS.fetch_add(1, Ordering::SeqCst);
+    let d = std::env::temp_dir().join(format!("dualgate-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A mapping file for tests: trunk `fuzhou` = 127.0.0.2 (origin 0591), trunk `xiamen` =
+/// 127.0.0.3 (origin 0592); `fuzhou` queue has the given backends; `xiamen` and `announcement`
+/// one each. `@SIP@` and `@METRICS@` are filled in by [`Gateway::start`].
+pub fn mappings(fuzhou: &[String], xiamen: &str, announcement: &str, when_retired: &str) -> String {
+    let fuzhou = fuzhou
+        .iter()
+        .map(|b| format!("\"{b}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"
+[gateway]
+sip_udp = "@SIP@"
+sip_tcp = "@SIP@"
+metrics = "@METRICS@"
+advertised = "@SIP@"
+record_route = true
+mark_legacy = ["history-info", "diversion"]
+replica = "test"
+
+[new_number]
+number = "12356"
+default_queue = "fuzhou"
+
+[[queue]]
+name = "fuzhou"
+target = "12356"
+backends = [{fuzhou}]
+
+[[queue]]
+name = "xiamen"
+backends = ["{xiamen}"]
+
+[[queue]]
+name = "announcement"
+target = "number-changed"
+backends = ["{announcement}"]
+
+[[area]]
+code = "0591"
+name = "Fuzhou"
+queue = "fuzhou"
+
+[[area]]
+code = "0592"
+name = "Xiamen"
+queue = "xiamen"
+
+[[trunk]]
+name = "fuzhou"
+sources = ["127.0.0.2/32"]
+origin_area = "0591"
+
+[[trunk]]
+name = "xiamen"
+sources = ["127.0.0.3/32"]
+origin_area = "0592"
+
+[[legacy]]
+number = "0591-85666661"
+name = "provincial hotline"
+queue = "fuzhou"
+parallel_from = 2025-04-07T00:00:00+08:00
+retired_from = 2025-05-07T00:00:00+08:00
+when_retired = {when_retired}
+
+[[legacy]]
+number = "0591-85666221"
+name = "Fuzhou hotline"
+queue = "fuzhou"
+parallel_from = 2025-04-07T00:00:00+08:00
+retired_from = 2025-05-07T00:00:00+08:00
+when_retired = {{ treatment = "route" }}
+"#
+    )
+}
+
+/// A running gateway process.
+pub struct Gateway {
+    child: Child,
+    /// Its SIP address (UDP and TCP).
+    pub sip: SocketAddr,
+    /// Its /metrics address.
+    pub metrics: SocketAddr,
+    /// Its mapping file.
+    pub config: PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Gateway {
+    /// Starts `dualgate run` on fresh ports with `mappings` and waits until it answers OPTIONS.
+    pub async fn start(mappings: &str, args: &[&str]) -> Gateway {
+        let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = temp_dir().join("mappings.toml");
+        let text = mappings
+            .replace("@SIP@", &sip.to_string())
+            .replace("@METRICS@", &metrics.to_string());
+        std::fs::write(&config, text).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_dualgate"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let gw = Gateway {
+            child,
+            sip,
+            metrics,
+            config,
+        };
+        gw.wait_ready().await;
+        gw
+    }
+
+    async fn wait_ready(&self) {
+        let sock = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+        for i in 0..100 {
+            let msg = options(&sock.local_addr().unwrap(), &format!("ready-{i}"));
+            sock.send_to(msg.as_bytes(), self.sip).await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            if let Ok(Ok((n, _))) =
+                timeout(Duration::from_millis(100), sock.recv_from(&mut buf)).await
+            {
+                if String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200")
+                    && scrape_once(self.metrics).is_some()
+                {
+                    return;
+                }
+            }
+        }
+        panic!("gateway did not start");
+    }
+
+    /// The process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGHUP (reload).
+    pub fn reload(&self) {
+        let ok = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -HUP");
+    }
+
+    /// The /metrics text.
+    pub fn scrape(&self) -> String {
+        scrape_once(self.metrics).expect("scrape /metrics")
+    }
+}
+
+fn scrape_once(addr: SocketAddr) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(WAIT)).ok()?;
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let ok = body
+        .lines()
+        .next()
+        .is_some_and(|l| l.starts_with("HTTP/1.") && l.contains(" 200 "));
+    ok.then_some(body)
+}
+
+/// The value of a metric series whose labels include all of `labels`; `None` when absent.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+        if n != name {
+            return None;
+        }
+        let all = labels
+            .iter()
+            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+        all.then(|| value.parse().ok()).flatten()
+    })
+}
+
+/// An INVITE from `local` to `ruri`, with an SDP body and `rport`.
+pub fn invite(
+    ruri: &str,
+    local: &SocketAddr,
+    call_id: &str,
+    branch: &str,
+    transport: &str,
+) -> String {
+    request(
+        "INVITE", ruri, local, call_id, branch, transport, 1, "", "70",
+    )
+}
+
+/// An OPTIONS keep-alive.
+pub fn options(local: &SocketAddr, call_id: &str) -> String {
+    request(
+        "OPTIONS",
+        "sip:ping@gw",
+        local,
+        call_id,
+        &format!("z9hG4bK-{call_id}"),
+        "UDP",
+        1,
+        "",
+        "70",
+    )
+}
+
+/// A request with the usual headers; `to_tag` may be empty.
+#[allow(clippy::too_many_arguments)]
+pub fn request(
+    method: &str,
+    ruri: &str,
+    local: &SocketAddr,
+    call_id: &str,
+    branch: &str,
+    transport: &str,
+    cseq: u32,
+    to_tag: &str,
+    max_forwards: &str,
+) -> String {
+    let body = if method == "INVITE" {
+        "v=0\r\no=carrier 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n"
+    } else {
+        ""
+    };
+    let to_tag = if to_tag.is_empty() {
+        String::new()
+    } else {
+        format!(";tag={to_tag}")
+    };
+    let ctype = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
+    format!(
+        "{method} {ruri} SIP/2.0\r\n\
+         Via: SIP/2.0/{transport} {local};branch={branch};rport\r\n\
+         Max-Forwards: {max_forwards}\r\n\
+         From: \"carrier\" <sip:13800000000@{local}>;tag=from-{call_id}\r\n\
+         To: <{ruri}>{to_tag}\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Contact: <sip:13800000000@{local}>\r\n\
+         {ctype}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A UDP peer on a chosen loopback address.
+pub struct Peer {
+    /// The socket.
+    pub sock: UdpSocket,
+    /// Its address.
+    pub addr: SocketAddr,
+}
+
+impl Peer {
+    /// Binds on `ip` (e.g. 127.0.0.2 for the Fuzhou trunk), any port.
+    pub async fn bind(ip: &str) -> Peer {
+        let sock = UdpSocket::bind(format!("{ip}:0")).await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        Peer { sock, addr }
+    }
+
+    /// `sip:127.0.0.1:PORT;transport=udp`, for a backend list.
+    pub fn uri(&self) -> String {
+        format!("sip:{};transport=udp", self.addr)
+    }
+
+    /// Sends text to `to`.
+    pub async fn send(&self, to: SocketAddr, msg: &str) {
+        self.sock.send_to(msg.as_bytes(), to).await.unwrap();
+    }
+
+    /// The next datagram within [`WAIT`], as text, and who sent it.
+    pub async fn recv(&self) -> (String, SocketAddr) {
+        let mut buf = vec![0u8; 65_535];
+        let (n, from) = timeout(WAIT, self.sock.recv_from(&mut buf))
+            .await
+            .expect("a datagram within the wait")
+            .unwrap();
+        (String::from_utf8_lossy(&buf[..n]).into_owned(), from)
+    }
+
+    /// Asserts nothing arrives within `d`.
+    pub async fn silent_for(&self, d: Duration) {
+        let mut buf = vec![0u8; 65_535];
+        if let Ok(Ok((n, _))) = timeout(d, self.sock.recv_from(&mut buf)).await {
+            panic!(
+                "unexpected datagram: {}",
+                String::from_utf8_lossy(&buf[..n])
+            );
+        }
+    }
+}
+
+/// The value of the first header named `name` (case-insensitive), if any.
+pub fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    headers(msg, name).into_iter().next()
+}
+
+/// The values of every header named `name`, in order.
+pub fn headers<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
+    let head = msg.split("\r\n\r\n").next().unwrap_or("");
+    head.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+        })
+        .collect()
+}
+
+/// The first line.
+pub fn start_line(msg: &str) -> &str {
+    msg.lines().next().unwrap_or("")
+}
+
+/// A response to `req` with `status`, as a UAS would send it (all Vias, To tag added).
+pub fn respond(req: &str, status: &str, to_tag: &str) -> String {
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for v in headers(req, "Via") {
+        out.push_str(&format!("Via: {v}\r\n"));
+    }
+    for rr in headers(req, "Record-Route") {
+        out.push_str(&format!("Record-Route: {rr}\r\n"));
+    }
+    for h in ["From", "Call-ID", "CSeq"] {
+        out.push_str(&format!("{h}: {}\r\n", header(req, h).unwrap()));
+    }
+    out.push_str(&format!(
+        "To: {};tag={to_tag}\r\n",
+        header(req, "To").unwrap()
+    ));
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
