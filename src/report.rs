@@ -415,6 +415,7 @@ pub fn render(rows: &[Row], window: &str, now_unix: i64) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // until clippy.toml sets allow-unwrap-in-tests
 mod tests {
     use super::*;
 
