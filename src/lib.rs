@@ -3,4 +3,6 @@
 
 pub mod number;
 pub mod peer;
+pub mod prometheus;
+pub mod report;
 pub mod sip;
