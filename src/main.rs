@@ -62,6 +62,22 @@ enum Command {
         #[arg(long)]
         call_id: Option<String>,
     },
+    /// Ask Prometheus how much traffic each legacy number still gets and whether it is safe to
+    /// retire. Exit status: 0 every retired number is safe, 1 some is still in use, 69 Prometheus
+    /// could not be queried.
+    Retirement {
+        /// Prometheus base URL, e.g. http://127.0.0.1:9091
+        #[arg(long)]
+        prometheus: String,
+        /// Window of traffic to judge by (Prometheus duration: 7d, 24h, 90m).
+        #[arg(long, default_value = "7d")]
+        window: String,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Judge phases at this instant instead of now; traffic is always queried up to now.
+        #[arg(long)]
+        at: Option<String>,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -133,6 +149,12 @@ fn main() -> ExitCode {
             at.as_deref(),
             call_id.as_deref(),
         ),
+        Command::Retirement {
+            prometheus,
+            window,
+            config,
+            at,
+        } => retirement(&config_path(&config), &prometheus, &window, at.as_deref()),
     };
     match result {
         Ok(code) => code,
@@ -553,7 +575,44 @@ fn route(
     Ok(ExitCode::SUCCESS)
 }
 
-#[allow(dead_code)]
-fn unavailable() -> ExitCode {
-    ExitCode::from(EX_UNAVAILABLE)
+fn retirement(
+    path: &Path,
+    prometheus: &str,
+    window: &str,
+    at: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    use dualgate::report::{assess, gate, parse_window, render, LegacyLine};
+    let snap = config::load(path)?;
+    let phase_instant = instant_or_now(at)?;
+    let window = parse_window(window).map_err(|e| anyhow!("--window: {e}"))?;
+    let m = &snap.mappings;
+    let lines: Vec<LegacyLine> = m
+        .legacy
+        .iter()
+        .map(|l| LegacyLine {
+            number: l.number.clone(),
+            name: l.name.clone(),
+            new_number: l
+                .area(&m.areas)
+                .map_or_else(|| m.new_number.clone(), |a| a.new_number.clone()),
+            phase: phase_at(&l.schedule, phase_instant).as_str().to_string(),
+            max_share: l.max_share,
+        })
+        .collect();
+    // Traffic is what Prometheus holds up to now; `--at` only moves the calendar.
+    let observed = match dualgate::prometheus::observe(prometheus, &window, None) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("dualgate: cannot query Prometheus at {prometheus}: {e}");
+            return Ok(ExitCode::from(EX_UNAVAILABLE));
+        }
+    };
+    let rows = assess(&lines, &observed);
+    let now = dualgate::clock::unix_seconds(SystemClock::real().now()).floor() as i64;
+    print!("{}", render(&rows, &window.to_string(), now));
+    Ok(if gate(&rows) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
