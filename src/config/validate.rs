@@ -165,22 +165,28 @@ fn build(path: &Path, raw: &RawFile, issues: &mut Issues<'_>) -> Snapshot {
     };
 
     let mut legacy: Vec<Legacy> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     for (i, l) in raw.legacy.iter().enumerate() {
-        if let Some(entry) = legacy_entry(i, l.get_ref(), &queues, &areas, max_share, issues) {
-            if legacy.iter().any(|x| x.number == entry.number) {
+        let r = l.get_ref();
+        // Duplicates are judged on the canonical number alone, even if the entry has other faults.
+        if let Ok(d) = normalize(r.number.get_ref(), &Dialling::default()) {
+            let n = d.as_str().to_string();
+            if seen.contains(&n) {
                 issues.push(
-                    l.get_ref().number.span(),
+                    r.number.span(),
                     format!("legacy[{i}].number"),
-                    format!("number `{}` is configured twice", entry.number),
+                    format!("number `{n}` is configured twice"),
+                );
+            } else if areas.iter().any(|a| a.new_number == n) {
+                issues.push(
+                    r.number.span(),
+                    format!("legacy[{i}].number"),
+                    format!("`{n}` is the new number of its area"),
                 );
             }
-            if areas.iter().any(|a| a.new_number == entry.number) {
-                issues.push(
-                    l.get_ref().number.span(),
-                    format!("legacy[{i}].number"),
-                    format!("`{}` is the new number of its area", entry.number),
-                );
-            }
+            seen.push(n);
+        }
+        if let Some(entry) = legacy_entry(i, r, &queues, &areas, max_share, issues) {
             legacy.push(entry);
         }
     }

@@ -1,0 +1,230 @@
+//! Counters on the real /metrics endpoint after real calls over sockets: exact values per
+//! number, queue and outcome; configured series exist at 0 from start-up.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+
+#[tokio::test]
+async fn every_configured_number_has_zero_series_from_start_up() {
+    let f = Peer::bind("127.0.0.1").await;
+    let gw = Gateway::start(
+        &mappings(&[f.uri()], &f.uri(), &f.uri(), r#"{ treatment = "route" }"#),
+        &["--now", PARALLEL],
+    )
+    .await;
+    let m = gw.scrape();
+    for number in [
+        "059185666661",
+        "059185666221",
+        "059112356",
+        "059212356",
+        "12356",
+        "other",
+    ] {
+        assert_eq!(
+            metric(&m, "dualgate_call_attempts_total", &[("number", number)]),
+            Some(0.0),
+            "{number}\n{m}"
+        );
+        assert_eq!(
+            metric(
+                &m,
+                "dualgate_call_outcomes_total",
+                &[("number", number), ("outcome", "answered")]
+            ),
+            Some(0.0),
+            "{number}"
+        );
+        assert_eq!(
+            metric(
+                &m,
+                "dualgate_last_call_timestamp_seconds",
+                &[("number", number)]
+            ),
+            Some(0.0),
+            "{number}"
+        );
+    }
+    assert_eq!(
+        metric(
+            &m,
+            "dualgate_call_attempts_total",
+            &[
+                ("number", "059185666661"),
+                ("queue", "fuzhou"),
+                ("replica", "test")
+            ]
+        ),
+        Some(0.0)
+    );
+    for (phase, want) in [
+        ("before", 0.0),
+        ("parallel", 1.0),
+        ("retired", 0.0),
+        ("decommissioned", 0.0),
+    ] {
+        assert_eq!(
+            metric(
+                &m,
+                "dualgate_legacy_phase",
+                &[("number", "059185666661"), ("phase", phase)]
+            ),
+            Some(want),
+            "{phase}"
+        );
+    }
+    assert_eq!(
+        metric(
+            &m,
+            "dualgate_legacy_retired_from_timestamp_seconds",
+            &[("number", "059185666661")]
+        ),
+        Some(1_746_547_200.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "dualgate_config_reloads_total",
+            &[("result", "success")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "dualgate_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn calls_are_counted_per_number_queue_and_outcome() {
+    let fuzhou = Peer::bind("127.0.0.1").await;
+    let xiamen = Peer::bind("127.0.0.1").await;
+    let carrier = Peer::bind("127.0.0.2").await;
+    let gw = Gateway::start(
+        &mappings(
+            &[fuzhou.uri()],
+            &xiamen.uri(),
+            &xiamen.uri(),
+            r#"{ treatment = "route" }"#,
+        ),
+        &["--now", PARALLEL],
+    )
+    .await;
+
+    // Legacy number: answered. New number: busy, then cancelled. Xiamen: answered.
+    let plan = [
+        ("sip:059185666661@gw", "m1", &fuzhou, "200 OK"),
+        ("sip:12356@gw", "m2", &fuzhou, "486 Busy Here"),
+        ("sip:059112356@gw", "m3", &fuzhou, "487 Request Terminated"),
+        ("sip:059212356@gw", "m4", &xiamen, "200 OK"),
+        ("sip:85666661@gw", "m5", &fuzhou, "503 Service Unavailable"),
+    ];
+    for (uri, call, backend, status) in plan {
+        carrier
+            .send(
+                gw.sip,
+                &invite(uri, &carrier.addr, call, &format!("z9hG4bK{call}"), "UDP"),
+            )
+            .await;
+        let (inv, _) = backend.recv().await;
+        backend
+            .send(gw.sip, &respond(&inv, "180 Ringing", "t"))
+            .await;
+        backend.send(gw.sip, &respond(&inv, status, "t")).await;
+        assert_eq!(start_line(&carrier.recv().await.0), "SIP/2.0 180 Ringing");
+        assert_eq!(
+            start_line(&carrier.recv().await.0),
+            format!("SIP/2.0 {status}")
+        );
+    }
+    // An unconfigured number: answered 404 by the gateway itself.
+    carrier
+        .send(
+            gw.sip,
+            &invite(
+                "sip:059100000000@gw",
+                &carrier.addr,
+                "m6",
+                "z9hG4bKm6",
+                "UDP",
+            ),
+        )
+        .await;
+    assert!(start_line(&carrier.recv().await.0).starts_with("SIP/2.0 404"));
+
+    let m = gw.scrape();
+    let attempts = |n: &str, q: &str| {
+        metric(
+            &m,
+            "dualgate_call_attempts_total",
+            &[("number", n), ("queue", q)],
+        )
+    };
+    assert_eq!(attempts("059185666661", "fuzhou"), Some(2.0), "{m}");
+    assert_eq!(attempts("059112356", "fuzhou"), Some(2.0));
+    assert_eq!(attempts("059212356", "xiamen"), Some(1.0));
+    assert_eq!(attempts("059185666221", "fuzhou"), Some(0.0));
+    assert_eq!(attempts("other", "none"), Some(1.0));
+    let outcome = |n: &str, o: &str| {
+        metric(
+            &m,
+            "dualgate_call_outcomes_total",
+            &[("number", n), ("outcome", o)],
+        )
+    };
+    assert_eq!(outcome("059185666661", "answered"), Some(1.0));
+    assert_eq!(outcome("059185666661", "failed_5xx"), Some(1.0));
+    assert_eq!(outcome("059112356", "failed_4xx"), Some(1.0));
+    assert_eq!(outcome("059112356", "cancelled"), Some(1.0));
+    assert_eq!(outcome("059112356", "answered"), Some(0.0));
+    assert_eq!(outcome("059212356", "answered"), Some(1.0));
+    assert_eq!(outcome("other", "failed_4xx"), Some(1.0));
+    let req = |n: &str, phase: &str| {
+        metric(
+            &m,
+            "dualgate_requests_total",
+            &[
+                ("method", "INVITE"),
+                ("number", n),
+                ("trunk", "fuzhou"),
+                ("phase", phase),
+                ("decision", "forwarded"),
+            ],
+        )
+    };
+    assert_eq!(req("059185666661", "parallel"), Some(2.0));
+    assert_eq!(req("059112356", "new"), Some(2.0));
+    assert_eq!(
+        metric(
+            &m,
+            "dualgate_rejected_total",
+            &[("reason", "unknown_number")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "dualgate_responses_total",
+            &[("class", "1xx"), ("decision", "forwarded")]
+        ),
+        Some(5.0)
+    );
+    // The last-call gauge follows the gateway's clock (here the rehearsed date).
+    let last = metric(
+        &m,
+        "dualgate_last_call_timestamp_seconds",
+        &[("number", "059185666661")],
+    )
+    .unwrap();
+    let start = 1_745_114_400.0; // 2025-04-20T10:00:00+08:00
+    assert!((start..start + 120.0).contains(&last), "{last}");
+    let count = metric(&m, "dualgate_request_duration_seconds_count", &[]).unwrap();
+    assert!(count >= 17.0, "{count}");
+}
