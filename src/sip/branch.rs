@@ -119,7 +119,7 @@ pub fn rendezvous<'k>(key: &[u8], candidates: impl IntoIterator<Item = &'k [u8]>
     let mut best: Option<(u64, usize)> = None;
     for (i, c) in candidates.into_iter().enumerate() {
         let score = mix(k ^ hash64(&[c]));
-        if best.map_or(true, |(s, _)| score > s) {
+        if best.is_none_or(|(s, _)| score > s) {
             best = Some((score, i));
         }
     }
