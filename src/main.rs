@@ -353,32 +353,8 @@ async fn reload_on_sighup(
 fn fmt_instant(t: SystemTime) -> String {
     // Shown in China Standard Time, as the shipped mappings are written, and in UTC.
     let secs = dualgate::clock::unix_seconds(t).floor() as i64;
-    format!(
-        "{} ({})",
-        civil(secs + 8 * 3600, "+08:00"),
-        civil(secs, "Z")
-    )
-}
-
-fn civil(secs: i64, zone: &str) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{zone}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let cst = dualgate::report::iso8601(secs + 8 * 3600).replace('Z', "+08:00");
+    format!("{cst} ({})", dualgate::report::iso8601(secs))
 }
 
 fn check(path: &Path, at: Option<&str>) -> anyhow::Result<ExitCode> {

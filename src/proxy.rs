@@ -141,6 +141,7 @@ pub struct Outcome<'s> {
     pub label: Label<'s>,
 }
 
+/// The method as a metric label: extension methods are one value, `other`.
 fn method_label(m: Method<'_>) -> &'static str {
     match m {
         Method::Invite => "INVITE",
@@ -150,18 +151,6 @@ fn method_label(m: Method<'_>) -> &'static str {
         Method::Options => "OPTIONS",
         Method::Register => "REGISTER",
         Method::Other(_) => "other",
-    }
-}
-
-fn method_token<'a>(m: Method<'a>) -> &'a str {
-    match m {
-        Method::Invite => "INVITE",
-        Method::Ack => "ACK",
-        Method::Bye => "BYE",
-        Method::Cancel => "CANCEL",
-        Method::Options => "OPTIONS",
-        Method::Register => "REGISTER",
-        Method::Other(s) => s,
     }
 }
 
@@ -368,7 +357,7 @@ fn request<'s>(
     if let Some(why) = missing {
         return refuse(label, 400, why, RejectReason::BadRequest, out);
     }
-    if cseq.is_some_and(|(_, m)| m != method_token(method)) {
+    if cseq.is_some_and(|(_, m)| m != method.as_str()) {
         return refuse(
             label,
             400,
