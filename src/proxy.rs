@@ -393,23 +393,40 @@ fn request<'s>(
     }
     let max_forwards = u8::try_from(max_forwards.saturating_sub(1)).unwrap_or(u8::MAX);
 
-    let mut routes = msg.routes();
-    let first_route = routes.next();
-    let route_is_ours = first_route
-        .and_then(uri_target)
-        .is_some_and(|(h, p, _)| host_port_is_ours(h, p, snap));
-    if route_is_ours {
-        // In-dialog request following our Record-Route: loose routing (RFC 3261 §16.4, §16.12).
-        if source == Source::Unknown {
-            return refuse(label, 403, "Forbidden", RejectReason::UnknownSource, out);
-        }
-        let next = routes.next().unwrap_or(uri);
-        let Some(to) = uri_target(next).and_then(|(h, p, t)| {
+    // Leading Route entries naming the gateway: one after our Record-Route, two after a double
+    // Record-Route (RFC 5658).
+    let ours = msg
+        .routes()
+        .take(2)
+        .take_while(|r| uri_target(r).is_some_and(|(h, p, _)| host_port_is_ours(h, p, snap)))
+        .count();
+    let ip_target = |u: &str| {
+        uri_target(u).and_then(|(h, p, t)| {
             Some(Peer {
                 addr: SocketAddr::new(parse_ip(h)?, p.unwrap_or(5060)),
                 transport: t.unwrap_or(Transport::Udp),
             })
-        }) else {
+        })
+    };
+    // An in-dialog request sent to the gateway without our Route (a carrier SBC that sends
+    // every request of the trunk here) goes to its remote target, when that is a peer we
+    // serve: a backend for trunk traffic, a trunk address for backend traffic. Never a relay.
+    let dialog_target = (ours == 0 && in_dialog)
+        .then(|| ip_target(uri))
+        .flatten()
+        .filter(|to| !host_port_is_ours(&to.addr.ip().to_string(), Some(to.addr.port()), snap))
+        .filter(|to| match source {
+            Source::Trunk(_) => snap.is_backend(to.addr.ip()),
+            Source::Backend => snap.trunk_for(to.addr.ip()).is_some(),
+            Source::Unknown => false,
+        });
+    if ours > 0 || dialog_target.is_some() {
+        // In-dialog request: loose routing (RFC 3261 §16.4, §16.12).
+        if source == Source::Unknown {
+            return refuse(label, 403, "Forbidden", RejectReason::UnknownSource, out);
+        }
+        let next = msg.routes().nth(ours).unwrap_or(uri);
+        let Some(to) = ip_target(next) else {
             return refuse(
                 label,
                 502,
@@ -424,7 +441,7 @@ fn request<'s>(
             received,
             rport,
             max_forwards,
-            pop_route: true,
+            pop_routes: ours,
             ..RequestEdit::default()
         };
         sip::forward_request(msg, &edit, out);
@@ -530,18 +547,8 @@ fn request<'s>(
                 from,
             );
             let record_route =
-                (method == Method::Invite && !in_dialog && snap.gateway.record_route).then(|| {
-                    let g = &snap.gateway;
-                    match from.transport {
-                        Transport::Tcp => format!(
-                            "<sip:{}:{};transport=tcp;lr>",
-                            g.advertised_host, g.advertised_port
-                        ),
-                        Transport::Udp => {
-                            format!("<sip:{}:{};lr>", g.advertised_host, g.advertised_port)
-                        }
-                    }
-                });
+                (method == Method::Invite && !in_dialog && snap.gateway.record_route)
+                    .then(|| record_route(snap, from.transport, to.transport));
             let marks = if mark && method == Method::Invite {
                 legacy_marks(msg, snap, routed.number, &request_uri)
             } else {
@@ -554,7 +561,7 @@ fn request<'s>(
                 rport,
                 request_uri: Some(&request_uri),
                 max_forwards,
-                pop_route: false,
+                pop_routes: 0,
                 record_route: record_route.as_deref(),
                 extra: &extra,
             };
@@ -583,6 +590,25 @@ fn backend_uri(user: &str, b: &Backend) -> String {
     match b.transport {
         Transport::Udp => format!("sip:{user}@{host}:{}", b.addr.port()),
         Transport::Tcp => format!("sip:{user}@{host}:{};transport=tcp", b.addr.port()),
+    }
+}
+
+/// The Record-Route for a dialog from a `inbound` caller to an `outbound` backend: one entry, or
+/// two when the transports differ (RFC 5658 double record-routing), the top one facing the
+/// backend, so that each side reaches the gateway over the transport it already uses.
+fn record_route(snap: &Snapshot, inbound: Transport, outbound: Transport) -> String {
+    let g = &snap.gateway;
+    let entry = |t: Transport| match t {
+        Transport::Udp => format!("<sip:{}:{};lr>", g.advertised_host, g.advertised_port),
+        Transport::Tcp => format!(
+            "<sip:{}:{};transport=tcp;lr>",
+            g.advertised_host, g.advertised_port
+        ),
+    };
+    if inbound == outbound {
+        entry(inbound)
+    } else {
+        format!("{}, {}", entry(outbound), entry(inbound))
     }
 }
 

@@ -39,7 +39,7 @@ fn invite_out_and_its_ringing_back_keep_the_carrier_view_intact() {
         rport: Some(40000),
         request_uri: Some("sip:059185666661@queue.example"),
         max_forwards: 69,
-        pop_route: true,
+        pop_routes: 1,
         record_route: None,
         extra: &[],
     };
@@ -154,7 +154,7 @@ fn mutated_carrier_messages_never_panic_any_stage() {
             via: "SIP/2.0/UDP gw",
             received: Some("::1".parse().unwrap()),
             rport: Some(1),
-            pop_route: true,
+            pop_routes: 1,
             record_route: Some("<sip:gw;lr>"),
             ..RequestEdit::default()
         };

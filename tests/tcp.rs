@@ -78,10 +78,9 @@ async fn an_invite_split_across_writes_is_forwarded_and_answers_return_on_the_co
         vias[1].starts_with(&format!("SIP/2.0/TCP {local};branch=z9hG4bKt1")),
         "{got}"
     );
-    assert_eq!(
-        header(&got, "Record-Route"),
-        Some(format!("<sip:{};transport=tcp;lr>", gw.sip).as_str())
-    );
+    // RFC 5658 double Record-Route: the top entry faces the UDP backend, the next the TCP caller.
+    let rr = format!("<sip:{gw};lr>, <sip:{gw};transport=tcp;lr>", gw = gw.sip);
+    assert_eq!(header(&got, "Record-Route"), Some(rr.as_str()));
     assert_eq!(
         got.split("\r\n\r\n").nth(1),
         inv.split("\r\n\r\n").nth(1),
@@ -95,6 +94,30 @@ async fn an_invite_split_across_writes_is_forwarded_and_answers_return_on_the_co
     assert_eq!(start_line(&answers[0]), "SIP/2.0 180 Ringing");
     assert_eq!(start_line(&answers[1]), "SIP/2.0 200 OK");
     assert_eq!(headers(&answers[1], "Via").len(), 1, "{}", answers[1]);
+
+    // The call centre hangs up: its BYE carries both Route entries (its route set) and reaches
+    // the caller over the caller's TCP connection, with both entries consumed.
+    let contact = format!("sip:13800000000@{local};transport=tcp");
+    let bye = request(
+        "BYE",
+        &contact,
+        &fuzhou.addr,
+        "t1",
+        "z9hG4bKt1bye",
+        "UDP",
+        1,
+        "from-t1",
+        "70",
+    )
+    .replacen("Max-Forwards", &format!("Route: {rr}\r\nMax-Forwards"), 1);
+    fuzhou.send(gw.sip, &bye).await;
+    let got = read_messages(&mut conn, 1).await.remove(0);
+    assert_eq!(start_line(&got), format!("BYE {contact} SIP/2.0"));
+    assert!(header(&got, "Route").is_none(), "{got}");
+    assert!(
+        headers(&got, "Via")[0].starts_with(&format!("SIP/2.0/TCP {}", gw.sip)),
+        "{got}"
+    );
 }
 
 #[tokio::test]

@@ -449,3 +449,43 @@ async fn in_dialog_requests_follow_the_record_route() {
         "{got}"
     );
 }
+
+#[tokio::test]
+async fn in_dialog_requests_without_our_route_reach_a_served_peer_and_nothing_else() {
+    // A carrier SBC that sends every request of the trunk to the gateway, ignoring Route.
+    let (gw, fuzhou, _x, _a, carrier) = setup(ROUTE, PARALLEL).await;
+    let bye = request(
+        "BYE",
+        &format!("sip:queue@{}", fuzhou.addr),
+        &carrier.addr,
+        "s1",
+        "z9hG4bKs1",
+        "UDP",
+        2,
+        "cc",
+        "70",
+    );
+    carrier.send(gw.sip, &bye).await;
+    let (got, _) = fuzhou.recv().await;
+    assert_eq!(
+        start_line(&got),
+        format!("BYE sip:queue@{} SIP/2.0", fuzhou.addr)
+    );
+    // A target that is neither a backend nor ours is not relayed.
+    let stranger = Peer::bind("127.0.0.9").await;
+    let bye = request(
+        "BYE",
+        &format!("sip:x@{}", stranger.addr),
+        &carrier.addr,
+        "s2",
+        "z9hG4bKs2",
+        "UDP",
+        2,
+        "cc",
+        "70",
+    );
+    carrier.send(gw.sip, &bye).await;
+    let (got, _) = carrier.recv().await;
+    assert!(start_line(&got).starts_with("SIP/2.0 404"), "{got}");
+    stranger.silent_for(Duration::from_millis(200)).await;
+}

@@ -23,8 +23,9 @@ pub struct RequestEdit<'e> {
     pub request_uri: Option<&'e str>,
     /// Max-Forwards value to write (replacing the header, or added when it was missing).
     pub max_forwards: u8,
-    /// Remove the first Route entry (it named the gateway, RFC 3261 §16.4).
-    pub pop_route: bool,
+    /// How many leading Route entries to remove: those naming the gateway (RFC 3261 §16.4);
+    /// two after a double Record-Route (RFC 5658).
+    pub pop_routes: usize,
     /// A Record-Route value to insert above any existing Record-Route.
     pub record_route: Option<&'e str>,
     /// Extra header lines `(name, value)` added after the last header.
@@ -54,7 +55,7 @@ pub fn forward_request(msg: &Message<'_>, edit: &RequestEdit<'_>, out: &mut Vec<
     let first = |name: HeaderName<'static>| hs.iter().position(|h| h.name == name);
     let first_via = first(HeaderName::Via);
     let first_mf = first(HeaderName::MaxForwards);
-    let first_route = first(HeaderName::Route).filter(|_| edit.pop_route);
+    let mut pop = edit.pop_routes;
     let via_at = first_via.unwrap_or(0);
     // Above the first Record-Route; else right after the run of Via lines; else (no Via at all)
     // right after the gateway's Via, i.e. before header 0.
@@ -87,9 +88,15 @@ pub fn forward_request(msg: &Message<'_>, edit: &RequestEdit<'_>, out: &mut Vec<
             }
         } else if Some(i) == first_mf {
             write_max_forwards(out, edit.max_forwards);
-        } else if Some(i) == first_route {
-            // RFC 3261 §16.4: drop the entry that named us, keep the rest of a combined line.
-            if let (_, Some(rest)) = split_first(&h.value) {
+        } else if h.name == HeaderName::Route && pop > 0 {
+            // RFC 3261 §16.4: drop the entries that named us, keep the rest of a combined line.
+            let mut rest = Some(h.value.as_ref());
+            while pop > 0 {
+                let Some(r) = rest else { break };
+                rest = split_first(r).1;
+                pop -= 1;
+            }
+            if let Some(rest) = rest {
                 write_header(out, "Route", rest);
             }
         } else {
@@ -206,7 +213,7 @@ mod tests {
             rport: Some(40000),
             request_uri: None,
             max_forwards: 69,
-            pop_route: false,
+            pop_routes: 0,
             record_route: None,
             extra: &[],
         }
@@ -227,7 +234,7 @@ mod tests {
     fn carrier_invite_is_forwarded_with_every_edit_and_nothing_else() {
         let e = RequestEdit {
             request_uri: Some("sip:059185666661@queue.example;user=phone"),
-            pop_route: true,
+            pop_routes: 1,
             record_route: Some("<sip:192.0.2.10;lr>"),
             extra: &[("X-Dualgate-Queue", "fuzhou")],
             ..edit()
@@ -429,7 +436,7 @@ Via: SIP/2.0/UDP c;rport\r\nMax-Forwards: 69\r\n\r\n"
             let e = RequestEdit {
                 via: "V",
                 max_forwards: 2,
-                pop_route: true,
+                pop_routes: 1,
                 ..RequestEdit::default()
             };
             let out = forward(raw.as_bytes(), &e);
@@ -438,14 +445,37 @@ Via: SIP/2.0/UDP c;rport\r\nMax-Forwards: 69\r\n\r\n"
                 format!("BYE sip:a@b SIP/2.0\r\nVia: V\r\nVia: SIP/2.0/UDP h\r\n{want}Max-Forwards: 2\r\n\r\n"),
                 "{routes}"
             );
-            let kept = forward(
-                raw.as_bytes(),
-                &RequestEdit {
-                    pop_route: false,
-                    ..e
-                },
-            );
+            let kept = forward(raw.as_bytes(), &RequestEdit { pop_routes: 0, ..e });
             assert!(lossy(&kept).contains(routes), "{routes}");
+        }
+    }
+
+    #[test]
+    fn two_routes_are_popped_across_lines_after_a_double_record_route() {
+        let cases = [
+            (
+                "Route: <sip:gw;lr>, <sip:gw;transport=tcp;lr>, <sip:n;lr>\r\n",
+                "Route: <sip:n;lr>\r\n",
+            ),
+            (
+                "Route: <sip:gw;lr>\r\nRoute: <sip:gw;transport=tcp;lr>\r\nRoute: <sip:n;lr>\r\n",
+                "Route: <sip:n;lr>\r\n",
+            ),
+            ("Route: <sip:gw;lr>, <sip:gw;transport=tcp;lr>\r\n", ""),
+        ];
+        for (routes, want) in cases {
+            let raw = format!(
+                "BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n{routes}Max-Forwards: 3\r\n\r\n"
+            );
+            let e = RequestEdit {
+                via: "V",
+                max_forwards: 2,
+                pop_routes: 2,
+                ..RequestEdit::default()
+            };
+            let out = forward(raw.as_bytes(), &e);
+            let want = format!("BYE sip:a@b SIP/2.0\r\nVia: V\r\nVia: SIP/2.0/UDP h\r\n{want}Max-Forwards: 2\r\n\r\n");
+            assert_eq!(lossy(&out), want, "{routes}");
         }
     }
 
