@@ -7,9 +7,11 @@ use crate::config::Snapshot;
 use crate::proxy::{Act, CallOutcome, Kind, Label};
 use crate::route::RejectReason;
 use metrics::{
-    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Gauge, Histogram, Unit,
 };
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
@@ -159,49 +161,158 @@ pub fn record_phases(snap: &Snapshot, now: SystemTime) {
     }
 }
 
-/// Counts one handled message.
-pub fn record(l: &Label<'_>, now: SystemTime, inside: Duration) {
-    histogram!(DURATION).record(inside.as_secs_f64());
-    if let Some(r) = l.reject {
-        counter!(REJECTED, "reason" => r.as_str()).increment(1);
+/// Identity of a label value: where the string lives and how long it is. Label values are
+/// `&'static` or borrowed from the snapshot the recorder was last used with, so equal keys mean
+/// equal strings for as long as the cache is kept (it is emptied when the snapshot changes).
+type Sk = (usize, usize);
+
+fn sk(s: &str) -> Sk {
+    (s.as_ptr() as usize, s.len())
+}
+
+/// FNV-1a over the key's words: the keys are a few pointers, SipHash's DoS resistance buys
+/// nothing here.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
     }
-    match l.kind {
-        Kind::Request {
-            method,
-            attempt,
-            outcome,
-        } => {
-            counter!(
-                REQUESTS,
-                "method" => method,
-                "number" => l.number.to_string(),
-                "queue" => l.queue.to_string(),
-                "trunk" => l.trunk.to_string(),
-                "phase" => l.phase,
-                "decision" => l.act.as_str()
-            )
-            .increment(1);
-            if attempt {
-                counter!(ATTEMPTS, "number" => l.number.to_string(), "queue" => l.queue.to_string()).increment(1);
-                gauge!(LAST_CALL, "number" => l.number.to_string()).set(unix_seconds(now));
-            }
-            if let Some(o) = outcome {
-                outcome_counter(l, o);
-            }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
-        Kind::Response { class, outcome } => {
-            counter!(RESPONSES, "class" => class_label(class), "decision" => l.act.as_str())
-                .increment(1);
-            if let (Some(o), Act::Forwarded) = (outcome, l.act) {
-                outcome_counter(l, o);
-            }
-        }
-        Kind::Malformed => {}
+        self.0 = h;
     }
 }
 
-fn outcome_counter(l: &Label<'_>, o: CallOutcome) {
-    counter!(OUTCOMES, "number" => l.number.to_string(), "queue" => l.queue.to_string(), "outcome" => o.as_str()).increment(1);
+type Cache<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+
+/// One receiving task's metric handles, so that counting a message is a lookup by pointer,
+/// not a label allocation and a registry search.
+pub struct Recorder {
+    snapshot: usize,
+    requests: Cache<[Sk; 6], Counter>,
+    attempts: Cache<[Sk; 2], Counter>,
+    last_call: Cache<Sk, Gauge>,
+    outcomes: Cache<[Sk; 3], Counter>,
+    responses: Cache<[Sk; 2], Counter>,
+    rejected: Cache<Sk, Counter>,
+    duration: Histogram,
+}
+
+impl Default for Recorder {
+    fn default() -> Recorder {
+        Recorder {
+            snapshot: 0,
+            requests: Cache::default(),
+            attempts: Cache::default(),
+            last_call: Cache::default(),
+            outcomes: Cache::default(),
+            responses: Cache::default(),
+            rejected: Cache::default(),
+            duration: histogram!(DURATION),
+        }
+    }
+}
+
+impl Recorder {
+    /// Counts one message handled with the snapshot at address `snapshot` (its labels borrow
+    /// from it).
+    pub fn record(
+        &mut self,
+        snapshot: *const Snapshot,
+        l: &Label<'_>,
+        now: SystemTime,
+        inside: Duration,
+    ) {
+        if self.snapshot != snapshot as usize {
+            *self = Recorder {
+                snapshot: snapshot as usize,
+                ..Recorder::default()
+            };
+        }
+        self.duration.record(inside.as_secs_f64());
+        if let Some(r) = l.reject {
+            let reason = r.as_str();
+            self.rejected
+                .entry(sk(reason))
+                .or_insert_with(|| counter!(REJECTED, "reason" => reason))
+                .increment(1);
+        }
+        let owned = |s: &str| s.to_string();
+        match l.kind {
+            Kind::Request {
+                method,
+                attempt,
+                outcome,
+            } => {
+                let key = [
+                    sk(method),
+                    sk(l.number),
+                    sk(l.queue),
+                    sk(l.trunk),
+                    sk(l.phase),
+                    sk(l.act.as_str()),
+                ];
+                self.requests
+                    .entry(key)
+                    .or_insert_with(|| {
+                        counter!(
+                            REQUESTS,
+                            "method" => method,
+                            "number" => owned(l.number),
+                            "queue" => owned(l.queue),
+                            "trunk" => owned(l.trunk),
+                            "phase" => l.phase,
+                            "decision" => l.act.as_str()
+                        )
+                    })
+                    .increment(1);
+                if attempt {
+                    self.attempts
+                        .entry([sk(l.number), sk(l.queue)])
+                        .or_insert_with(|| counter!(ATTEMPTS, "number" => owned(l.number), "queue" => owned(l.queue)))
+                        .increment(1);
+                    self.last_call
+                        .entry(sk(l.number))
+                        .or_insert_with(|| gauge!(LAST_CALL, "number" => owned(l.number)))
+                        .set(unix_seconds(now));
+                }
+                if let Some(o) = outcome {
+                    self.outcome(l, o);
+                }
+            }
+            Kind::Response { class, outcome } => {
+                let class = class_label(class);
+                self.responses
+                    .entry([sk(class), sk(l.act.as_str())])
+                    .or_insert_with(
+                        || counter!(RESPONSES, "class" => class, "decision" => l.act.as_str()),
+                    )
+                    .increment(1);
+                if let (Some(o), Act::Forwarded) = (outcome, l.act) {
+                    self.outcome(l, o);
+                }
+            }
+            Kind::Malformed => {}
+        }
+    }
+
+    fn outcome(&mut self, l: &Label<'_>, o: CallOutcome) {
+        self.outcomes
+            .entry([sk(l.number), sk(l.queue), sk(o.as_str())])
+            .or_insert_with(|| {
+                counter!(OUTCOMES, "number" => l.number.to_string(), "queue" => l.queue.to_string(), "outcome" => o.as_str())
+            })
+            .increment(1);
+    }
 }
 
 fn class_label(class: u8) -> &'static str {

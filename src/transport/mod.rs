@@ -48,24 +48,43 @@ impl SnapshotCache {
     }
 }
 
+/// What one receiving task keeps between messages: the snapshot it uses, its metric handles and
+/// its output buffer.
+pub struct Worker {
+    cache: SnapshotCache,
+    recorder: crate::metrics::Recorder,
+    out: Vec<u8>,
+}
+
+impl Worker {
+    /// A worker reading the snapshots of `shared`.
+    pub fn new(shared: &Shared) -> Worker {
+        Worker {
+            cache: SnapshotCache::new(&shared.config),
+            recorder: crate::metrics::Recorder::default(),
+            out: Vec::with_capacity(4096),
+        }
+    }
+}
+
 /// Handles one message and sends its outcome; `reply_udp` is the socket it arrived on, if UDP.
 pub async fn process(
     shared: &Arc<Shared>,
-    cache: &mut SnapshotCache,
+    worker: &mut Worker,
     bytes: &[u8],
     from: Peer,
     reply_udp: Option<&UdpSocket>,
-    out: &mut Vec<u8>,
 ) {
     let watch = Stopwatch::start();
     let now = shared.clock.now();
-    let snap = cache.get().clone();
+    let snap = worker.cache.get().clone();
+    let out = &mut worker.out;
     let outcome = proxy::handle(bytes, from, &snap, now, out);
     if let Some(to) = outcome.send {
         let sent = match to.transport {
             Transport::Udp => {
                 let sock = reply_udp.unwrap_or(&shared.udp);
-                sock.send_to(out, to.addr).await.map(|_| ())
+                sock.send_to(out.as_slice(), to.addr).await.map(|_| ())
             }
             Transport::Tcp => shared
                 .tcp
@@ -76,6 +95,8 @@ pub async fn process(
             crate::metrics::record_backend_error(outcome.label.queue, "send");
         }
     }
-    crate::metrics::record(&outcome.label, now, watch.elapsed());
+    worker
+        .recorder
+        .record(Arc::as_ptr(&snap), &outcome.label, now, watch.elapsed());
     tracing::trace!(from = %from, act = outcome.label.act.as_str(), number = outcome.label.number, "handled");
 }

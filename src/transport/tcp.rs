@@ -3,7 +3,7 @@
 //! on the connection the request came in on (RFC 3261 §18.2.2) and requests to a backend reuse
 //! one connection.
 
-use super::{process, Peer, Shared, SnapshotCache};
+use super::{process, Peer, Shared, Worker};
 use crate::peer::Transport;
 use crate::sip::{frame, Frame};
 use std::collections::HashMap;
@@ -148,14 +148,13 @@ async fn run(
             }
         }
     });
-    let mut cache = SnapshotCache::new(&shared.config);
+    let mut worker = Worker::new(&shared);
     let from = Peer {
         addr,
         transport: Transport::Tcp,
     };
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut chunk = vec![0u8; 16 * 1024];
-    let mut out = Vec::with_capacity(4096);
     'conn: loop {
         let n = match reader.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
@@ -177,7 +176,7 @@ async fn run(
                 }
                 Ok(Some(Frame::Message(m))) => {
                     let m = m.min(buf.len());
-                    process(&shared, &mut cache, &buf[..m], from, None, &mut out).await;
+                    process(&shared, &mut worker, &buf[..m], from, None).await;
                     buf.drain(..m);
                 }
                 Err(e) => {

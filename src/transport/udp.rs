@@ -1,7 +1,7 @@
 //! UDP: several sockets bound to one address with SO_REUSEPORT, each read by its own task, with
 //! raised kernel buffers (a relay with default buffers drops calls at a few thousand cps).
 
-use super::{process, Peer, Shared, SnapshotCache};
+use super::{process, Peer, Shared, Worker};
 use crate::peer::Transport;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
@@ -42,9 +42,8 @@ pub fn bind(addr: SocketAddr, n: usize) -> io::Result<Vec<UdpSocket>> {
 
 /// Reads datagrams until the task is dropped. Nothing a peer sends ends this loop.
 pub async fn serve(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
-    let mut cache = SnapshotCache::new(&shared.config);
+    let mut worker = Worker::new(&shared);
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut out = Vec::with_capacity(4096);
     loop {
         let (n, addr) = match sock.recv_from(&mut buf).await {
             Ok(x) => x,
@@ -63,6 +62,6 @@ pub async fn serve(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
         if bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
             continue;
         }
-        process(&shared, &mut cache, bytes, from, Some(&sock), &mut out).await;
+        process(&shared, &mut worker, bytes, from, Some(&sock)).await;
     }
 }
