@@ -583,6 +583,22 @@ fn retirement(
             return Ok(ExitCode::from(EX_UNAVAILABLE));
         }
     };
+    // Every configured number has a series from the gateway's start-up, so a missing one means
+    // Prometheus is not scraping this gateway (or the window is shorter than two scrapes): say
+    // so, rather than read silence as "safe to retire".
+    let missing: Vec<&str> = lines
+        .iter()
+        .flat_map(|l| [l.number.as_str(), l.new_number.as_str()])
+        .filter(|n| !observed.calls.contains_key(*n))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "dualgate: Prometheus at {prometheus} has no dualgate_call_attempts_total over {window} for {}; \
+             is the gateway scraped (see deploy/prometheus.yml) and the window longer than two scrape intervals?",
+            missing.join(", ")
+        );
+        return Ok(ExitCode::from(EX_UNAVAILABLE));
+    }
     let rows = assess(&lines, &observed);
     let now = dualgate::clock::unix_seconds(SystemClock::real().now()).floor() as i64;
     print!("{}", render(&rows, &window.to_string(), now));

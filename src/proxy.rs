@@ -326,10 +326,12 @@ fn request<'s>(
     };
     let refuse =
         |mut label: Label<'s>, status: u16, reason: &str, why: RejectReason, out: &mut Vec<u8>| {
-            label.reject = Some(why);
+            // An ACK is never answered (RFC 3261 §17.2.1); one refused here acknowledges a
+            // final response the gateway gave, so it is absorbed, not counted as a second refusal.
             if is_ack {
                 return Outcome { send: None, label };
             }
+            label.reject = Some(why);
             answer(status, reason, &[], out);
             label.act = Act::Replied;
             Outcome {
@@ -479,7 +481,7 @@ fn request<'s>(
             reject,
         } => {
             if is_ack {
-                label.reject = reject;
+                // The ACK of the gateway's own final answer: absorbed, not a second refusal.
                 return Outcome { send: None, label };
             }
             // A CANCEL of an INVITE the gateway answered itself matches no transaction.

@@ -475,6 +475,20 @@ async fn the_retirement_report_counts_calls_through_prometheus_and_gates_on_max_
         "{why}"
     );
     assert_eq!(r.code, Some(0), "{why}");
+
+    // A legacy number this gateway never served has no series: not "safe", but "no data" (69).
+    let unknown = gw.config.with_file_name("unknown.toml");
+    let extra = "\n[[legacy]]\nnumber = \"0591-85666222\"\nqueue = \"fuzhou\"\n\
+                 parallel_from = 2025-04-07T00:00:00+08:00\nretired_from = 2025-05-07T00:00:00+08:00\n\
+                 when_retired = { treatment = \"route\" }\n";
+    std::fs::write(&unknown, format!("{text}{extra}")).unwrap();
+    let r = retirement(&prom.url(), &unknown);
+    assert_eq!(r.code, Some(69), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("no dualgate_call_attempts_total") && r.stderr.contains("059185666222"),
+        "{}",
+        r.stderr
+    );
     let _ = std::fs::remove_dir_all(gw.config.parent().unwrap());
 }
 

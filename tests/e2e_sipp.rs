@@ -590,10 +590,10 @@ async fn a_retired_legacy_number_is_refused_with_410_while_12356_still_completes
         Some(1.0),
         "{m}"
     );
-    // The refused INVITE and the ACK of the 410, which the gateway absorbs under the same reason.
+    // The refused INVITE; the ACK of the 410 is absorbed, not a second refusal.
     assert_eq!(
         metric(&m, "dualgate_rejected_total", &[("reason", "retired")]),
-        Some(2.0),
+        Some(1.0),
         "{m}"
     );
     let absorbed = [
