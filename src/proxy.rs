@@ -226,10 +226,15 @@ fn uri_target(uri: &str) -> Option<(&str, Option<u16>, Option<Transport>)> {
         _ => uri,
     };
     let uri = uri.trim();
-    let rest = if uri.len() >= 4 && uri[..4].eq_ignore_ascii_case("sip:") {
-        &uri[4..]
-    } else if uri.len() >= 5 && uri[..5].eq_ignore_ascii_case("sips:") {
-        &uri[5..]
+    // `get`, not `[..4]`: a peer's Route may put a multi-byte character across byte 4.
+    let scheme = |p: &str| {
+        uri.get(..p.len())
+            .is_some_and(|x| x.eq_ignore_ascii_case(p))
+    };
+    let rest = if scheme("sip:") {
+        uri.get(4..)?
+    } else if scheme("sips:") {
+        uri.get(5..)?
     } else {
         return None;
     };
@@ -791,6 +796,9 @@ mod tests {
                 Some(("10.0.0.1", Some(5061), None)),
             ),
             ("tel:+8612356", None),
+            ("电话", None),
+            ("sip电话@x", None),
+            ("sips:电话@[::1]", Some(("[::1]", None, None))),
             ("sip:@", None),
         ];
         for (uri, want) in cases {

@@ -742,7 +742,7 @@ fn apply(m: &mut Vec<u8>, op: &Mutation) {
         HugeHeader(n) => {
             if let Some(r) = line_named(m, &["Call-ID:", "i:"]) {
                 let mut h = b"X-Padding: ".to_vec();
-                h.extend(std::iter::repeat(b'x').take(*n));
+                h.extend(std::iter::repeat_n(b'x', *n));
                 h.extend_from_slice(b"\r\n");
                 replace(m, r.end..r.end, &h);
             }
@@ -966,7 +966,7 @@ proptest! {
             let eol = if *lf { "\n" } else { "\r\n" };
             let mut m = format!("{head}Content-Length: {}{eol}{eol}", body.len()).into_bytes();
             m.extend_from_slice(body);
-            stream.extend(std::iter::repeat(b"\r\n").take(*keepalives).flatten());
+            stream.extend(std::iter::repeat_n(b"\r\n", *keepalives).flatten());
             stream.extend_from_slice(&m);
             want.push(m);
         }

@@ -5,7 +5,7 @@
 //! their bytes, including their line-ending style. Content-Length is never rewritten because the
 //! body never changes.
 
-use super::parse::{param, split_first, HeaderName, Message, Start};
+use super::parse::{param, split_first, split_list, HeaderName, Message, Start};
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -53,7 +53,10 @@ pub fn forward_request(msg: &Message<'_>, edit: &RequestEdit<'_>, out: &mut Vec<
 
     let hs = &msg.headers;
     let first = |name: HeaderName<'static>| hs.iter().position(|h| h.name == name);
-    let first_via = first(HeaderName::Via);
+    // A Via line with no entry (`Via: `) is not the top Via; it passes through untouched.
+    let first_via = hs
+        .iter()
+        .position(|h| h.name == HeaderName::Via && split_list(&h.value).next().is_some());
     let first_mf = first(HeaderName::MaxForwards);
     let mut pop = edit.pop_routes;
     let via_at = first_via.unwrap_or(0);
@@ -128,7 +131,11 @@ pub fn forward_request(msg: &Message<'_>, edit: &RequestEdit<'_>, out: &mut Vec<
 pub fn forward_response(msg: &Message<'_>, out: &mut Vec<u8>) {
     out.clear();
     out.reserve(msg.raw.len());
-    let Some(via) = msg.headers.iter().find(|h| h.name == HeaderName::Via) else {
+    let Some(via) = msg
+        .headers
+        .iter()
+        .find(|h| h.name == HeaderName::Via && split_list(&h.value).next().is_some())
+    else {
         out.extend_from_slice(msg.raw);
         return;
     };
