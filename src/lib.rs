@@ -34,30 +34,28 @@ use crate::config::{Gateway, Snapshot};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// The gateway's listening sockets.
 pub struct Sockets {
-    /// UDP sockets sharing one address (SO_REUSEPORT), one per worker; empty if UDP is off.
-    pub udp: Vec<UdpSocket>,
+    /// The UDP listener, if UDP is on.
+    pub udp: Option<std::net::UdpSocket>,
     /// The TCP listener, if TCP is on.
     pub tcp: Option<TcpListener>,
 }
 
 impl Sockets {
-    /// Binds the listeners a gateway table asks for, `workers` UDP sockets.
+    /// Binds the listeners a gateway table asks for.
     ///
     /// # Errors
     /// The first bind error, naming nothing: the caller adds the address.
-    pub async fn bind(g: &Gateway, workers: usize) -> io::Result<Sockets> {
-        let udp = match g.sip_udp {
-            Some(addr) => transport::udp::bind(addr, workers)?,
-            None => Vec::new(),
-        };
+    pub async fn bind(g: &Gateway) -> io::Result<Sockets> {
+        let udp = g.sip_udp.map(transport::udp::bind).transpose()?;
         let tcp = match g.sip_tcp {
             Some(addr) => {
                 let s = match addr {
@@ -75,31 +73,41 @@ impl Sockets {
 }
 
 /// Serves SIP on `sockets` with the snapshot in `config` (swapped on reload) until `shutdown`
-/// completes.
+/// completes; UDP is read by `workers` OS threads.
 ///
 /// # Errors
-/// Only start-up errors (binding the ephemeral UDP socket used when UDP is not served).
+/// Only start-up errors (cloning the UDP socket, binding the ephemeral UDP socket used when
+/// UDP is not served).
 pub async fn run(
     sockets: Sockets,
+    workers: usize,
     config: watch::Receiver<Arc<Snapshot>>,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let mut udp: Vec<Arc<UdpSocket>> = sockets.udp.into_iter().map(Arc::new).collect();
-    let out = match udp.first() {
-        Some(s) => s.clone(),
-        None => Arc::new(UdpSocket::bind("0.0.0.0:0").await?),
+    let out = match &sockets.udp {
+        Some(s) => s.try_clone()?,
+        None => std::net::UdpSocket::bind("0.0.0.0:0")?,
     };
     let shared = Arc::new(transport::Shared {
         config: config.clone(),
         clock: clock.clone(),
         udp: out,
         tcp: transport::tcp::Pool::default(),
+        runtime: tokio::runtime::Handle::current(),
     });
-    let mut tasks = JoinSet::new();
-    for s in udp.drain(..) {
-        tasks.spawn(transport::udp::serve(s, shared.clone()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    if let Some(udp) = sockets.udp {
+        for i in 0..workers.max(1) {
+            let (sock, shared, stop) = (udp.try_clone()?, shared.clone(), stop.clone());
+            let t = std::thread::Builder::new()
+                .name(format!("dualgate-udp-{i}"))
+                .spawn(move || transport::udp::serve(sock, shared, stop))?;
+            threads.push(t);
+        }
     }
+    let mut tasks = JoinSet::new();
     if let Some(l) = sockets.tcp {
         tasks.spawn(transport::tcp::serve(l, shared.clone()));
     }
@@ -115,5 +123,8 @@ pub async fn run(
     });
     shutdown.await;
     tasks.shutdown().await;
+    stop.store(true, Ordering::Relaxed);
+    let _ =
+        tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
     Ok(())
 }

@@ -274,7 +274,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let g = snap.gateway.clone();
         dualgate::metrics::install(g.metrics, &g.replica)
             .with_context(|| format!("starting the metrics listener on {:?}", g.metrics))?;
-        let sockets = dualgate::Sockets::bind(&g, workers)
+        let sockets = dualgate::Sockets::bind(&g)
             .await
             .with_context(|| format!("binding SIP on udp {:?} / tcp {:?}", g.sip_udp, g.sip_tcp))?;
         let now = clock.now();
@@ -291,7 +291,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
         let (tx, rx) = watch::channel(Arc::new(snap));
         tokio::spawn(reload_on_sighup(path, overrides, tx, clock.clone()));
-        dualgate::run(sockets, rx, clock, shutdown_signal())
+        dualgate::run(sockets, workers, rx, clock, shutdown_signal())
             .await
             .context("serving")?;
         tracing::info!("dualgate stopped");

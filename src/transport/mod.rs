@@ -1,6 +1,10 @@
-//! The socket edge: UDP workers and TCP connections receive bytes, hand them to
+//! The socket edge: UDP worker threads and TCP connection tasks receive bytes, hand them to
 //! [`proxy::handle`](crate::proxy::handle) with the current snapshot and the time, send what it
 //! returns, and count it. No routing decision is made here.
+//!
+//! UDP is served by plain OS threads blocking on one shared socket (like Kamailio's children):
+//! a datagram costs one `recvfrom` and one `sendto`, with no reactor wake-up in between, and any
+//! idle thread takes the next datagram whichever flow it belongs to. TCP runs on tokio.
 
 pub mod tcp;
 pub mod udp;
@@ -9,8 +13,8 @@ use crate::clock::{Clock, Stopwatch};
 use crate::config::Snapshot;
 use crate::peer::{Peer, Transport};
 use crate::proxy;
+use std::net::UdpSocket;
 use std::sync::Arc;
-use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 /// What every receiving task shares: the config, the clock and the ways out.
@@ -19,10 +23,13 @@ pub struct Shared {
     pub config: watch::Receiver<Arc<Snapshot>>,
     /// Source of `now`.
     pub clock: Arc<dyn Clock>,
-    /// Socket for UDP sends (a listener's, or an ephemeral one when UDP is not served).
-    pub udp: Arc<UdpSocket>,
+    /// Socket for UDP sends (the listener, or an ephemeral one when UDP is not served);
+    /// blocking: a UDP send only waits when the kernel buffer is full.
+    pub udp: UdpSocket,
     /// Open TCP connections, inbound and outbound.
     pub tcp: tcp::Pool,
+    /// The runtime TCP connections are spawned on (also from UDP worker threads).
+    pub runtime: tokio::runtime::Handle,
 }
 
 /// A receiving task's view of the snapshot: re-read only when a reload happened.
@@ -67,25 +74,26 @@ impl Worker {
     }
 }
 
-/// Handles one message and sends its outcome; `reply_udp` is the socket it arrived on, if UDP.
-pub async fn process(
-    shared: &Arc<Shared>,
-    worker: &mut Worker,
-    bytes: &[u8],
-    from: Peer,
-    reply_udp: Option<&UdpSocket>,
-) {
+/// Handles one message and sends its outcome. Synchronous: UDP sends are direct, TCP sends are
+/// queued to the connection's writer task.
+pub fn process(shared: &Arc<Shared>, worker: &mut Worker, bytes: &[u8], from: Peer) {
     let watch = Stopwatch::start();
     let now = shared.clock.now();
     let snap = worker.cache.get().clone();
     let out = &mut worker.out;
-    let outcome = proxy::handle(bytes, from, &snap, now, out);
+    // Defence in depth: a bug in the core must cost one message, never a worker. The fuzz and
+    // property tests (tests/parse_no_panic.rs, fuzz/) are what keep this from ever firing.
+    let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        proxy::handle(bytes, from, &snap, now, out)
+    }));
+    let Ok(outcome) = handled else {
+        tracing::error!(from = %from, bytes = bytes.len(), "message handling panicked; dropped");
+        crate::metrics::record_malformed();
+        return;
+    };
     if let Some(to) = outcome.send {
         let sent = match to.transport {
-            Transport::Udp => {
-                let sock = reply_udp.unwrap_or(&shared.udp);
-                sock.send_to(out.as_slice(), to.addr).await.map(|_| ())
-            }
+            Transport::Udp => shared.udp.send_to(out, to.addr).map(|_| ()),
             Transport::Tcp => shared
                 .tcp
                 .send(shared, to.addr, out.clone(), outcome.label.queue),

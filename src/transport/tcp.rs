@@ -93,7 +93,7 @@ impl Pool {
         }
         let shared = shared.clone();
         let queue = queue.to_string();
-        tokio::spawn(async move {
+        shared.clone().runtime.spawn(async move {
             match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
                 Ok(Ok(stream)) => run(stream, addr, shared, tx, rx).await,
                 Ok(Err(e)) => fail(&shared, addr, &tx, &queue, &e.to_string()),
@@ -176,7 +176,7 @@ async fn run(
                 }
                 Ok(Some(Frame::Message(m))) => {
                     let m = m.min(buf.len());
-                    process(&shared, &mut worker, &buf[..m], from, None).await;
+                    process(&shared, &mut worker, &buf[..m], from);
                     buf.drain(..m);
                 }
                 Err(e) => {
