@@ -393,9 +393,15 @@ fn request<'s>(
         return refuse(label, 483, "Too Many Hops", RejectReason::MaxForwards, out);
     }
     // RFC 3261 §16.3 step 4: a Via of ours with this request's routing state means a loop.
-    if msg.vias().any(|v| {
-        via_is_ours(&v, snap) && v.branch.and_then(Branch::loop_key_of) == Some(branch.loop_key)
-    }) {
+    // Only entries carrying a gateway branch are parsed: most requests have none.
+    let looped = msg
+        .via_entries()
+        .filter(|e| e.contains(sip::branch::GATEWAY_PREFIX))
+        .filter_map(|e| Via::parse(e).ok())
+        .any(|v| {
+            via_is_ours(&v, snap) && v.branch.and_then(Branch::loop_key_of) == Some(branch.loop_key)
+        });
+    if looped {
         return refuse(label, 482, "Loop Detected", RejectReason::Loop, out);
     }
     let max_forwards = u8::try_from(max_forwards.saturating_sub(1)).unwrap_or(u8::MAX);
@@ -804,6 +810,59 @@ mod tests {
         for (uri, want) in cases {
             assert_eq!(uri_target(uri), want, "{uri}");
         }
+    }
+
+    const MAPPINGS: &str = r#"
+[gateway]
+advertised = "192.0.2.10:5060"
+[new_number]
+number = "12356"
+[[queue]]
+name = "fuzhou"
+backends = ["sip:192.0.2.10:5060"]
+[[area]]
+code = "0591"
+queue = "fuzhou"
+[[trunk]]
+name = "t"
+sources = ["192.0.2.0/24"]
+origin_area = "0591"
+"#;
+
+    fn invite(uri: &str) -> Vec<u8> {
+        format!(
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bKabc\r\n\
+             From: <sip:a@192.0.2.7>;tag=f\r\nTo: <{uri}>\r\nCall-ID: loop-1\r\nCSeq: 1 INVITE\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_request_that_comes_back_unchanged_is_a_loop_and_a_spiral_is_not() {
+        // The queue's backend is the gateway itself: a misconfiguration that must end in 482.
+        let snap = crate::config::validate(std::path::Path::new("m.toml"), MAPPINGS).unwrap();
+        let from = Peer {
+            addr: "192.0.2.10:5060".parse().unwrap(),
+            transport: Transport::Udp,
+        };
+        let now = SystemTime::UNIX_EPOCH;
+        let mut out = Vec::new();
+        let first = handle(&invite("sip:059112356@gw"), from, &snap, now, &mut out);
+        assert_eq!(first.label.act, Act::Forwarded);
+        // Back again with a new Request-URI (sip:12356@192.0.2.10:5060): a spiral, forwarded.
+        let again = out.clone();
+        let second = handle(&again, from, &snap, now, &mut out);
+        assert_eq!(second.label.act, Act::Forwarded);
+        // Back a third time with the same Request-URI and routing state: a loop.
+        let third_in = out.clone();
+        let third = handle(&third_in, from, &snap, now, &mut out);
+        assert_eq!(third.label.reject, Some(RejectReason::Loop));
+        assert!(
+            out.starts_with(b"SIP/2.0 482 Loop Detected\r\n"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
     }
 
     #[test]

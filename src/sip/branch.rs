@@ -16,6 +16,9 @@ pub const BRANCH_PREFIX: &str = "z9hG4bK";
 /// What follows [`BRANCH_PREFIX`] in a branch this gateway wrote.
 const MARKER: &str = "dg";
 
+/// How every branch the gateway writes begins: the magic cookie and the gateway's marker.
+pub const GATEWAY_PREFIX: &str = "z9hG4bKdg";
+
 /// The two halves of a gateway branch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Branch {
@@ -307,6 +310,7 @@ To: <sip:12356@gw>{to}\r\nCall-ID: call-1\r\nCSeq: {cseq} {method}\r\nMax-Forwar
         assert_eq!(Branch::loop_key_of(&p), Some(0xfedc_ba98_7654_3210));
         let real = branch(&invite());
         assert_eq!(real.to_param().len(), 42);
+        assert!(real.to_param().starts_with(GATEWAY_PREFIX));
         assert_eq!(Branch::parse(&real.to_param()), Some(real));
         let foreign = [
             "z9hG4bK776asdhds",

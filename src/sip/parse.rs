@@ -528,17 +528,31 @@ impl<'a> Via<'a> {
         let sb_end = rest.find(';').unwrap_or(rest.len());
         let (sent_by, params) = rest.split_at(sb_end);
         let (host, port) = split_host_port(sent_by.trim()).ok_or(ParseError::BadVia)?;
-        let rport = match param(params, "rport") {
-            None => None,
-            Some(None) => Some(None),
-            Some(Some(p)) => Some(Some(p.parse::<u16>().map_err(|_| ParseError::BadVia)?)),
-        };
+        // One pass over the parameters (this runs for every Via of every message); the first
+        // occurrence of a name wins, as with `param`.
+        let (mut branch, mut received, mut rport) = (None, None, None);
+        for p in split_outside(params, b';') {
+            let (n, v) = match p.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(v.trim())),
+                None => (p.trim(), None),
+            };
+            if n.eq_ignore_ascii_case("branch") {
+                branch = branch.or(Some(v));
+            } else if n.eq_ignore_ascii_case("received") {
+                received = received.or(Some(v));
+            } else if n.eq_ignore_ascii_case("rport") && rport.is_none() {
+                rport = Some(match v {
+                    None => None,
+                    Some(p) => Some(p.parse::<u16>().map_err(|_| ParseError::BadVia)?),
+                });
+            }
+        }
         Ok(Via {
             transport,
             host,
             port,
-            branch: param(params, "branch").flatten(),
-            received: param(params, "received").flatten(),
+            branch: branch.flatten(),
+            received: received.flatten(),
             rport,
             raw,
         })
