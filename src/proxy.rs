@@ -255,7 +255,7 @@ fn uri_target(uri: &str) -> Option<(&str, Option<u16>, Option<Transport>)> {
         Some(p) => Some(p.parse::<u16>().ok()?),
         None => None,
     };
-    let transport = param(&format!(";{params}"), "transport")
+    let transport = param(params, "transport")
         .flatten()
         .and_then(Transport::from_token);
     if host.is_empty() {
