@@ -13,7 +13,7 @@
 //!
 //! Edges (effects live here and only here): [`transport`] (sockets), [`metrics`] (the
 //! Prometheus exporter), [`clock`] (the only clock reads), [`prometheus`] (the query client),
-//! [`config::load`] (file reads), and `main.rs` (CLI, signals, exit codes).
+//! [`config::load()`] (file reads), and `main.rs` (CLI, signals, exit codes).
 
 pub mod calendar;
 pub mod clock;

@@ -1,5 +1,5 @@
 //! Prometheus metrics: the only file that names metrics. Core code hands over a
-//! [`Label`](crate::proxy::Label); names, label sets and help texts live here.
+//! [`Label`]; names, label sets and help texts live here.
 
 use crate::calendar::{phase_at, PHASES};
 use crate::clock::unix_seconds;

@@ -1,5 +1,5 @@
 //! Configuration: the mapping file's serde shape ([`raw`]), its validation into an immutable
-//! [`Snapshot`] ([`validate`], pure), and reading it from disk ([`load`], the edge).
+//! [`Snapshot`] ([`validate()`], pure), and reading it from disk ([`load()`], the edge).
 
 pub mod cidr;
 pub mod load;

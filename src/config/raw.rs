@@ -9,16 +9,23 @@ use toml::Spanned;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
+    /// `[gateway]`: listeners and SIP identity.
     pub gateway: Option<Spanned<RawGateway>>,
+    /// `[new_number]`: the new short number.
     pub new_number: Spanned<RawNewNumber>,
     #[serde(default)]
+    /// `[[queue]]` tables.
     pub queue: Vec<Spanned<RawQueue>>,
     #[serde(default)]
+    /// `[[area]]` tables.
     pub area: Vec<Spanned<RawArea>>,
     #[serde(default)]
+    /// `[[trunk]]` tables.
     pub trunk: Vec<Spanned<RawTrunk>>,
     #[serde(default)]
+    /// `[[legacy]]` tables.
     pub legacy: Vec<Spanned<RawLegacy>>,
+    /// `[retirement]`: report thresholds.
     pub retirement: Option<Spanned<RawRetirement>>,
 }
 
@@ -26,12 +33,19 @@ pub struct RawFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGateway {
+    /// UDP listen address.
     pub sip_udp: Option<Spanned<String>>,
+    /// TCP listen address.
     pub sip_tcp: Option<Spanned<String>>,
+    /// Prometheus listen address.
     pub metrics: Option<Spanned<String>>,
+    /// `host:port` for Via and Record-Route.
     pub advertised: Option<Spanned<String>>,
+    /// Insert Record-Route on initial INVITEs.
     pub record_route: Option<bool>,
+    /// `history-info` and/or `diversion`.
     pub mark_legacy: Option<Vec<Spanned<String>>>,
+    /// The `replica` metric label.
     pub replica: Option<Spanned<String>>,
 }
 
@@ -39,7 +53,9 @@ pub struct RawGateway {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawNewNumber {
+    /// The number as written.
     pub number: Spanned<String>,
+    /// Queue for the new number with no area known.
     pub default_queue: Option<Spanned<String>>,
 }
 
@@ -47,8 +63,11 @@ pub struct RawNewNumber {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawQueue {
+    /// Queue name (metric label).
     pub name: Spanned<String>,
+    /// User part for the backend.
     pub target: Option<Spanned<String>>,
+    /// Backend SIP URIs.
     pub backends: Spanned<Vec<Spanned<String>>>,
 }
 
@@ -56,10 +75,15 @@ pub struct RawQueue {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawArea {
+    /// Area code with its 0.
     pub code: Spanned<String>,
+    /// Name as written.
     pub name: Option<String>,
+    /// Queue name.
     pub queue: Spanned<String>,
+    /// When the new number starts answering here.
     pub launch: Option<Spanned<Datetime>>,
+    /// Whether it answers before `launch`.
     pub answer_before_launch: Option<bool>,
 }
 
@@ -67,8 +91,11 @@ pub struct RawArea {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTrunk {
+    /// Trunk name (metric label).
     pub name: Spanned<String>,
+    /// Source CIDRs.
     pub sources: Spanned<Vec<Spanned<String>>>,
+    /// Area assumed for numbers without one.
     pub origin_area: Option<Spanned<String>>,
 }
 
@@ -76,13 +103,21 @@ pub struct RawTrunk {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLegacy {
+    /// The number as written.
     pub number: Spanned<String>,
+    /// Name as written.
     pub name: Option<String>,
+    /// Queue name.
     pub queue: Spanned<String>,
+    /// Start of the parallel period.
     pub parallel_from: Spanned<Datetime>,
+    /// End of the parallel period.
     pub retired_from: Spanned<Datetime>,
+    /// When the number goes out of service.
     pub decommissioned_from: Option<Spanned<Datetime>>,
+    /// Treatment once retired.
     pub when_retired: Spanned<RawTreatment>,
+    /// Share of the area's calls below which retiring is safe.
     pub max_share: Option<Spanned<f64>>,
 }
 
@@ -90,9 +125,13 @@ pub struct RawLegacy {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTreatment {
+    /// `route`, `announce`, `redirect` or `reject`.
     pub treatment: String,
+    /// Queue name.
     pub queue: Option<String>,
+    /// Status code for `redirect`/`reject`.
     pub status: Option<u16>,
+    /// Reason phrase for `reject`.
     pub reason: Option<String>,
 }
 
@@ -100,5 +139,6 @@ pub struct RawTreatment {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetirement {
+    /// Share of the area's calls below which retiring is safe.
     pub max_share: Option<Spanned<f64>>,
 }

@@ -1,5 +1,5 @@
 //! The socket edge: UDP worker threads and TCP connection tasks receive bytes, hand them to
-//! [`proxy::handle`](crate::proxy::handle) with the current snapshot and the time, send what it
+//! [`proxy::handle`] with the current snapshot and the time, send what it
 //! returns, and count it. No routing decision is made here.
 //!
 //! UDP is served by plain OS threads blocking on one shared socket (like Kamailio's children):
