@@ -27,53 +27,17 @@ const RETIRED_DAY: &str = "2025-05-08T00:00:00+08:00";
 /// [`wait_for_samples`].
 const SAMPLES: u64 = 14;
 
+/// The test mappings (tests/common) with every sipp peer on the loopback trunk; only the Fuzhou
+/// backend takes calls here.
 fn mappings(fuzhou: u16) -> String {
-    format!(
-        r#"
-[gateway]
-sip_udp = "@SIP@"
-sip_tcp = "@SIP@"
-metrics = "@METRICS@"
-advertised = "@SIP@"
-record_route = true
-mark_legacy = ["history-info"]
-replica = "e2e"
-
-[new_number]
-number = "12356"
-default_queue = "fuzhou"
-
-[[queue]]
-name = "fuzhou"
-target = "12356"
-backends = ["sip:127.0.0.1:{fuzhou};transport=udp"]
-
-[[area]]
-code = "0591"
-name = "Fuzhou"
-queue = "fuzhou"
-
-[[trunk]]
-name = "loopback"
-sources = ["127.0.0.0/8"]
-origin_area = "0591"
-
-[[legacy]]
-number = "0591-85666661"
-name = "provincial hotline"
-queue = "fuzhou"
-parallel_from = 2025-04-07T00:00:00+08:00
-retired_from = 2025-05-07T00:00:00+08:00
-when_retired = {{ treatment = "reject", status = 410 }}
-
-[[legacy]]
-number = "0591-85666221"
-name = "Fuzhou hotline"
-queue = "fuzhou"
-parallel_from = 2025-04-07T00:00:00+08:00
-retired_from = 2025-05-07T00:00:00+08:00
-when_retired = {{ treatment = "reject", status = 410 }}
-"#
+    let uri = |port: u16| format!("sip:127.0.0.1:{port};transport=udp");
+    let retired = r#"{ treatment = "reject", status = 410 }"#;
+    common::mappings_with(
+        &[uri(fuzhou)],
+        &uri(free_port()),
+        &uri(free_port()),
+        retired,
+        common::LOOPBACK_TRUNK,
     )
 }
 

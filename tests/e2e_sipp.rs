@@ -22,67 +22,13 @@ const SIPP_DEADLINE: Duration = Duration::from_secs(25);
 /// A mapping file with one loopback trunk (origin area 0591) and one sipp backend per queue.
 /// `@SIP@`/`@METRICS@` are filled in by [`Gateway::start`].
 fn mappings(fuzhou: u16, xiamen: u16, announcement: u16, when_retired: &str) -> String {
-    format!(
-        r#"
-[gateway]
-sip_udp = "@SIP@"
-sip_tcp = "@SIP@"
-metrics = "@METRICS@"
-advertised = "@SIP@"
-record_route = true
-mark_legacy = ["history-info", "diversion"]
-replica = "e2e"
-
-[new_number]
-number = "12356"
-default_queue = "fuzhou"
-
-[[queue]]
-name = "fuzhou"
-target = "12356"
-backends = ["sip:127.0.0.1:{fuzhou};transport=udp"]
-
-[[queue]]
-name = "xiamen"
-target = "12356"
-backends = ["sip:127.0.0.1:{xiamen};transport=udp"]
-
-[[queue]]
-name = "announcement"
-target = "number-changed"
-backends = ["sip:127.0.0.1:{announcement};transport=udp"]
-
-[[area]]
-code = "0591"
-name = "Fuzhou"
-queue = "fuzhou"
-
-[[area]]
-code = "0592"
-name = "Xiamen"
-queue = "xiamen"
-
-[[trunk]]
-name = "loopback"
-sources = ["127.0.0.0/8"]
-origin_area = "0591"
-
-[[legacy]]
-number = "0591-85666661"
-name = "provincial hotline"
-queue = "fuzhou"
-parallel_from = 2025-04-07T00:00:00+08:00
-retired_from = 2025-05-07T00:00:00+08:00
-when_retired = {when_retired}
-
-[[legacy]]
-number = "0591-85666221"
-name = "Fuzhou hotline"
-queue = "fuzhou"
-parallel_from = 2025-04-07T00:00:00+08:00
-retired_from = 2025-05-07T00:00:00+08:00
-when_retired = {when_retired}
-"#
+    let uri = |port: u16| format!("sip:127.0.0.1:{port};transport=udp");
+    common::mappings_with(
+        &[uri(fuzhou)],
+        &uri(xiamen),
+        &uri(announcement),
+        when_retired,
+        common::LOOPBACK_TRUNK,
     )
 }
 

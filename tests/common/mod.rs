@@ -42,10 +42,43 @@ pub fn temp_dir() -> PathBuf {
     d
 }
 
-/// A mapping file for tests: trunk `fuzhou` = 127.0.0.2 (origin 0591), trunk `xiamen` =
-/// 127.0.0.3 (origin 0592); `fuzhou` queue has the given backends; `xiamen` and `announcement`
-/// one each. `@SIP@` and `@METRICS@` are filled in by [`Gateway::start`].
+/// Two trunks: `fuzhou` = 127.0.0.2 (origin 0591) and `xiamen` = 127.0.0.3 (origin 0592), so a
+/// test picks the caller's area by the address it sends from.
+pub const TWO_TRUNKS: &str = r#"
+[[trunk]]
+name = "fuzhou"
+sources = ["127.0.0.2/32"]
+origin_area = "0591"
+
+[[trunk]]
+name = "xiamen"
+sources = ["127.0.0.3/32"]
+origin_area = "0592"
+"#;
+
+/// One trunk for all of 127.0.0.0/8 with origin area 0591 (sipp peers all bind 127.0.0.1).
+pub const LOOPBACK_TRUNK: &str = r#"
+[[trunk]]
+name = "loopback"
+sources = ["127.0.0.0/8"]
+origin_area = "0591"
+"#;
+
+/// A mapping file for tests with [`TWO_TRUNKS`]: the `fuzhou` queue has the given backends,
+/// `xiamen` and `announcement` one each; legacy 0591-85666661 is retired with `when_retired`,
+/// 0591-85666221 with `route`. `@SIP@` and `@METRICS@` are filled in by [`Gateway::start`].
 pub fn mappings(fuzhou: &[String], xiamen: &str, announcement: &str, when_retired: &str) -> String {
+    mappings_with(fuzhou, xiamen, announcement, when_retired, TWO_TRUNKS)
+}
+
+/// [`mappings`] with other `[[trunk]]` tables.
+pub fn mappings_with(
+    fuzhou: &[String],
+    xiamen: &str,
+    announcement: &str,
+    when_retired: &str,
+    trunks: &str,
+) -> String {
     let fuzhou = fuzhou
         .iter()
         .map(|b| format!("\"{b}\""))
@@ -90,16 +123,7 @@ code = "0592"
 name = "Xiamen"
 queue = "xiamen"
 
-[[trunk]]
-name = "fuzhou"
-sources = ["127.0.0.2/32"]
-origin_area = "0591"
-
-[[trunk]]
-name = "xiamen"
-sources = ["127.0.0.3/32"]
-origin_area = "0592"
-
+{trunks}
 [[legacy]]
 number = "0591-85666661"
 name = "provincial hotline"
