@@ -624,32 +624,8 @@ pub fn split_first(value: &str) -> (&str, Option<&str>) {
 /// The header parameters of a name-addr / addr-spec value (From, To, Route ...): what follows
 /// the `>` of `<uri>`, or the URI's first `;` when there are no brackets (RFC 3261 §20.10).
 pub fn header_params(value: &str) -> &str {
-    let mut in_quote = false;
-    let mut escaped = false;
-    for (i, b) in value.bytes().enumerate() {
-        if in_quote {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_quote = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_quote = true,
-            b'<' => {
-                let after = value.get(i..).unwrap_or_default();
-                return after
-                    .find('>')
-                    .and_then(|close| after.get(close + 1..))
-                    .unwrap_or_default();
-            }
-            b';' => return value.get(i..).unwrap_or_default(),
-            _ => {}
-        }
-    }
-    ""
+    // The first `;` outside quotes and `<...>` starts the header parameters either way.
+    find_outside(value, b';').and_then(|i| value.get(i..)).unwrap_or_default()
 }
 
 /// Byte offset of the first `sep` outside quotes, `<>` and `[]`.
