@@ -22,6 +22,9 @@ const QUEUE: usize = 1024;
 /// Most connections open at once.
 const MAX_CONNECTIONS: usize = 4096;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A connection that sends nothing (not even a CRLF keep-alive) for this long is closed, so
+/// half-open connections from vanished peers do not pile up. Peers reconnect on demand.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// Open connections by remote address.
 #[derive(Default)]
@@ -156,9 +159,13 @@ async fn run(
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut chunk = vec![0u8; 16 * 1024];
     'conn: loop {
-        let n = match reader.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let n = match tokio::time::timeout(IDLE_TIMEOUT, reader.read(&mut chunk)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => n,
+            Err(_) => {
+                tracing::debug!(peer = %addr, "closing idle tcp connection");
+                break;
+            }
         };
         buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
         loop {
