@@ -625,7 +625,9 @@ pub fn split_first(value: &str) -> (&str, Option<&str>) {
 /// the `>` of `<uri>`, or the URI's first `;` when there are no brackets (RFC 3261 §20.10).
 pub fn header_params(value: &str) -> &str {
     // The first `;` outside quotes and `<...>` starts the header parameters either way.
-    find_outside(value, b';').and_then(|i| value.get(i..)).unwrap_or_default()
+    find_outside(value, b';')
+        .and_then(|i| value.get(i..))
+        .unwrap_or_default()
 }
 
 /// Byte offset of the first `sep` outside quotes, `<>` and `[]`.
