@@ -24,44 +24,10 @@ command -v perf >/dev/null || { echo "perf not installed" >&2; exit 2; }
 (cd "$REPO" && cargo build --release --quiet) || exit 2
 BIN="$CARGO_TARGET_DIR/release/dualgate"
 
+# shellcheck source=bench/mappings.sh
+. "$REPO/bench/mappings.sh"
 CONF="$WORK/bench-mappings.toml"
-cat >"$CONF" <<TOML
-[gateway]
-sip_udp = "127.0.0.1:$DG_PORT"
-sip_tcp = "127.0.0.1:$DG_PORT"
-metrics = "127.0.0.1:$DG_METRICS"
-advertised = "127.0.0.1:$DG_PORT"
-record_route = true
-mark_legacy = ["history-info"]
-replica = "bench"
-
-[new_number]
-number = "12356"
-default_queue = "fuzhou"
-
-[[queue]]
-name = "fuzhou"
-target = "12356"
-backends = ["sip:127.0.0.1:$UAS_PORT;transport=udp"]
-
-[[area]]
-code = "0591"
-name = "Fuzhou"
-queue = "fuzhou"
-launch = 2025-04-07T00:00:00+08:00
-
-[[trunk]]
-name = "loopback"
-sources = ["127.0.0.0/8"]
-origin_area = "0591"
-
-[[legacy]]
-number = "0591-85666661"
-queue = "fuzhou"
-parallel_from = 2025-04-07T00:00:00+08:00
-retired_from = 2025-05-07T00:00:00+08:00
-when_retired = { treatment = "route" }
-TOML
+write_bench_mappings "$CONF" "$DG_PORT" "$DG_METRICS" "$UAS_PORT"
 
 RUST_LOG=warn "$BIN" run --config "$CONF" --sip-udp "127.0.0.1:$DG_PORT" --sip-tcp off \
   --metrics "127.0.0.1:$DG_METRICS" --now "$NOW" >"$WORK/dualgate.log" 2>&1 &

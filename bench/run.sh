@@ -60,47 +60,10 @@ echo "== building (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 BIN="$CARGO_TARGET_DIR/release/dualgate"
 
 # ---- the bench mapping file ----------------------------------------------------------------
+# shellcheck source=bench/mappings.sh
+. "$REPO/bench/mappings.sh"
 CONF="$WORK/bench-mappings.toml"
-cat >"$CONF" <<TOML
-# dualgate bench mappings (written by bench/run.sh): every loopback source is a trunk of area
-# 0591, whose queue "fuzhou" is the sipp UAS; record_route keeps ACK/BYE on the gateway.
-[gateway]
-sip_udp = "127.0.0.1:$DG_PORT"
-sip_tcp = "127.0.0.1:$DG_PORT"
-metrics = "127.0.0.1:$DG_METRICS"
-advertised = "127.0.0.1:$DG_PORT"
-record_route = true
-mark_legacy = ["history-info"]
-replica = "bench"
-
-[new_number]
-number = "12356"
-default_queue = "fuzhou"
-
-[[queue]]
-name = "fuzhou"
-target = "12356"
-backends = ["sip:127.0.0.1:$UAS_PORT;transport=udp"]
-
-[[area]]
-code = "0591"
-name = "Fuzhou"
-queue = "fuzhou"
-launch = 2025-04-07T00:00:00+08:00
-
-[[trunk]]
-name = "loopback"
-sources = ["127.0.0.0/8"]
-origin_area = "0591"
-
-[[legacy]]
-number = "0591-85666661"
-name = "Fujian provincial psychological-aid hotline"
-queue = "fuzhou"
-parallel_from = 2025-04-07T00:00:00+08:00
-retired_from = 2025-05-07T00:00:00+08:00
-when_retired = { treatment = "route" }
-TOML
+write_bench_mappings "$CONF" "$DG_PORT" "$DG_METRICS" "$UAS_PORT"
 "$BIN" check --config "$CONF" --at "$NOW" >"$WORK/check.txt" 2>&1 || { cat "$WORK/check.txt"; exit 2; }
 
 DG_PID=""; K_PID=""
