@@ -87,13 +87,13 @@ async fn an_invite_split_across_writes_is_forwarded_and_answers_return_on_the_co
         "body byte-exact"
     );
 
+    // One at a time: two UDP workers may reorder back-to-back datagrams from the backend.
     for status in ["180 Ringing", "200 OK"] {
         fuzhou.send(gw.sip, &respond(&got, status, "cc")).await;
+        let answer = read_messages(&mut conn, 1).await.remove(0);
+        assert_eq!(start_line(&answer), format!("SIP/2.0 {status}"));
+        assert_eq!(headers(&answer, "Via").len(), 1, "{answer}");
     }
-    let answers = read_messages(&mut conn, 2).await;
-    assert_eq!(start_line(&answers[0]), "SIP/2.0 180 Ringing");
-    assert_eq!(start_line(&answers[1]), "SIP/2.0 200 OK");
-    assert_eq!(headers(&answers[1], "Via").len(), 1, "{}", answers[1]);
 
     // The call centre hangs up: its BYE carries both Route entries (its route set) and reaches
     // the caller over the caller's TCP connection, with both entries consumed.
