@@ -137,6 +137,9 @@ pub struct Label<'s> {
 pub struct Outcome<'s> {
     /// Send the output buffer here, if anything is to be sent.
     pub send: Option<Peer>,
+    /// For a response due on a TCP connection that has closed meanwhile: where to open a new one
+    /// (the `received` address and sent-by port, RFC 3261 §18.2.2).
+    pub reconnect: Option<SocketAddr>,
     /// How to count it.
     pub label: Label<'s>,
 }
@@ -166,6 +169,7 @@ pub fn handle<'s>(
     let Ok(msg) = sip::parse(bytes) else {
         return Outcome {
             send: None,
+            reconnect: None,
             label: malformed(),
         };
     };
@@ -296,7 +300,11 @@ fn request<'s>(
     let Some(top) = msg.top_via() else {
         // Nowhere to send an answer (RFC 3261 §8.1.1.7): drop.
         label.reject = Some(RejectReason::BadRequest);
-        return Outcome { send: None, label };
+        return Outcome {
+            send: None,
+            reconnect: None,
+            label,
+        };
     };
     let received = match parse_ip(top.host) {
         Some(ip) if ip == from.addr.ip() && top.rport.is_none() => None,
@@ -334,13 +342,18 @@ fn request<'s>(
             // An ACK is never answered (RFC 3261 §17.2.1); one refused here acknowledges a
             // final response the gateway gave, so it is absorbed, not counted as a second refusal.
             if is_ack {
-                return Outcome { send: None, label };
+                return Outcome {
+                    send: None,
+                    reconnect: None,
+                    label,
+                };
             }
             label.reject = Some(why);
             answer(status, reason, &[], out);
             label.act = Act::Replied;
             Outcome {
                 send: Some(reply_to),
+                reconnect: None,
                 label,
             }
         };
@@ -461,6 +474,7 @@ fn request<'s>(
         label.act = Act::Forwarded;
         return Outcome {
             send: Some(to),
+            reconnect: None,
             label,
         };
     }
@@ -493,7 +507,11 @@ fn request<'s>(
         } => {
             if is_ack {
                 // The ACK of the gateway's own final answer: absorbed, not a second refusal.
-                return Outcome { send: None, label };
+                return Outcome {
+                    send: None,
+                    reconnect: None,
+                    label,
+                };
             }
             // A CANCEL of an INVITE the gateway answered itself matches no transaction.
             let (status, reason) = match (method, status) {
@@ -523,6 +541,7 @@ fn request<'s>(
             }
             Outcome {
                 send: Some(reply_to),
+                reconnect: None,
                 label,
             }
         }
@@ -582,6 +601,7 @@ fn request<'s>(
             label.act = Act::Forwarded;
             Outcome {
                 send: Some(to),
+                reconnect: None,
                 label,
             }
         }
@@ -722,12 +742,20 @@ fn response<'s>(
     let mut vias = msg.vias();
     let Some(top) = vias.next() else {
         label.reject = Some(RejectReason::BadRequest);
-        return Outcome { send: None, label };
+        return Outcome {
+            send: None,
+            reconnect: None,
+            label,
+        };
     };
     // RFC 3261 §16.11: only a response whose top Via is ours is forwarded.
     if !via_is_ours(&top, snap) {
         label.reject = Some(RejectReason::BadRequest);
-        return Outcome { send: None, label };
+        return Outcome {
+            send: None,
+            reconnect: None,
+            label,
+        };
     }
     let params = via_params(&top);
     if let Some(n) = param(params, "dgn").flatten() {
@@ -742,37 +770,49 @@ fn response<'s>(
     }
     label.kind = Kind::Response { class, outcome };
     let Some(next) = vias.next() else {
-        return Outcome { send: None, label };
+        return Outcome {
+            send: None,
+            reconnect: None,
+            label,
+        };
     };
     let transport = Transport::from_token(next.transport).unwrap_or(Transport::Udp);
     let ip = next
         .received
         .and_then(parse_ip)
         .or_else(|| parse_ip(next.host));
-    let port = match (
-        transport,
-        param(params, "dgc")
-            .flatten()
-            .and_then(|p| p.parse::<u16>().ok()),
-    ) {
+    // RFC 3581: the source port when the client asked for rport; else the sent-by port.
+    let sent_by_port = match next.rport {
+        Some(Some(p)) => p,
+        _ => next.port.unwrap_or(5060),
+    };
+    // Over TCP, the connection the request came in on (its source port is in our `dgc`).
+    let connection = param(params, "dgc")
+        .flatten()
+        .and_then(|p| p.parse::<u16>().ok());
+    let port = match (transport, connection) {
         (Transport::Tcp, Some(p)) => p,
-        _ => match next.rport {
-            Some(Some(p)) => p,
-            _ => next.port.unwrap_or(5060),
-        },
+        _ => sent_by_port,
     };
     let Some(ip) = ip else {
         // A sent-by host name would need DNS (RFC 3263); a stateless gateway does not resolve.
         label.reject = Some(RejectReason::BadRequest);
-        return Outcome { send: None, label };
+        return Outcome {
+            send: None,
+            reconnect: None,
+            label,
+        };
     };
     sip::forward_response(msg, out);
     label.act = Act::Forwarded;
+    let reconnect = (transport == Transport::Tcp && port != sent_by_port)
+        .then(|| SocketAddr::new(ip, next.port.unwrap_or(5060)));
     Outcome {
         send: Some(Peer {
             addr: SocketAddr::new(ip, port),
             transport,
         }),
+        reconnect,
         label,
     }
 }

@@ -247,3 +247,39 @@ async fn a_tcp_backend_gets_the_call_on_one_connection_and_its_answers_reach_a_u
     let ack = read_messages(&mut conn, 1).await.remove(0);
     assert!(start_line(&ack).starts_with("ACK sip:12356@"), "{ack}");
 }
+
+#[tokio::test]
+async fn a_response_whose_connection_closed_goes_to_a_new_connection_at_the_sent_by_port() {
+    // RFC 3261 §18.2.2: the caller's connection is gone by the time the answer comes, so the
+    // gateway connects to the received address and the sent-by port (the caller's listener).
+    let fuzhou = Peer::bind("127.0.0.1").await;
+    let gw = Gateway::start(
+        &mappings(&[fuzhou.uri()], &fuzhou.uri(), &fuzhou.uri(), ROUTE),
+        &["--now", PARALLEL],
+    )
+    .await;
+    let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let sent_by = listener.local_addr().unwrap();
+    let mut conn = carrier(&gw).await;
+    let inv = invite("sip:12356@gw", &sent_by, "rc1", "z9hG4bKrc1", "TCP").replace(";rport", "");
+    conn.write_all(inv.as_bytes()).await.unwrap();
+    let (got, _) = fuzhou.recv().await;
+    // Close our side and wait for the gateway to close its own (EOF): the connection is gone.
+    conn.shutdown().await.unwrap();
+    let mut rest = [0u8; 64];
+    let eof = timeout(WAIT, conn.read(&mut rest))
+        .await
+        .expect("the gateway closes too")
+        .unwrap();
+    assert_eq!(eof, 0);
+    fuzhou
+        .send(gw.sip, &respond(&got, "486 Busy Here", "b"))
+        .await;
+    let (mut back, _) = timeout(WAIT, listener.accept())
+        .await
+        .expect("the gateway reconnects")
+        .unwrap();
+    let answer = read_messages(&mut back, 1).await.remove(0);
+    assert_eq!(start_line(&answer), "SIP/2.0 486 Busy Here");
+    assert_eq!(header(&answer, "Call-ID"), Some("rc1"));
+}

@@ -94,9 +94,13 @@ pub fn process(shared: &Arc<Shared>, worker: &mut Worker, bytes: &[u8], from: Pe
     if let Some(to) = outcome.send {
         let sent = match to.transport {
             Transport::Udp => shared.udp.send_to(out, to.addr).map(|_| ()),
-            Transport::Tcp => shared
-                .tcp
-                .send(shared, to.addr, out.clone(), outcome.label.queue),
+            Transport::Tcp => shared.tcp.send(
+                shared,
+                to.addr,
+                outcome.reconnect,
+                out.clone(),
+                outcome.label.queue,
+            ),
         };
         if let Err(e) = sent {
             tracing::debug!(to = %to, error = %e, "send failed");

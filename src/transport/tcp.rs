@@ -55,7 +55,8 @@ impl Pool {
         }
     }
 
-    /// Queues `bytes` for `addr`, on its open connection or on a new one.
+    /// Queues `bytes` for `addr`, on its open connection or else on a new one to `reconnect`
+    /// (when given) or `addr`.
     ///
     /// # Errors
     /// `WouldBlock` when the connection's queue is full (overload), `Other` when no new
@@ -64,23 +65,32 @@ impl Pool {
         &self,
         shared: &Arc<Shared>,
         addr: SocketAddr,
+        reconnect: Option<SocketAddr>,
         bytes: Vec<u8>,
         queue: &str,
     ) -> io::Result<()> {
-        if let Some(tx) = self.sender(addr) {
-            return match tx.try_send(bytes) {
-                Ok(()) => Ok(()),
+        let bytes = match self.sender(addr) {
+            Some(tx) => match tx.try_send(bytes) {
+                Ok(()) => return Ok(()),
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     crate::metrics::record_overload();
-                    Err(io::ErrorKind::WouldBlock.into())
+                    return Err(io::ErrorKind::WouldBlock.into());
                 }
                 Err(mpsc::error::TrySendError::Closed(b)) => {
                     self.remove(addr, &tx);
-                    self.connect(shared, addr, b, queue)
+                    b
                 }
-            };
+            },
+            None => bytes,
+        };
+        let target = reconnect.unwrap_or(addr);
+        match self.sender(target) {
+            // A connection to the fallback address may already be open.
+            Some(tx) if target != addr => tx
+                .try_send(bytes)
+                .map_err(|_| io::Error::from(io::ErrorKind::WouldBlock)),
+            _ => self.connect(shared, target, bytes, queue),
         }
-        self.connect(shared, addr, bytes, queue)
     }
 
     fn connect(
