@@ -489,3 +489,50 @@ async fn in_dialog_requests_without_our_route_reach_a_served_peer_and_nothing_el
     assert!(start_line(&got).starts_with("SIP/2.0 404"), "{got}");
     stranger.silent_for(Duration::from_millis(200)).await;
 }
+
+#[tokio::test]
+async fn calls_work_over_ipv6() {
+    let fuzhou = Peer::bind("::1").await;
+    let trunk = "\n[[trunk]]\nname = \"v6\"\nsources = [\"::1/128\"]\norigin_area = \"0591\"\n";
+    let uri = format!("sip:{};transport=udp", fuzhou.addr);
+    let m = mappings_with(&[uri.clone()], &uri, &uri, ROUTE, trunk);
+    let gw = Gateway::start_on(&m, &["--now", PARALLEL], "::1", "::1").await;
+    let carrier = Peer::bind("::1").await;
+    carrier
+        .send(
+            gw.sip,
+            &invite(
+                "sip:059185666661@[::1]",
+                &carrier.addr,
+                "v6",
+                "z9hG4bKv6",
+                "UDP",
+            ),
+        )
+        .await;
+    let (got, _) = fuzhou.recv().await;
+    assert_eq!(
+        start_line(&got),
+        format!("INVITE sip:12356@{} SIP/2.0", fuzhou.addr)
+    );
+    let vias = headers(&got, "Via");
+    assert!(
+        vias[0].starts_with(&format!("SIP/2.0/UDP {};branch=", gw.sip)),
+        "{got}"
+    );
+    // RFC 3261 received carries a bare IPv6 address; rport the source port.
+    let want = format!(
+        "SIP/2.0/UDP {};branch=z9hG4bKv6;rport={};received=::1",
+        carrier.addr,
+        carrier.addr.port()
+    );
+    assert_eq!(vias[1], want, "{got}");
+    assert_eq!(
+        header(&got, "Record-Route"),
+        Some(format!("<sip:{};lr>", gw.sip).as_str())
+    );
+    fuzhou.send(gw.sip, &respond(&got, "200 OK", "v6")).await;
+    let (answer, from) = carrier.recv().await;
+    assert_eq!(from, gw.sip);
+    assert_eq!(start_line(&answer), "SIP/2.0 200 OK");
+}

@@ -167,7 +167,13 @@ impl Drop for Gateway {
 impl Gateway {
     /// Starts `dualgate run` on fresh ports with `mappings` and waits until it answers OPTIONS.
     pub async fn start(mappings: &str, args: &[&str]) -> Gateway {
-        let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Gateway::start_on(mappings, args, "127.0.0.1", "127.0.0.2").await
+    }
+
+    /// [`Gateway::start`] with SIP on `sip_ip`; the readiness OPTIONS comes from `caller_ip`
+    /// (which must be in a trunk).
+    pub async fn start_on(mappings: &str, args: &[&str], sip_ip: &str, caller_ip: &str) -> Gateway {
+        let sip = SocketAddr::new(sip_ip.parse().unwrap(), free_port());
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = temp_dir().join("mappings.toml");
         let text = mappings
@@ -189,12 +195,14 @@ impl Gateway {
             metrics,
             config,
         };
-        gw.wait_ready().await;
+        gw.wait_ready(caller_ip).await;
         gw
     }
 
-    async fn wait_ready(&self) {
-        let sock = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    async fn wait_ready(&self, caller_ip: &str) {
+        let sock = UdpSocket::bind(SocketAddr::new(caller_ip.parse().unwrap(), 0))
+            .await
+            .unwrap();
         for i in 0..100 {
             let msg = options(&sock.local_addr().unwrap(), &format!("ready-{i}"));
             sock.send_to(msg.as_bytes(), self.sip).await.unwrap();
