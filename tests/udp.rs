@@ -495,7 +495,7 @@ async fn calls_work_over_ipv6() {
     let fuzhou = Peer::bind("::1").await;
     let trunk = "\n[[trunk]]\nname = \"v6\"\nsources = [\"::1/128\"]\norigin_area = \"0591\"\n";
     let uri = format!("sip:{};transport=udp", fuzhou.addr);
-    let m = mappings_with(&[uri.clone()], &uri, &uri, ROUTE, trunk);
+    let m = mappings_with(std::slice::from_ref(&uri), &uri, &uri, ROUTE, trunk);
     let gw = Gateway::start_on(&m, &["--now", PARALLEL], "::1", "::1").await;
     let carrier = Peer::bind("::1").await;
     carrier
