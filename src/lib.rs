@@ -112,13 +112,23 @@ pub async fn run(
         tasks.spawn(transport::tcp::serve(l, shared.clone()));
     }
     let mut rx = config.clone();
+    let udp_port = shared
+        .udp
+        .local_addr()
+        .ok()
+        .filter(|_| !threads.is_empty())
+        .map(|a| a.port());
     tasks.spawn(async move {
-        // Keep the phase gauges true as calendar boundaries pass.
+        // Keep the phase gauges true as calendar boundaries pass, and the kernel's drop count
+        // on the UDP socket visible (the sign of overload a stateless UDP proxy cannot see).
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
             let snap = rx.borrow_and_update().clone();
             metrics::record_phases(&snap, clock.now());
+            if let Some(drops) = udp_port.and_then(transport::udp::kernel_drops) {
+                metrics::record_udp_drops(drops);
+            }
         }
     });
     shutdown.await;

@@ -28,6 +28,7 @@ const LAST_RELOAD: &str = "dualgate_config_last_reload_success_timestamp_seconds
 const BACKEND_ERRORS: &str = "dualgate_backend_errors_total";
 const DURATION: &str = "dualgate_request_duration_seconds";
 const BUILD_INFO: &str = "dualgate_build_info";
+const UDP_DROPS: &str = "dualgate_udp_receive_drops_total";
 
 /// Histogram buckets for time spent inside the gateway: 10 µs to 100 ms.
 const DURATION_BUCKETS: [f64; 13] = [
@@ -348,4 +349,9 @@ pub fn record_reload(ok: bool, now: SystemTime) {
 /// Counts bytes that could not be framed or parsed as SIP.
 pub fn record_malformed() {
     counter!(REJECTED, "reason" => RejectReason::Malformed.as_str()).increment(1);
+}
+
+/// Sets the kernel's count of datagrams dropped on the SIP UDP socket.
+pub fn record_udp_drops(total: u64) {
+    counter!(UDP_DROPS).absolute(total);
 }

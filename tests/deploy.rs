@@ -23,6 +23,8 @@ const METRICS: &[&str] = &[
     "dualgate_backend_errors_total",
     "dualgate_request_duration_seconds",
     "dualgate_build_info",
+    "dualgate_responses_total",
+    "dualgate_udp_receive_drops_total",
 ];
 
 /// Histograms: their series are exported with these suffixes only.

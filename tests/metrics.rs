@@ -91,6 +91,16 @@ async fn every_configured_number_has_zero_series_from_start_up() {
         ),
         Some(1.0)
     );
+    // The kernel's drop count on the UDP socket, read from /proc/net/udp once a second.
+    let mut drops = metric(&m, "dualgate_udp_receive_drops_total", &[]);
+    for _ in 0..40 {
+        if drops.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        drops = metric(&gw.scrape(), "dualgate_udp_receive_drops_total", &[]);
+    }
+    assert_eq!(drops, Some(0.0));
     assert_eq!(
         metric(
             &m,
