@@ -512,6 +512,11 @@ impl<'a> Via<'a> {
     /// [`ParseError::BadVia`] when the entry does not have that shape.
     pub fn parse(entry: &'a str) -> Result<Via<'a>, ParseError> {
         let raw = entry.trim();
+        // An unterminated quoted-string swallows the rest of the line (and any later entries):
+        // such a Via cannot be edited safely, so it is malformed.
+        if !quotes_balanced(raw) {
+            return Err(ParseError::BadVia);
+        }
         let (name, rest) = raw.split_once('/').ok_or(ParseError::BadVia)?;
         let (version, rest) = rest.split_once('/').ok_or(ParseError::BadVia)?;
         if !name.trim().eq_ignore_ascii_case("SIP") || version.trim() != "2.0" {
@@ -557,6 +562,20 @@ impl<'a> Via<'a> {
             raw,
         })
     }
+}
+
+/// Whether every `"` opening a quoted-string is closed (a `\\` escapes the next character).
+fn quotes_balanced(s: &str) -> bool {
+    let (mut open, mut escaped) = (false, false);
+    for b in s.bytes() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if open => escaped = true,
+            b'"' => open = !open,
+            _ => {}
+        }
+    }
+    !open
 }
 
 /// `host[:port]` with IPv6 in brackets; `None` when malformed.
@@ -1273,6 +1292,22 @@ Via: SIP/2.0/TCP c.example;branch=z9hG4bK3;rport=5099\r\n\r\n";
             let raw = format!("{line}\r\nCall-ID: x\r\n\r\n");
             let m = parse(raw.as_bytes()).unwrap();
             assert_eq!(m.start, Start::Response { code, reason }, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_via_with_an_unterminated_quote_is_malformed() {
+        let cases = [
+            ("SIP/2.0/UDP h:5060;branch=z9hG4bK1;x=\"a", false),
+            (
+                "SIP/2.0/UDP h:5060;branch=z9hG4bK1;x=\"a, SIP/2.0/UDP b",
+                false,
+            ),
+            ("SIP/2.0/UDP h:5060;branch=z9hG4bK1;x=\"a,b\"", true),
+            ("SIP/2.0/UDP h:5060;branch=z9hG4bK1;x=\"a\\\"b\"", true),
+        ];
+        for (entry, ok) in cases {
+            assert_eq!(Via::parse(entry).is_ok(), ok, "{entry}");
         }
     }
 
