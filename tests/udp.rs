@@ -407,8 +407,7 @@ async fn in_dialog_requests_follow_the_record_route() {
     let (inv, _) = fuzhou.recv().await;
     let rr = header(&inv, "Record-Route").unwrap().to_string();
     // BYE from the carrier to the call centre's Contact, routed via the gateway.
-    let bye = request(
-        "BYE",
+    let msg = bye(
         &format!("sip:queue@{}", fuzhou.addr),
         &carrier.addr,
         "d1",
@@ -416,10 +415,9 @@ async fn in_dialog_requests_follow_the_record_route() {
         "UDP",
         2,
         "cc",
-        "70",
-    )
-    .replacen("Max-Forwards", &format!("Route: {rr}\r\nMax-Forwards"), 1);
-    carrier.send(gw.sip, &bye).await;
+        &rr,
+    );
+    carrier.send(gw.sip, &msg).await;
     let (got, _) = fuzhou.recv().await;
     assert_eq!(
         start_line(&got),
@@ -430,8 +428,7 @@ async fn in_dialog_requests_follow_the_record_route() {
         "our Route entry is consumed: {got}"
     );
     // And a BYE from the call centre back to the carrier.
-    let bye = request(
-        "BYE",
+    let msg = bye(
         &format!("sip:13800000000@{}", carrier.addr),
         &fuzhou.addr,
         "d1",
@@ -439,10 +436,9 @@ async fn in_dialog_requests_follow_the_record_route() {
         "UDP",
         1,
         "from-d1",
-        "70",
-    )
-    .replacen("Max-Forwards", &format!("Route: {rr}\r\nMax-Forwards"), 1);
-    fuzhou.send(gw.sip, &bye).await;
+        &rr,
+    );
+    fuzhou.send(gw.sip, &msg).await;
     let (got, _) = carrier.recv().await;
     assert!(
         start_line(&got).starts_with("BYE sip:13800000000@"),

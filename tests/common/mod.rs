@@ -341,6 +341,28 @@ pub fn request(
     )
 }
 
+/// An in-dialog BYE to `target` along the route set `route` (a Record-Route value).
+#[allow(clippy::too_many_arguments)]
+pub fn bye(
+    target: &str,
+    local: &SocketAddr,
+    call_id: &str,
+    branch: &str,
+    transport: &str,
+    cseq: u32,
+    to_tag: &str,
+    route: &str,
+) -> String {
+    request(
+        "BYE", target, local, call_id, branch, transport, cseq, to_tag, "70",
+    )
+    .replacen(
+        "Max-Forwards",
+        &format!("Route: {route}\r\nMax-Forwards"),
+        1,
+    )
+}
+
 /// A UDP peer on a chosen loopback address.
 pub struct Peer {
     /// The socket.
