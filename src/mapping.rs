@@ -59,6 +59,18 @@ pub enum Entry<'m> {
     },
 }
 
+impl Entry<'_> {
+    /// Index of the queue the entry's calls go to outside any retired treatment: the legacy
+    /// number's queue, the area's queue, or the default queue for the new number without area.
+    pub fn queue(&self, m: &Mappings) -> Option<usize> {
+        match self {
+            Entry::Legacy(l) => Some(l.queue),
+            Entry::NewNumber { area: Some(a) } => Some(a.queue),
+            Entry::NewNumber { area: None } => m.default_queue,
+        }
+    }
+}
+
 /// Every configured number, indexed by canonical form.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Mappings {

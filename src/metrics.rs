@@ -119,19 +119,10 @@ fn describe() {
 pub fn register(snap: &Snapshot, now: SystemTime) {
     let m = &snap.mappings;
     let queue_of = |number: &str| -> &str {
-        match m.lookup_str(number) {
-            Some(crate::mapping::Entry::Legacy(l)) => {
-                snap.queues.get(l.queue).map_or("none", |q| &q.name)
-            }
-            Some(crate::mapping::Entry::NewNumber { area: Some(a) }) => {
-                snap.queues.get(a.queue).map_or("none", |q| &q.name)
-            }
-            Some(crate::mapping::Entry::NewNumber { area: None }) => m
-                .default_queue
-                .and_then(|i| snap.queues.get(i))
-                .map_or("none", |q| &q.name),
-            None => "none",
-        }
+        m.lookup_str(number)
+            .and_then(|e| e.queue(m))
+            .and_then(|i| snap.queues.get(i))
+            .map_or("none", |q| &q.name)
     };
     for number in m.numbers().chain(std::iter::once("other")) {
         let queue = queue_of(number).to_string();

@@ -202,11 +202,10 @@ pub fn decide<'s>(f: &Facts<'_, 's>, snap: &'s Snapshot, now: SystemTime) -> Rou
     match entry {
         Entry::NewNumber { area } => {
             let number = area.map_or(m.new_number.as_str(), |a| a.new_number.as_str());
-            let queue = match area {
-                Some(a) => Some(a.queue),
-                None => m.default_queue,
-            };
-            let Some(q) = queue.and_then(|i| snap.queues.get(i).map(|q| (i, q))) else {
+            let Some(q) = entry
+                .queue(m)
+                .and_then(|i| snap.queues.get(i).map(|q| (i, q)))
+            else {
                 return Routed {
                     number,
                     ..unrouted(reply(
