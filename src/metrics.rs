@@ -5,7 +5,7 @@ use crate::calendar::{phase_at, PHASES};
 use crate::clock::unix_seconds;
 use crate::config::Snapshot;
 use crate::proxy::{Act, CallOutcome, Kind, Label};
-use crate::route::RejectReason;
+use crate::route::{self, RejectReason, Source};
 use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
     Gauge, Histogram, Unit,
@@ -13,6 +13,7 @@ use metrics::{
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 const REQUESTS: &str = "dualgate_requests_total";
@@ -114,25 +115,44 @@ fn describe() {
     }
 }
 
-/// Creates every configured number's series at 0 (they never expire), so a legacy number that
-/// has gone quiet shows 0 rather than disappearing, and sets the calendar gauges.
+/// Creates at 0 every series a message can increment for a configured number (they never
+/// expire), so a legacy number that has gone quiet shows 0 rather than disappearing, and the
+/// first call after start-up, a reload or a phase boundary is seen by `increase()` (which cannot
+/// see the increment that creates a series). The combinations come from
+/// [`route::reachable`], the same functions `route::decide` uses. Also sets the calendar gauges.
 pub fn register(snap: &Snapshot, now: SystemTime) {
-    let m = &snap.mappings;
-    let queue_of = |number: &str| -> &str {
-        m.lookup_str(number)
-            .and_then(|e| e.queue(m))
-            .and_then(|i| snap.queues.get(i))
-            .map_or("none", |q| &q.name)
-    };
-    for number in m.numbers().chain(std::iter::once("other")) {
-        let queue = queue_of(number).to_string();
-        counter!(ATTEMPTS, "number" => number.to_string(), "queue" => queue.clone()).increment(0);
-        for o in CallOutcome::ALL {
-            counter!(OUTCOMES, "number" => number.to_string(), "queue" => queue.clone(), "outcome" => o.as_str()).increment(0);
+    let trunks: Vec<&str> = snap.trunks.iter().map(|t| t.name.as_str()).collect();
+    let strangers = [Source::Unknown.label(), Source::Backend.label()];
+    for r in route::reachable(snap) {
+        let from: Vec<&str> = if r.number == "other" {
+            trunks.iter().copied().chain(strangers).collect()
+        } else {
+            trunks.clone()
+        };
+        let decision = if r.forwarded {
+            Act::Forwarded
+        } else {
+            Act::Replied
+        };
+        for trunk in from {
+            counter!(ATTEMPTS, "number" => r.number.to_string(), "queue" => r.queue.to_string(), "trunk" => trunk.to_string()).increment(0);
+            counter!(
+                REQUESTS,
+                "method" => "INVITE",
+                "number" => r.number.to_string(),
+                "queue" => r.queue.to_string(),
+                "trunk" => trunk.to_string(),
+                "phase" => r.phase,
+                "decision" => decision.as_str()
+            )
+            .increment(0);
         }
-        gauge!(LAST_CALL, "number" => number.to_string()).increment(0.0);
+        for o in CallOutcome::ALL {
+            counter!(OUTCOMES, "number" => r.number.to_string(), "queue" => r.queue.to_string(), "outcome" => o.as_str()).increment(0);
+        }
+        gauge!(LAST_CALL, "number" => r.number.to_string()).increment(0.0);
     }
-    for l in &m.legacy {
+    for l in &snap.mappings.legacy {
         gauge!(RETIRED_FROM, "number" => l.number.clone())
             .set(unix_seconds(l.schedule.retired_from));
     }
@@ -191,12 +211,51 @@ type Cache<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
 pub struct Recorder {
     snapshot: usize,
     requests: Cache<[Sk; 6], Counter>,
-    attempts: Cache<[Sk; 2], Counter>,
+    attempts: Cache<[Sk; 3], Counter>,
     last_call: Cache<Sk, Gauge>,
     outcomes: Cache<[Sk; 3], Counter>,
     responses: Cache<[Sk; 2], Counter>,
     rejected: Cache<Sk, Counter>,
     duration: Histogram,
+}
+
+/// How long a call is remembered, so its retransmissions are not counted again: an INVITE
+/// client transaction retransmits for at most 64×T1 = 32 s (RFC 3261 §17.1.1.2, Timer B).
+pub const SEEN_FOR_SECONDS: u64 = 32;
+/// Slots in [`SEEN`]: 128 Ki × 8 bytes = 1 MiB, fixed, whatever the traffic.
+const SEEN_SLOTS: usize = 1 << 17;
+/// Low bits of a slot that hold the time a key was counted (unix seconds modulo 2^20).
+const SEEN_TIME_BITS: u32 = 20;
+const SEEN_TIME_MASK: u64 = (1 << SEEN_TIME_BITS) - 1;
+
+/// Calls counted recently (hashes of Call-ID and CSeq), for counting only: routing never reads
+/// it. A direct-mapped table shared by every receiving thread (a retransmission may reach
+/// another UDP worker than the original): a slot holds the key's high bits and the second it
+/// was counted. A key is "seen" while its slot still holds it and is less than
+/// [`SEEN_FOR_SECONDS`] old; another key landing on the same slot evicts it, so under very high
+/// load a retransmission can be counted twice, never a new call missed.
+static SEEN: [AtomicU64; SEEN_SLOTS] = [const { AtomicU64::new(0) }; SEEN_SLOTS];
+
+/// True the first time call `key` is offered within [`SEEN_FOR_SECONDS`] of `now`.
+fn first_time(key: u64, now: SystemTime) -> bool {
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // The slot index uses the low bits, the tag the high ones.
+    let slot = &SEEN[(key as usize) & (SEEN_SLOTS - 1)];
+    let tag = key & !SEEN_TIME_MASK;
+    let fresh = tag | (secs & SEEN_TIME_MASK);
+    let mut old = slot.load(Ordering::Relaxed);
+    loop {
+        let age = (secs.wrapping_sub(old)) & SEEN_TIME_MASK;
+        if old != 0 && old & !SEEN_TIME_MASK == tag && age < SEEN_FOR_SECONDS {
+            return false;
+        }
+        match slot.compare_exchange(old, fresh, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return true,
+            Err(now_there) => old = now_there,
+        }
+    }
 }
 
 impl Default for Recorder {
@@ -217,20 +276,13 @@ impl Default for Recorder {
 impl Recorder {
     /// Counts one message handled with the snapshot at address `snapshot` (its labels borrow
     /// from it).
-    pub fn record(
-        &mut self,
-        snapshot: *const Snapshot,
-        l: &Label<'_>,
-        now: SystemTime,
-        inside: Duration,
-    ) {
+    pub fn record(&mut self, snapshot: *const Snapshot, l: &Label<'_>, now: SystemTime) {
         if self.snapshot != snapshot as usize {
             *self = Recorder {
                 snapshot: snapshot as usize,
                 ..Recorder::default()
             };
         }
-        self.duration.record(inside.as_secs_f64());
         if let Some(r) = l.reject {
             let reason = r.as_str();
             self.rejected
@@ -267,18 +319,20 @@ impl Recorder {
                         )
                     })
                     .increment(1);
-                if attempt {
+                // A retransmitted INVITE (same Call-ID and CSeq) is one call, and the
+                // gateway's answer to it one outcome.
+                if attempt && first_time(l.call, now) {
                     self.attempts
-                        .entry([sk(l.number), sk(l.queue)])
-                        .or_insert_with(|| counter!(ATTEMPTS, "number" => owned(l.number), "queue" => owned(l.queue)))
+                        .entry([sk(l.number), sk(l.queue), sk(l.trunk)])
+                        .or_insert_with(|| counter!(ATTEMPTS, "number" => owned(l.number), "queue" => owned(l.queue), "trunk" => owned(l.trunk)))
                         .increment(1);
                     self.last_call
                         .entry(sk(l.number))
                         .or_insert_with(|| gauge!(LAST_CALL, "number" => owned(l.number)))
                         .set(unix_seconds(now));
-                }
-                if let Some(o) = outcome {
-                    self.outcome(l, o);
+                    if let Some(o) = outcome {
+                        self.outcome(l, o);
+                    }
                 }
             }
             Kind::Response { class, outcome } => {
@@ -290,11 +344,19 @@ impl Recorder {
                     )
                     .increment(1);
                 if let (Some(o), Act::Forwarded) = (outcome, l.act) {
-                    self.outcome(l, o);
+                    // A final response retransmitted until its ACK is one outcome.
+                    if first_time(l.call, now) {
+                        self.outcome(l, o);
+                    }
                 }
             }
             Kind::Malformed => {}
         }
+    }
+
+    /// Records the time a message spent inside the gateway, receive to send.
+    pub fn record_duration(&mut self, inside: Duration) {
+        self.duration.record(inside.as_secs_f64());
     }
 
     fn outcome(&mut self, l: &Label<'_>, o: CallOutcome) {
@@ -345,4 +407,26 @@ pub fn record_malformed() {
 /// Sets the kernel's count of datagrams dropped on the SIP UDP socket.
 pub fn record_udp_drops(total: u64) {
     counter!(UDP_DROPS).absolute(total);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_is_counted_once_within_timer_b_and_again_after() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_746_547_200);
+        let key = 0x0123_4567_89ab_cdef;
+        assert!(first_time(key, t0));
+        assert!(!first_time(key, t0));
+        assert!(!first_time(key, t0 + Duration::from_secs(SEEN_FOR_SECONDS - 1)));
+        // Another call on the same slot (same low bits) is new, and evicts the first.
+        let other = key ^ (1 << 40);
+        assert!(first_time(other, t0 + Duration::from_secs(1)));
+        assert!(first_time(key, t0 + Duration::from_secs(2)));
+        // Remembered for Timer B only.
+        let later = 0x0fed_cba9_8765_4321;
+        assert!(first_time(later, t0));
+        assert!(first_time(later, t0 + Duration::from_secs(SEEN_FOR_SECONDS)));
+    }
 }

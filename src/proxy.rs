@@ -130,6 +130,17 @@ pub struct Label<'s> {
     pub act: Act,
     /// Why it was refused or dropped, if it was.
     pub reject: Option<RejectReason>,
+    /// For an initial INVITE or a final response to one: a hash of its Call-ID and CSeq (and
+    /// status), so the metrics edge counts a call once however often it is retransmitted;
+    /// 0 otherwise.
+    pub call: u64,
+}
+
+/// The key a call attempt (`status` 0) or its final response is counted once under.
+fn call_key(msg: &Message<'_>, status: u16) -> u64 {
+    let call_id = msg.call_id().unwrap_or_default().as_bytes();
+    let cseq = msg.cseq().map_or(0, |(n, _)| n).to_be_bytes();
+    sip::hash64(&[b"call", call_id, &cseq, &status.to_be_bytes()])
 }
 
 /// The result of handling one message: bytes to send (left in the caller's buffer) and where.
@@ -188,6 +199,7 @@ fn malformed() -> Label<'static> {
         phase: "none",
         act: Act::Dropped,
         reject: Some(RejectReason::Malformed),
+        call: 0,
     }
 }
 
@@ -295,6 +307,7 @@ fn request<'s>(
         phase: "none",
         act: Act::Dropped,
         reject: None,
+        call: 0,
     };
     let is_ack = method == Method::Ack;
     let Some(top) = msg.top_via() else {
@@ -492,6 +505,9 @@ fn request<'s>(
     label.queue = routed.queue;
     label.phase = routed.phase;
     let attempt = method == Method::Invite && !in_dialog;
+    if attempt {
+        label.call = call_key(msg, 0);
+    }
     label.kind = Kind::Request {
         method: method_label(method),
         attempt,
@@ -699,13 +715,18 @@ fn legacy_marks(
             .last()
             .and_then(|entry| param(&entry, "index").flatten().map(str::to_string));
         match last {
+            // RFC 8119: the translated target carries the RFC 4458 `cause` URI parameter 380
+            // (service number translation).
             None => {
                 marks.push(("History-Info", format!("{dialled};index=1")));
-                marks.push(("History-Info", format!("<{request_uri}>;index=1.1;mp=1")));
+                marks.push((
+                    "History-Info",
+                    format!("<{request_uri};cause=380>;index=1.1;mp=1"),
+                ));
             }
             Some(idx) => marks.push((
                 "History-Info",
-                format!("<{request_uri}>;index={idx}.1;mp={idx}"),
+                format!("<{request_uri};cause=380>;index={idx}.1;mp={idx}"),
             )),
         }
     }
@@ -738,6 +759,7 @@ fn response<'s>(
         phase: "none",
         act: Act::Dropped,
         reject: None,
+        call: 0,
     };
     let mut vias = msg.vias();
     let Some(top) = vias.next() else {
@@ -769,6 +791,9 @@ fn response<'s>(
             .map_or("none", |x| x.name.as_str());
     }
     label.kind = Kind::Response { class, outcome };
+    if outcome.is_some() {
+        label.call = call_key(msg, code);
+    }
     let Some(next) = vias.next() else {
         return Outcome {
             send: None,

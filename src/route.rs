@@ -3,7 +3,7 @@
 
 use crate::calendar::{phase_at, Phase, Treatment};
 use crate::config::{Snapshot, Trunk};
-use crate::mapping::Entry;
+use crate::mapping::{Area, Entry, Legacy};
 use crate::number::{normalize, Dialling};
 use crate::sip::Method;
 use std::borrow::Cow;
@@ -153,12 +153,6 @@ fn reply(
 
 /// Routes an out-of-dialog request (or a CANCEL / non-2xx ACK, which follow their INVITE).
 pub fn decide<'s>(f: &Facts<'_, 's>, snap: &'s Snapshot, now: SystemTime) -> Routed<'s> {
-    let unrouted = |decision| Routed {
-        decision,
-        number: "other",
-        queue: "none",
-        phase: "none",
-    };
     let trunk = match f.source {
         Source::Trunk(t) => t,
         Source::Backend | Source::Unknown => {
@@ -201,135 +195,211 @@ pub fn decide<'s>(f: &Facts<'_, 's>, snap: &'s Snapshot, now: SystemTime) -> Rou
     };
     match entry {
         Entry::NewNumber { area } => {
-            let number = area.map_or(m.new_number.as_str(), |a| a.new_number.as_str());
-            let Some(q) = entry
-                .queue(m)
-                .and_then(|i| snap.queues.get(i).map(|q| (i, q)))
-            else {
-                return Routed {
-                    number,
-                    ..unrouted(reply(
-                        404,
-                        "Not Found",
-                        Some(UNALLOCATED.into()),
-                        Some(RejectReason::UnknownNumber),
-                    ))
-                };
-            };
             let launched =
                 area.is_none_or(|a| a.answer_before_launch || a.launch.is_none_or(|l| now >= l));
-            if !launched {
-                let text = format!(
-                    "SIP;cause=404;text=\"{} is not yet in service in this area\"",
-                    m.new_number
-                );
-                return Routed {
-                    decision: reply(
-                        404,
-                        "Not Found",
-                        Some(text),
-                        Some(RejectReason::NotLaunched),
-                    ),
-                    number,
-                    queue: &q.1.name,
-                    phase: "new",
-                };
-            }
-            Routed {
-                decision: Decision::Forward {
-                    queue: q.0,
-                    user: &q.1.target,
-                    mark: false,
-                },
-                number,
-                queue: &q.1.name,
-                phase: "new",
-            }
+            new_number(area, launched, snap)
         }
-        Entry::Legacy(l) => {
-            let phase = phase_at(&l.schedule, now);
-            let home = snap.queues.get(l.queue);
-            let forward = |queue: usize, mark: bool| match snap.queues.get(queue) {
-                Some(q) => Routed {
-                    decision: Decision::Forward {
-                        queue,
-                        user: &q.target,
-                        mark,
-                    },
-                    number: &l.number,
-                    queue: &q.name,
-                    phase: phase.as_str(),
-                },
-                None => Routed {
-                    number: &l.number,
-                    phase: phase.as_str(),
-                    ..unrouted(reply(500, "Server Internal Error", None, None))
-                },
+        Entry::Legacy(l) => legacy(l, phase_at(&l.schedule, now), snap),
+    }
+}
+
+/// The decision for the new number dialled in `area` (or with no area known), launched there
+/// or not yet.
+fn new_number<'s>(area: Option<&'s Area>, launched: bool, snap: &'s Snapshot) -> Routed<'s> {
+    let m = &snap.mappings;
+    let number = area.map_or(m.new_number.as_str(), |a| a.new_number.as_str());
+    let entry = Entry::NewNumber { area };
+    let Some(q) = entry
+        .queue(m)
+        .and_then(|i| snap.queues.get(i).map(|q| (i, q)))
+    else {
+        return Routed {
+            number,
+            ..unrouted(reply(
+                404,
+                "Not Found",
+                Some(UNALLOCATED.into()),
+                Some(RejectReason::UnknownNumber),
+            ))
+        };
+    };
+    if !launched {
+        let text = format!(
+            "SIP;cause=404;text=\"{} is not yet in service in this area\"",
+            m.new_number
+        );
+        return Routed {
+            decision: reply(
+                404,
+                "Not Found",
+                Some(text),
+                Some(RejectReason::NotLaunched),
+            ),
+            number,
+            queue: &q.1.name,
+            phase: "new",
+        };
+    }
+    Routed {
+        decision: Decision::Forward {
+            queue: q.0,
+            user: &q.1.target,
+            mark: false,
+        },
+        number,
+        queue: &q.1.name,
+        phase: "new",
+    }
+}
+
+/// The decision for legacy number `l` in `phase`.
+fn legacy<'s>(l: &'s Legacy, phase: Phase<'s>, snap: &'s Snapshot) -> Routed<'s> {
+    let m = &snap.mappings;
+    let home = snap.queues.get(l.queue);
+    let forward = |queue: usize, mark: bool| match snap.queues.get(queue) {
+        Some(q) => Routed {
+            decision: Decision::Forward {
+                queue,
+                user: &q.target,
+                mark,
+            },
+            number: &l.number,
+            queue: &q.name,
+            phase: phase.as_str(),
+        },
+        None => Routed {
+            number: &l.number,
+            phase: phase.as_str(),
+            ..unrouted(reply(500, "Server Internal Error", None, None))
+        },
+    };
+    let queue_name = home.map_or("none", |q| q.name.as_str());
+    match phase {
+        Phase::Before => forward(l.queue, false),
+        Phase::Parallel | Phase::Retired(Treatment::Route) => forward(l.queue, true),
+        Phase::Retired(Treatment::Announce { queue }) => forward(*queue, true),
+        Phase::Retired(Treatment::Redirect { status }) => {
+            let area = l
+                .area(&m.areas)
+                .map_or(m.new_number.as_str(), |a| a.new_number.as_str());
+            let g = &snap.gateway;
+            let contact = format!(
+                "<sip:{area}@{}:{};user=phone>",
+                g.advertised_host, g.advertised_port
+            );
+            let reason = if *status == 301 {
+                "Moved Permanently"
+            } else {
+                "Moved Temporarily"
             };
-            let queue_name = home.map_or("none", |q| q.name.as_str());
-            match phase {
-                Phase::Before => forward(l.queue, false),
-                Phase::Parallel | Phase::Retired(Treatment::Route) => forward(l.queue, true),
-                Phase::Retired(Treatment::Announce { queue }) => forward(*queue, true),
-                Phase::Retired(Treatment::Redirect { status }) => {
-                    let area = l
-                        .area(&m.areas)
-                        .map_or(m.new_number.as_str(), |a| a.new_number.as_str());
-                    let g = &snap.gateway;
-                    let contact = format!(
-                        "<sip:{area}@{}:{};user=phone>",
-                        g.advertised_host, g.advertised_port
-                    );
-                    let reason = if *status == 301 {
-                        "Moved Permanently"
-                    } else {
-                        "Moved Temporarily"
-                    };
-                    let decision = Decision::Reply {
-                        status: *status,
-                        reason: Cow::Borrowed(reason),
-                        reason_header: Some(format!(
-                            "SIP;cause={status};text=\"number changed to {}\"",
-                            m.new_number
-                        )),
-                        contact: Some(contact),
-                        reject: None,
-                    };
-                    Routed {
-                        decision,
-                        number: &l.number,
-                        queue: queue_name,
-                        phase: "retired",
-                    }
-                }
-                Phase::Retired(Treatment::Reject { status, reason }) => {
-                    let decision = Decision::Reply {
-                        status: *status,
-                        reason: Cow::Owned(reason.clone()),
-                        reason_header: Some(format!("SIP;cause={status};text=\"{reason}\"")),
-                        contact: None,
-                        reject: Some(RejectReason::Retired),
-                    };
-                    Routed {
-                        decision,
-                        number: &l.number,
-                        queue: queue_name,
-                        phase: "retired",
-                    }
-                }
-                Phase::Decommissioned => Routed {
-                    decision: reply(
-                        404,
-                        "Not Found",
-                        Some(NUMBER_CHANGED.into()),
-                        Some(RejectReason::Retired),
-                    ),
-                    number: &l.number,
-                    queue: "none",
-                    phase: "decommissioned",
-                },
+            let decision = Decision::Reply {
+                status: *status,
+                reason: Cow::Borrowed(reason),
+                reason_header: Some(format!(
+                    "SIP;cause={status};text=\"number changed to {}\"",
+                    m.new_number
+                )),
+                contact: Some(contact),
+                reject: None,
+            };
+            Routed {
+                decision,
+                number: &l.number,
+                queue: queue_name,
+                phase: "retired",
             }
         }
+        Phase::Retired(Treatment::Reject { status, reason }) => {
+            let decision = Decision::Reply {
+                status: *status,
+                reason: Cow::Owned(reason.clone()),
+                reason_header: Some(format!("SIP;cause={status};text=\"{reason}\"")),
+                contact: None,
+                reject: Some(RejectReason::Retired),
+            };
+            Routed {
+                decision,
+                number: &l.number,
+                queue: queue_name,
+                phase: "retired",
+            }
+        }
+        // RFC 3398 maps Q.850 cause 22 "number changed" to 410 Gone.
+        Phase::Decommissioned => Routed {
+            decision: reply(
+                410,
+                "Gone",
+                Some(NUMBER_CHANGED.into()),
+                Some(RejectReason::Retired),
+            ),
+            number: &l.number,
+            queue: "none",
+            phase: "decommissioned",
+        },
+    }
+}
+
+/// A (number, queue, phase, forwarded?) combination an initial INVITE can be counted under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Reach<'s> {
+    /// The `number` label.
+    pub number: &'s str,
+    /// The `queue` label.
+    pub queue: &'s str,
+    /// The `phase` label.
+    pub phase: &'static str,
+    /// Forwarded to the queue (`true`) or answered by the gateway.
+    pub forwarded: bool,
+}
+
+impl<'s> Routed<'s> {
+    /// The labels this decision is counted under.
+    pub fn reach(&self) -> Reach<'s> {
+        Reach {
+            number: self.number,
+            queue: self.queue,
+            phase: self.phase,
+            forwarded: matches!(self.decision, Decision::Forward { .. }),
+        }
+    }
+}
+
+/// Every combination of labels [`decide`] can produce for an initial INVITE from a trunk, at
+/// any instant: each legacy number in each phase its calendar has, the new number in each area
+/// launched or not, and unknown numbers. The metrics edge registers these series at 0 before
+/// the first message (Prometheus' `increase()` cannot see the increment that creates a series);
+/// both this and `decide` go through the same per-entry functions, so they cannot disagree.
+pub fn reachable(snap: &Snapshot) -> Vec<Reach<'_>> {
+    let m = &snap.mappings;
+    let mut all = vec![unrouted(reply(404, "Not Found", None, None)).reach()];
+    for area in m.areas.iter().map(Some).chain(std::iter::once(None)) {
+        for launched in [true, false] {
+            all.push(new_number(area, launched, snap).reach());
+        }
+    }
+    for l in &m.legacy {
+        let s = &l.schedule;
+        let mut phases = vec![
+            Phase::Before,
+            Phase::Parallel,
+            Phase::Retired(&s.when_retired),
+        ];
+        if s.decommissioned_from.is_some() {
+            phases.push(Phase::Decommissioned);
+        }
+        all.extend(phases.into_iter().map(|p| legacy(l, p, snap).reach()));
+    }
+    all.sort();
+    all.dedup();
+    all
+}
+
+fn unrouted(decision: Decision<'static>) -> Routed<'static> {
+    Routed {
+        decision,
+        number: "other",
+        queue: "none",
+        phase: "none",
     }
 }
 
@@ -546,7 +616,90 @@ when_retired = { treatment = "reject", status = 410, reason = "Number Changed, D
     }
 
     #[test]
-    fn a_decommissioned_number_is_404_with_number_changed() {
+    fn every_label_decide_produces_is_listed_by_reachable() {
+        let s = snap();
+        let listed = reachable(&s);
+        // Every boundary of every calendar, the instant before it, and far before and after.
+        let mut instants = vec![at("2000-01-01T00:00:00Z"), at("2100-01-01T00:00:00Z")];
+        for l in &s.mappings.legacy {
+            let c = &l.schedule;
+            for t in [
+                Some(c.parallel_from),
+                Some(c.retired_from),
+                c.decommissioned_from,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                instants.extend([t - std::time::Duration::from_millis(1), t]);
+            }
+        }
+        for a in &s.mappings.areas {
+            if let Some(t) = a.launch {
+                instants.extend([t - std::time::Duration::from_millis(1), t]);
+            }
+        }
+        let mut uris: Vec<String> = s
+            .mappings
+            .numbers()
+            .map(|n| format!("sip:{n}@gw"))
+            .collect();
+        uris.extend([
+            "sip:12356@gw".into(),
+            "sip:059185666663@gw".into(),
+            "sip:85666661@gw".into(),
+        ]);
+        let mut seen = std::collections::BTreeSet::new();
+        let mut checked = 0;
+        for t in &s.trunks {
+            for uri in &uris {
+                for now in &instants {
+                    let r = decide(
+                        &Facts {
+                            method: Method::Invite,
+                            request_uri: uri,
+                            source: Source::Trunk(t),
+                        },
+                        &s,
+                        *now,
+                    );
+                    let reach = r.reach();
+                    assert!(
+                        listed.contains(&reach),
+                        "{uri} from {} at {now:?}: {reach:?} not listed",
+                        t.name
+                    );
+                    seen.insert(reach);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 500, "{checked} decisions checked");
+        // Every legacy number's every phase was actually produced by `decide` above.
+        for l in &s.mappings.legacy {
+            let phases: std::collections::BTreeSet<&str> = seen
+                .iter()
+                .filter(|r| r.number == l.number)
+                .map(|r| r.phase)
+                .collect();
+            let want = if l.schedule.decommissioned_from.is_some() {
+                4
+            } else {
+                3
+            };
+            assert_eq!(phases.len(), want, "{}: {phases:?}", l.number);
+        }
+        // The announce treatment's queue is listed for that number, not only its home queue.
+        assert!(listed.contains(&Reach {
+            number: "059185666221",
+            queue: "announcement",
+            phase: "retired",
+            forwarded: true
+        }));
+    }
+
+    #[test]
+    fn a_decommissioned_number_is_410_gone_with_number_changed() {
         let s = snap();
         let r = route(
             &s,
@@ -555,14 +708,25 @@ when_retired = { treatment = "reject", status = 410, reason = "Number Changed, D
             "2026-01-01T00:00:00+08:00",
         );
         assert_eq!(r.phase, "decommissioned");
-        assert!(matches!(
-            r.decision,
+        match r.decision {
             Decision::Reply {
-                status: 404,
-                reject: Some(RejectReason::Retired),
+                status,
+                reason,
+                reason_header,
+                reject,
                 ..
+            } => {
+                assert_eq!(
+                    (status, reason.as_ref(), reject),
+                    (410, "Gone", Some(RejectReason::Retired))
+                );
+                assert_eq!(
+                    reason_header.as_deref(),
+                    Some("Q.850;cause=22;text=\"Number changed\"")
+                );
             }
-        ));
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -240,3 +240,157 @@ async fn calls_are_counted_per_number_queue_and_outcome() {
     let count = metric(&m, "dualgate_request_duration_seconds_count", &[]).unwrap();
     assert!(count >= 17.0, "{count}");
 }
+
+/// Every series a call to a legacy number can increment, in any phase and under any treatment,
+/// exists at 0 before the first call: Prometheus' `increase()` cannot see the increment that
+/// creates a series, so a retired number's first calls would otherwise be invisible.
+#[tokio::test]
+async fn every_series_any_phase_can_produce_exists_at_zero_from_start_up() {
+    let f = Peer::bind("127.0.0.1").await;
+    for (treatment, queue) in [
+        (
+            r#"{ treatment = "announce", queue = "announcement" }"#,
+            "announcement",
+        ),
+        (r#"{ treatment = "redirect", status = 301 }"#, "fuzhou"),
+        (
+            r#"{ treatment = "reject", status = 410, reason = "Number Changed" }"#,
+            "fuzhou",
+        ),
+    ] {
+        // Started inside the parallel period: the retired treatment's series must exist anyway.
+        let gw = Gateway::start(
+            &mappings(&[f.uri()], &f.uri(), &f.uri(), treatment),
+            &["--now", PARALLEL],
+        )
+        .await;
+        let m = gw.scrape();
+        for trunk in ["fuzhou", "xiamen"] {
+            for q in ["fuzhou", queue] {
+                let labels = [("number", "059185666661"), ("queue", q), ("trunk", trunk)];
+                assert_eq!(
+                    series(&m, "dualgate_call_attempts_total", &labels).len(),
+                    1,
+                    "{treatment} {labels:?}\n{m}"
+                );
+                assert_eq!(
+                    metric(&m, "dualgate_call_attempts_total", &labels),
+                    Some(0.0)
+                );
+            }
+        }
+        for o in [
+            "answered",
+            "redirected",
+            "cancelled",
+            "failed_4xx",
+            "failed_5xx",
+            "failed_6xx",
+        ] {
+            let labels = [("number", "059185666661"), ("queue", queue), ("outcome", o)];
+            assert_eq!(
+                series(&m, "dualgate_call_outcomes_total", &labels).len(),
+                1,
+                "{treatment} {labels:?}"
+            );
+        }
+        let retired = [
+            ("method", "INVITE"),
+            ("number", "059185666661"),
+            ("queue", queue),
+            ("phase", "retired"),
+        ];
+        assert_eq!(
+            series(&m, "dualgate_requests_total", &retired).len(),
+            2,
+            "{treatment}: one per trunk\n{m}"
+        );
+        // Strangers' INVITEs are counted as `other` under their own trunk label.
+        assert_eq!(
+            metric(
+                &m,
+                "dualgate_call_attempts_total",
+                &[("number", "other"), ("trunk", "unknown")]
+            ),
+            Some(0.0)
+        );
+    }
+}
+
+/// A UDP caller retransmits its INVITE while nobody answers (RFC 3261 Timer A): one call, one
+/// attempt; the call centre retransmits its final response until the ACK: one outcome. Each
+/// message is still counted in `dualgate_requests_total`.
+#[tokio::test]
+async fn retransmissions_count_as_one_call_and_one_outcome() {
+    let fuzhou = Peer::bind("127.0.0.1").await;
+    let carrier = Peer::bind("127.0.0.2").await;
+    let gw = Gateway::start(
+        &mappings(
+            &[fuzhou.uri()],
+            &fuzhou.uri(),
+            &fuzhou.uri(),
+            r#"{ treatment = "route" }"#,
+        ),
+        &["--now", PARALLEL],
+    )
+    .await;
+    let inv = invite(
+        "sip:85666661@gw",
+        &carrier.addr,
+        "rtx-1",
+        "z9hG4bKrtx1",
+        "UDP",
+    );
+    let mut forwarded = None;
+    for _ in 0..4 {
+        carrier.send(gw.sip, &inv).await;
+        forwarded = Some(fuzhou.recv().await.0);
+    }
+    let forwarded = forwarded.unwrap();
+    for _ in 0..3 {
+        fuzhou
+            .send(gw.sip, &respond(&forwarded, "486 Busy Here", "t"))
+            .await;
+        assert_eq!(start_line(&carrier.recv().await.0), "SIP/2.0 486 Busy Here");
+    }
+    // A second call (new Call-ID) is a second attempt.
+    carrier
+        .send(
+            gw.sip,
+            &invite(
+                "sip:85666661@gw",
+                &carrier.addr,
+                "rtx-2",
+                "z9hG4bKrtx2",
+                "UDP",
+            ),
+        )
+        .await;
+    fuzhou.recv().await;
+    let m = gw.scrape();
+    assert_eq!(
+        metric(
+            &m,
+            "dualgate_call_attempts_total",
+            &[("number", "059185666661"), ("trunk", "fuzhou")]
+        ),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "dualgate_call_outcomes_total",
+            &[("number", "059185666661"), ("outcome", "failed_4xx")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "dualgate_requests_total",
+            &[("method", "INVITE"), ("number", "059185666661")]
+        ),
+        Some(5.0)
+    );
+}

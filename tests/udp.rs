@@ -69,6 +69,12 @@ async fn legacy_number_reaches_its_queue_marked_during_the_parallel_period() {
         hi[1].contains(&format!("sip:12356@{}", fuzhou.addr)) && hi[1].contains("index=1.1"),
         "{got}"
     );
+    // RFC 8119: the translated target is marked as a service number translation.
+    assert_eq!(
+        hi[1],
+        format!("<sip:12356@{};cause=380>;index=1.1;mp=1", fuzhou.addr),
+        "{got}"
+    );
     assert!(
         header(&got, "Diversion")
             .unwrap()

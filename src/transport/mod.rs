@@ -91,6 +91,11 @@ pub fn process(shared: &Arc<Shared>, worker: &mut Worker, bytes: &[u8], from: Pe
         crate::metrics::record_malformed();
         return;
     };
+    // Counted before sending, so a peer that reads the answer and then scrapes /metrics sees
+    // the message counted.
+    worker
+        .recorder
+        .record(Arc::as_ptr(&snap), &outcome.label, now);
     if let Some(to) = outcome.send {
         let sent = match to.transport {
             Transport::Udp => shared.udp.send_to(out, to.addr).map(|_| ()),
@@ -107,8 +112,6 @@ pub fn process(shared: &Arc<Shared>, worker: &mut Worker, bytes: &[u8], from: Pe
             crate::metrics::record_backend_error(outcome.label.queue, "send");
         }
     }
-    worker
-        .recorder
-        .record(Arc::as_ptr(&snap), &outcome.label, now, watch.elapsed());
+    worker.recorder.record_duration(watch.elapsed());
     tracing::trace!(from = %from, act = outcome.label.act.as_str(), number = outcome.label.number, "handled");
 }

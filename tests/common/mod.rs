@@ -256,19 +256,31 @@ fn scrape_once(addr: SocketAddr) -> Option<String> {
     ok.then_some(body)
 }
 
-/// The value of a metric series whose labels include all of `labels`; `None` when absent.
+/// The sum of the metric series whose labels include all of `labels` (as PromQL's `sum`);
+/// `None` when no series matches.
 pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (series, value) = l.rsplit_once(' ')?;
-        let (n, rest) = series.split_once('{').unwrap_or((series, ""));
-        if n != name {
-            return None;
-        }
-        let all = labels
-            .iter()
-            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
-        all.then(|| value.parse().ok()).flatten()
-    })
+    let found = series(text, name, labels);
+    (!found.is_empty()).then(|| found.iter().map(|(_, v)| v).sum())
+}
+
+/// Every series of `name` whose labels include all of `labels`: (the text between the braces,
+/// value).
+pub fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            if n != name {
+                return None;
+            }
+            let all = labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            let value: f64 = value.parse().ok()?;
+            all.then(|| (rest.trim_end_matches('}').to_string(), value))
+        })
+        .collect()
 }
 
 /// An INVITE from `local` to `ruri`, with an SDP body and `rport`.
