@@ -69,11 +69,42 @@ pub enum Phase<'s> {
 impl Phase<'_> {
     /// The phase's name, as used in metric labels and operator output.
     pub fn as_str(&self) -> &'static str {
+        self.name().as_str()
+    }
+
+    /// The phase without its treatment.
+    pub fn name(&self) -> PhaseName {
         match self {
-            Phase::Before => "before",
-            Phase::Parallel => "parallel",
-            Phase::Retired(_) => "retired",
-            Phase::Decommissioned => "decommissioned",
+            Phase::Before => PhaseName::Before,
+            Phase::Parallel => PhaseName::Parallel,
+            Phase::Retired(_) => PhaseName::Retired,
+            Phase::Decommissioned => PhaseName::Decommissioned,
+        }
+    }
+}
+
+/// A phase without its treatment: what reports and labels compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseName {
+    /// Before the parallel period.
+    Before,
+    /// During the parallel period.
+    Parallel,
+    /// After the parallel period.
+    Retired,
+    /// No longer in service.
+    Decommissioned,
+}
+
+impl PhaseName {
+    /// The name as used in metric labels and operator output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseName::Before => "before",
+            PhaseName::Parallel => "parallel",
+            PhaseName::Retired => "retired",
+            PhaseName::Decommissioned => "decommissioned",
         }
     }
 }

@@ -62,9 +62,10 @@ enum Command {
         #[arg(long)]
         call_id: Option<String>,
     },
-    /// Ask Prometheus how much traffic each legacy number still gets and whether it is safe to
-    /// retire. Exit status: 0 every retired number is safe, 1 some is still in use, 69 Prometheus
-    /// could not be queried.
+    /// Ask Prometheus how much traffic each legacy number still gets, from which trunks, whether
+    /// it is dying down and whether it is safe to retire. Exit status: 0 every retired number is
+    /// safe, 1 some is still in use, 75 some cannot be judged (a gap in Prometheus' data), 69
+    /// Prometheus could not be queried.
     Retirement {
         /// Prometheus base URL, e.g. http://127.0.0.1:9091
         #[arg(long)]
@@ -77,7 +78,19 @@ enum Command {
         /// Judge phases at this instant instead of now; traffic is always queried up to now.
         #[arg(long)]
         at: Option<String>,
+        /// Output: a table for a person, or JSON for automation.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
     },
+}
+
+/// How a report is printed.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// An aligned text table.
+    Table,
+    /// One JSON document.
+    Json,
 }
 
 #[derive(Args, Debug, Default)]
@@ -154,7 +167,14 @@ fn main() -> ExitCode {
             window,
             config,
             at,
-        } => retirement(&config_path(&config), &prometheus, &window, at.as_deref()),
+            format,
+        } => retirement(
+            &config_path(&config),
+            &prometheus,
+            &window,
+            at.as_deref(),
+            format,
+        ),
     };
     match result {
         Ok(code) => code,
@@ -556,8 +576,9 @@ fn retirement(
     prometheus: &str,
     window: &str,
     at: Option<&str>,
+    format: Format,
 ) -> anyhow::Result<ExitCode> {
-    use dualgate::report::{assess, gate, parse_window, render, LegacyLine};
+    use dualgate::report::{assess, outcome, parse_window, render, render_json, LegacyLine};
     let snap = config::load(path)?;
     let phase_instant = instant_or_now(at)?;
     let window = parse_window(window).map_err(|e| anyhow!("--window: {e}"))?;
@@ -571,21 +592,21 @@ fn retirement(
             new_number: l
                 .area(&m.areas)
                 .map_or_else(|| m.new_number.clone(), |a| a.new_number.clone()),
-            phase: phase_at(&l.schedule, phase_instant).as_str().to_string(),
+            phase: phase_at(&l.schedule, phase_instant).name(),
             max_share: l.max_share,
         })
         .collect();
     // Traffic is what Prometheus holds up to now; `--at` only moves the calendar.
-    let observed = match dualgate::prometheus::observe(prometheus, &window, None) {
+    let now = dualgate::clock::unix_seconds(SystemClock::real().now()).floor() as i64;
+    let observed = match dualgate::prometheus::observe(prometheus, &window, now) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("dualgate: cannot query Prometheus at {prometheus}: {e}");
             return Ok(ExitCode::from(EX_UNAVAILABLE));
         }
     };
-    // Every configured number has a series from the gateway's start-up, so a missing one means
-    // Prometheus is not scraping this gateway (or the window is shorter than two scrapes): say
-    // so, rather than read silence as "safe to retire".
+    // Numbers without series are rows with an "unknown" verdict; say it here too, with the
+    // likely cause.
     let missing: Vec<&str> = lines
         .iter()
         .flat_map(|l| [l.number.as_str(), l.new_number.as_str()])
@@ -594,17 +615,14 @@ fn retirement(
     if !missing.is_empty() {
         eprintln!(
             "dualgate: Prometheus at {prometheus} has no dualgate_call_attempts_total over {window} for {}; \
-             is the gateway scraped (see deploy/prometheus.yml) and the window longer than two scrape intervals?",
+             is every gateway replica scraped (see deploy/prometheus.yml) and the window longer than two scrape intervals?",
             missing.join(", ")
         );
-        return Ok(ExitCode::from(EX_UNAVAILABLE));
     }
-    let rows = assess(&lines, &observed);
-    let now = dualgate::clock::unix_seconds(SystemClock::real().now()).floor() as i64;
-    print!("{}", render(&rows, &window.to_string(), now));
-    Ok(if gate(&rows) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let rows = assess(&lines, &observed, now, window.seconds());
+    match format {
+        Format::Table => print!("{}", render(&rows, &window.to_string(), now)),
+        Format::Json => print!("{}", render_json(&rows, &window, now)),
+    }
+    Ok(ExitCode::from(outcome(&rows).exit_code()))
 }

@@ -419,7 +419,10 @@ mod tests {
         let key = 0x0123_4567_89ab_cdef;
         assert!(first_time(key, t0));
         assert!(!first_time(key, t0));
-        assert!(!first_time(key, t0 + Duration::from_secs(SEEN_FOR_SECONDS - 1)));
+        assert!(!first_time(
+            key,
+            t0 + Duration::from_secs(SEEN_FOR_SECONDS - 1)
+        ));
         // Another call on the same slot (same low bits) is new, and evicts the first.
         let other = key ^ (1 << 40);
         assert!(first_time(other, t0 + Duration::from_secs(1)));
@@ -427,6 +430,9 @@ mod tests {
         // Remembered for Timer B only.
         let later = 0x0fed_cba9_8765_4321;
         assert!(first_time(later, t0));
-        assert!(first_time(later, t0 + Duration::from_secs(SEEN_FOR_SECONDS)));
+        assert!(first_time(
+            later,
+            t0 + Duration::from_secs(SEEN_FOR_SECONDS)
+        ));
     }
 }

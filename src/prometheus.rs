@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::report::{Observed, Window};
+use crate::report::{Observed, Slice, Window};
+use std::collections::HashMap;
 
 /// How long to wait for the TCP connection to Prometheus.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -531,26 +532,85 @@ pub fn calls_query(window: &Window) -> String {
     format!("sum by (number) (increase(dualgate_call_attempts_total[{window}]))")
 }
 
-/// The PromQL for the last call per number, latest over the replicas.
-pub const LAST_CALL_QUERY: &str = "max by (number) (dualgate_last_call_timestamp_seconds)";
+/// The PromQL for calls per number and trunk over `window`.
+pub fn trunks_query(window: &Window) -> String {
+    format!("sum by (number, trunk) (increase(dualgate_call_attempts_total[{window}]))")
+}
+
+/// The PromQL for calls `increase()` cannot see: series that appear inside `window` already
+/// above 0 (no sample at the window's start), counted at their lowest value.
+pub fn late_query(window: &Window) -> String {
+    format!(
+        "sum by (number) (min_over_time(dualgate_call_attempts_total[{window}]) \
+         unless dualgate_call_attempts_total offset {window})"
+    )
+}
+
+/// The PromQL for the last call per number within `window`, latest over the replicas, those
+/// that went away during the window included.
+pub fn last_call_query(window: &Window) -> String {
+    format!("max by (number) (max_over_time(dualgate_last_call_timestamp_seconds[{window}]))")
+}
 
 /// Samples keyed by their `number` label; samples without one are ignored.
-fn by_number(samples: Vec<Sample>) -> std::collections::HashMap<String, f64> {
+fn by_number(samples: Vec<Sample>) -> HashMap<String, f64> {
     samples
         .into_iter()
         .filter_map(|mut s| s.labels.remove("number").map(|n| (n, s.value)))
         .collect()
 }
 
-/// Fetches what [`crate::report::assess`] needs: calls per number over `window` and the last
-/// call per number, both evaluated at `at_unix` (or now).
+/// The buckets a window is cut into for the trend: whole days (at most 31, the latest ones)
+/// when the window spans two days or more, otherwise six equal parts. (count, seconds each).
+pub fn bucket_plan(window: &Window) -> (u64, u64) {
+    const DAY: u64 = 86_400;
+    let w = window.seconds();
+    if w >= 2 * DAY {
+        ((w / DAY).min(31), DAY)
+    } else if w >= 6 {
+        (6, w / 6)
+    } else {
+        (1, w)
+    }
+}
+
+/// Fetches what [`crate::report::assess`] needs over the `window` up to `now_unix`: calls per
+/// number (and per trunk, and per bucket), calls on late-born series, and the last call.
 ///
 /// # Errors
-/// As [`query`], for either of the two queries.
-pub fn observe(base: &str, window: &Window, at_unix: Option<f64>) -> Result<Observed, PromError> {
-    let calls = by_number(query(base, &calls_query(window), at_unix)?);
-    let last_call = by_number(query(base, LAST_CALL_QUERY, at_unix)?);
-    Ok(Observed { calls, last_call })
+/// As [`query`], for any of the queries.
+pub fn observe(base: &str, window: &Window, now_unix: i64) -> Result<Observed, PromError> {
+    let at = Some(now_unix as f64);
+    let calls = by_number(query(base, &calls_query(window), at)?);
+    let late = by_number(query(base, &late_query(window), at)?);
+    let last_call = by_number(query(base, &last_call_query(window), at)?);
+    let mut trunks: HashMap<String, HashMap<String, f64>> = HashMap::new();
+    for mut s in query(base, &trunks_query(window), at)? {
+        if let (Some(n), Some(t)) = (s.labels.remove("number"), s.labels.remove("trunk")) {
+            trunks.entry(n).or_default().insert(t, s.value);
+        }
+    }
+    let (count, size) = bucket_plan(window);
+    let mut buckets = Vec::new();
+    if let Some(w) = Window::from_seconds(size) {
+        let size = i64::try_from(size).unwrap_or(i64::MAX);
+        for back in (0..count).rev() {
+            let end = now_unix.saturating_sub(size.saturating_mul(back as i64));
+            let calls = by_number(query(base, &calls_query(&w), Some(end as f64))?);
+            buckets.push(Slice {
+                start: end.saturating_sub(size),
+                end,
+                calls,
+            });
+        }
+    }
+    Ok(Observed {
+        calls,
+        late,
+        last_call,
+        trunks,
+        buckets,
+    })
 }
 
 #[cfg(test)]
@@ -892,32 +952,94 @@ mod tests {
     }
 
     #[test]
-    fn observe_runs_both_queries_and_keys_by_number() {
+    fn observe_runs_every_query_at_now_and_keys_by_number_trunk_and_bucket() {
         let calls = r#"{"status":"success","data":{"resultType":"vector","result":[
             {"metric":{"number":"059185666661"},"value":[1,"30.4"]},
             {"metric":{"number":"059112356"},"value":[1,"970"]},
             {"metric":{},"value":[1,"5"]}]}}"#;
+        let late = r#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"number":"059185666661"},"value":[1,"2"]}]}}"#;
         let last = r#"{"status":"success","data":{"resultType":"vector","result":[
             {"metric":{"number":"059185666661"},"value":[1,"1746547200"]}]}}"#;
-        let (base, heads) = serve(vec![with_length("200 OK", calls), chunked(last)]);
+        let trunks = r#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"number":"059185666661","trunk":"fuzhou"},"value":[1,"28"]},
+            {"metric":{"number":"059185666661","trunk":"national"},"value":[1,"2.4"]}]}}"#;
+        let day = |n: u32| {
+            format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":[
+                {{"metric":{{"number":"059185666661"}},"value":[1,"{n}"]}}]}}}}"#
+            )
+        };
+        let mut responses = vec![
+            with_length("200 OK", calls),
+            with_length("200 OK", late),
+            chunked(last),
+            with_length("200 OK", trunks),
+        ];
+        responses.extend((1..=7).map(|n| with_length("200 OK", &day(n))));
+        let (base, heads) = serve(responses);
         let window = crate::report::parse_window("1w").unwrap();
-        let obs = observe(&base, &window, Some(1_748_736_000.0)).unwrap();
+        let now = 1_748_736_000;
+        let obs = observe(&base, &window, now).unwrap();
         assert_eq!(obs.calls.len(), 2);
         assert_eq!(obs.calls["059185666661"], 30.4);
         assert_eq!(obs.calls["059112356"], 970.0);
+        assert_eq!(obs.late["059185666661"], 2.0);
         assert_eq!(obs.last_call["059185666661"], 1_746_547_200.0);
-        let first = heads.recv().unwrap();
-        let want = encode_component("sum by (number) (increase(dualgate_call_attempts_total[7d]))");
+        assert_eq!(obs.trunks["059185666661"]["national"], 2.4);
+        assert_eq!(obs.buckets.len(), 7);
+        // Oldest first, each a day, the last ending now.
+        assert_eq!(obs.buckets[6].end, now);
+        assert_eq!(obs.buckets[0].start, now - 7 * 86_400);
+        assert_eq!(obs.buckets[0].calls["059185666661"], 1.0);
+        assert_eq!(obs.buckets[6].calls["059185666661"], 7.0);
+        let heads: Vec<String> = heads.iter().take(11).collect();
+        let at = |promql: &str, t: i64| {
+            format!(
+                "GET /api/v1/query?query={}&time={t}.000 ",
+                encode_component(promql)
+            )
+        };
         assert!(
-            first.starts_with(&format!(
-                "GET /api/v1/query?query={want}&time=1748736000.000 "
-            )),
-            "{first}"
+            heads[0].starts_with(&at(&calls_query(&window), now)),
+            "{}",
+            heads[0]
         );
-        let second = heads.recv().unwrap();
         assert!(
-            second.contains(&encode_component(LAST_CALL_QUERY)),
-            "{second}"
+            heads[1].starts_with(&at(&late_query(&window), now)),
+            "{}",
+            heads[1]
         );
+        assert!(
+            heads[2].starts_with(&at(&last_call_query(&window), now)),
+            "{}",
+            heads[2]
+        );
+        assert!(
+            heads[3].starts_with(&at(&trunks_query(&window), now)),
+            "{}",
+            heads[3]
+        );
+        let day_window = crate::report::parse_window("1d").unwrap();
+        assert!(
+            heads[4].starts_with(&at(&calls_query(&day_window), now - 6 * 86_400)),
+            "{}",
+            heads[4]
+        );
+        assert!(
+            heads[10].starts_with(&at(&calls_query(&day_window), now)),
+            "{}",
+            heads[10]
+        );
+    }
+
+    #[test]
+    fn windows_are_cut_into_days_or_sixths() {
+        let plan = |w: &str| bucket_plan(&crate::report::parse_window(w).unwrap());
+        assert_eq!(plan("7d"), (7, 86_400));
+        assert_eq!(plan("90d"), (31, 86_400));
+        assert_eq!(plan("1d"), (6, 14_400));
+        assert_eq!(plan("5m"), (6, 50));
+        assert_eq!(plan("3s"), (1, 3));
     }
 }

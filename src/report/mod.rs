@@ -1,9 +1,18 @@
-//! The retirement report: is a legacy number still dialled, compared with its area's 12356?
+//! The retirement report: is a legacy number still dialled, compared with its area's 12356,
+//! by whom, and is it dying down?
 //!
-//! Pure: takes the legacy lines from the mappings and the call counts Prometheus observed
-//! (`crate::prometheus::observe` fetches them) and returns rows, a text table and a pass/fail
-//! gate. No I/O and no clock here: "now" is a parameter.
+//! Pure: takes the legacy lines from the mappings and what Prometheus observed
+//! (`crate::prometheus::observe` fetches it) and returns rows, a verdict per retired number that
+//! never reads missing data as "safe", and an exit status; [`render`] prints them as a table or
+//! JSON, [`trend`] estimates the decline. No I/O and no clock here: "now" is a parameter.
 
+pub mod render;
+pub mod trend;
+
+pub use render::{render, render_json};
+pub use trend::{Bucket, Trend};
+
+use crate::calendar::PhaseName;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -18,24 +27,78 @@ pub struct LegacyLine {
     pub name: String,
     /// The same area's new number in its area form, e.g. `059112356`.
     pub new_number: String,
-    /// Current phase: `before`, `parallel`, `retired` or `decommissioned`.
-    pub phase: String,
+    /// Phase at the instant assessed.
+    pub phase: PhaseName,
     /// Largest share of the area's calls (legacy / (legacy + new)) that is still "safe to retire".
     pub max_share: f64,
+}
+
+/// Calls per number over one bucket of the window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Slice {
+    /// Unix seconds the bucket starts at.
+    pub start: i64,
+    /// Unix seconds the bucket ends at.
+    pub end: i64,
+    /// Number → calls in the bucket.
+    pub calls: HashMap<String, f64>,
 }
 
 /// What Prometheus saw over the window.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
-    /// Number → calls (initial INVITEs) in the window, all replicas together.
+    /// Number → calls (initial INVITEs) in the window, all replicas together; a number with no
+    /// series at all is absent.
     pub calls: HashMap<String, f64>,
-    /// Number → unix seconds of the last call; 0 means never since the gateways started.
+    /// Number → calls on series that first appeared inside the window already above 0, which
+    /// `increase()` cannot see (a replica scraped late, or a gateway that did not pre-register).
+    pub late: HashMap<String, f64>,
+    /// Number → unix seconds of the last call seen in the window; 0 means none.
     pub last_call: HashMap<String, f64>,
+    /// Number → trunk → calls in the window.
+    pub trunks: HashMap<String, HashMap<String, f64>>,
+    /// The window cut into buckets, oldest first.
+    pub buckets: Vec<Slice>,
 }
 
-/// Whether a legacy number can be retired (or stay retired) without stranding callers.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Why a number's traffic cannot be judged from what Prometheus holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Gap {
+    /// Prometheus holds no `dualgate_call_attempts_total` series for this number.
+    NoSeries {
+        /// The number without series (the legacy number or its area's new number).
+        number: String,
+    },
+    /// The last-call gauge says the number was called inside the window, yet no call was
+    /// counted: a counter series is missing (deleted, or on a replica Prometheus lost).
+    Uncounted {
+        /// Unix seconds of that last call.
+        last_call: f64,
+    },
+}
+
+impl fmt::Display for Gap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Gap::NoSeries { number } => write!(
+                f,
+                "no dualgate_call_attempts_total series for {number} (is every replica scraped?)"
+            ),
+            Gap::Uncounted { last_call } => write!(
+                f,
+                "last call at {} is inside the window but no call was counted (a series is missing)",
+                iso8601(last_call.floor() as i64)
+            ),
+        }
+    }
+}
+
+/// Whether a retired legacy number can stay retired (or be decommissioned) without stranding
+/// callers.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
+    /// Before or during the parallel period, or decommissioned: the share is shown, not judged.
+    NotAssessed,
     /// No calls, or a share of the area's calls below `max_share`.
     SafeToRetire,
     /// The number still carries `share` of its area's calls, at or above `max_share`.
@@ -43,6 +106,8 @@ pub enum Verdict {
         /// legacy / (legacy + new number) calls over the window.
         share: f64,
     },
+    /// Prometheus' data has a gap: never read as "safe".
+    Unknown(Gap),
 }
 
 /// One assessed legacy number.
@@ -52,8 +117,10 @@ pub struct Row {
     pub number: String,
     /// Human name of the line.
     pub name: String,
-    /// Calls to the legacy number in the window (rounded).
+    /// Calls to the legacy number in the window (rounded), late-born series included.
     pub calls: u64,
+    /// Of `calls`, those found on series that appeared mid-window already counting.
+    pub late: u64,
     /// The area's new number the share is measured against.
     pub new_number: String,
     /// Calls to the area's new number in the window (rounded).
@@ -62,12 +129,41 @@ pub struct Row {
     pub share: Option<f64>,
     /// Unix seconds of the last call to the legacy number; `None` when never seen.
     pub last_call: Option<f64>,
-    /// Current phase, as configured.
-    pub phase: String,
+    /// Phase at the instant assessed.
+    pub phase: PhaseName,
     /// The threshold the verdict used.
     pub max_share: f64,
     /// The verdict.
     pub verdict: Verdict,
+    /// Calls per trunk in the window, largest first (ties by name); trunks with 0 left out.
+    pub trunks: Vec<(String, u64)>,
+    /// Calls per bucket, oldest first.
+    pub buckets: Vec<Bucket>,
+    /// Where the share is heading.
+    pub trend: Trend,
+}
+
+/// How the report ends, as the command's exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    /// Every retired number is below its threshold (or nothing is retired).
+    Safe,
+    /// Some retired number's data has a gap, none is known to be in use.
+    Unknown,
+    /// Some retired number still carries calls at or above its threshold.
+    StillInUse,
+}
+
+impl Outcome {
+    /// The exit status: 0 safe, 1 still in use, 75 (sysexits EX_TEMPFAIL) unknown: look again
+    /// once the gap has left the window or the missing replica is scraped.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Safe => 0,
+            Outcome::StillInUse => 1,
+            Outcome::Unknown => 75,
+        }
+    }
 }
 
 /// Why a report input is unusable.
@@ -225,51 +321,129 @@ fn whole_calls(v: f64) -> u64 {
     }
 }
 
-/// Assesses each legacy line against what Prometheus observed, in the order given.
+/// Assesses each legacy line against what Prometheus observed over the `window_seconds` up
+/// to `now_unix`, in the order given.
 ///
-/// The share compares the rounded call counts, so the table's figures add up; a number with 0
-/// calls is always safe.
-pub fn assess(lines: &[LegacyLine], obs: &Observed) -> Vec<Row> {
+/// The share compares the rounded call counts, so the table's figures add up. Only retired
+/// numbers get a verdict; a gap in the data (no series, or a last call inside the window with
+/// no call counted) is [`Verdict::Unknown`], never "safe".
+pub fn assess(
+    lines: &[LegacyLine],
+    obs: &Observed,
+    now_unix: i64,
+    window_seconds: u64,
+) -> Vec<Row> {
+    let window_start = now_unix.saturating_sub(i64::try_from(window_seconds).unwrap_or(i64::MAX));
     lines
         .iter()
         .map(|line| {
-            let count = |n: &str| whole_calls(obs.calls.get(n).copied().unwrap_or(0.0));
-            let calls = count(&line.number);
-            let new_calls = count(&line.new_number);
+            let get =
+                |m: &HashMap<String, f64>, n: &str| whole_calls(m.get(n).copied().unwrap_or(0.0));
+            let late = get(&obs.late, &line.number);
+            let calls = get(&obs.calls, &line.number).saturating_add(late);
+            let new_calls =
+                get(&obs.calls, &line.new_number).saturating_add(get(&obs.late, &line.new_number));
             let total = calls.saturating_add(new_calls);
             let share = (total > 0).then(|| calls as f64 / total as f64);
-            let verdict = match share {
-                Some(share) if calls > 0 && share >= line.max_share => {
-                    Verdict::StillInUse { share }
-                }
-                _ => Verdict::SafeToRetire,
-            };
             let last_call = obs
                 .last_call
                 .get(&line.number)
                 .copied()
                 .filter(|t| t.is_finite() && *t > 0.0);
+            let missing = [&line.number, &line.new_number]
+                .into_iter()
+                .find(|n| !obs.calls.contains_key(n.as_str()));
+            let verdict = match (line.phase, missing, share) {
+                (PhaseName::Retired, Some(n), _) => {
+                    Verdict::Unknown(Gap::NoSeries { number: n.clone() })
+                }
+                (PhaseName::Retired, None, _)
+                    if calls == 0 && last_call.is_some_and(|t| t >= window_start as f64) =>
+                {
+                    Verdict::Unknown(Gap::Uncounted {
+                        last_call: last_call.unwrap_or_default(),
+                    })
+                }
+                (PhaseName::Retired, None, Some(share)) if calls > 0 && share >= line.max_share => {
+                    Verdict::StillInUse { share }
+                }
+                (PhaseName::Retired, None, _) => Verdict::SafeToRetire,
+                _ => Verdict::NotAssessed,
+            };
+            let mut trunks: Vec<(String, u64)> = obs
+                .trunks
+                .get(&line.number)
+                .into_iter()
+                .flatten()
+                .map(|(t, v)| (t.clone(), whole_calls(*v)))
+                .filter(|(_, v)| *v > 0)
+                .collect();
+            trunks.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let buckets: Vec<Bucket> = obs
+                .buckets
+                .iter()
+                .map(|s| Bucket {
+                    start: s.start,
+                    end: s.end,
+                    calls: get(&s.calls, &line.number),
+                    new_calls: get(&s.calls, &line.new_number),
+                })
+                .collect();
+            let trend = trend::estimate(&buckets, line.max_share);
             Row {
                 number: line.number.clone(),
                 name: line.name.clone(),
                 calls,
+                late,
                 new_number: line.new_number.clone(),
                 new_calls,
                 share,
                 last_call,
-                phase: line.phase.clone(),
+                phase: line.phase,
                 max_share: line.max_share,
                 verdict,
+                trunks,
+                buckets,
+                trend,
             }
         })
         .collect()
 }
 
-/// True iff every row in the `retired` phase is [`Verdict::SafeToRetire`].
-pub fn gate(rows: &[Row]) -> bool {
+/// How the report ends: the worst verdict among the retired numbers.
+pub fn outcome(rows: &[Row]) -> Outcome {
     rows.iter()
-        .filter(|r| r.phase == "retired")
-        .all(|r| r.verdict == Verdict::SafeToRetire)
+        .map(|r| match r.verdict {
+            Verdict::StillInUse { .. } => Outcome::StillInUse,
+            Verdict::Unknown(_) => Outcome::Unknown,
+            Verdict::SafeToRetire | Verdict::NotAssessed => Outcome::Safe,
+        })
+        .max()
+        .unwrap_or(Outcome::Safe)
+}
+
+/// The one-line summary the table ends with (and the JSON carries), agreeing with [`outcome`].
+pub fn summary(rows: &[Row]) -> String {
+    let retired = rows
+        .iter()
+        .filter(|r| r.phase == PhaseName::Retired)
+        .count();
+    let count = |f: fn(&Verdict) -> bool| rows.iter().filter(|r| f(&r.verdict)).count();
+    let in_use = count(|v| matches!(v, Verdict::StillInUse { .. }));
+    let unknown = count(|v| matches!(v, Verdict::Unknown(_)));
+    match outcome(rows) {
+        Outcome::StillInUse => format!(
+            "NOT SAFE: {in_use} of {retired} retired number(s) still carry calls at or above their threshold{}.",
+            if unknown > 0 { format!("; {unknown} cannot be assessed") } else { String::new() }
+        ),
+        Outcome::Unknown => format!(
+            "UNKNOWN: {unknown} of {retired} retired number(s) cannot be assessed from the data Prometheus holds."
+        ),
+        Outcome::Safe if retired == 0 => "No legacy number is retired: nothing to judge.".to_string(),
+        Outcome::Safe => format!(
+            "OK: all {retired} retired number(s) are below their retirement threshold."
+        ),
+    }
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -299,140 +473,31 @@ pub fn iso8601(unix: i64) -> String {
     )
 }
 
-/// A short age, `45s`, `12m`, `5h`, `3d`.
-fn age(seconds: i64) -> String {
-    let s = seconds.max(0);
-    match s {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m", s / 60),
-        s if s < 86_400 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    }
-}
-
-fn percent(share: f64) -> String {
-    format!("{:.2}%", share * 100.0)
-}
-
-/// Renders the rows as an aligned text table with a header naming the window and the time.
-pub fn render(rows: &[Row], window: &str, now_unix: i64) -> String {
-    let header = [
-        "NUMBER",
-        "PHASE",
-        "CALLS",
-        "NEW NUMBER",
-        "NEW CALLS",
-        "SHARE",
-        "LAST CALL",
-        "VERDICT",
-        "NAME",
-    ];
-    // Numeric columns are right-aligned.
-    let right = [false, false, true, false, true, true, false, false, false];
-    let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
-    for r in rows {
-        let last = match r.last_call {
-            // Seconds are whole in the table; the fraction is sub-second noise.
-            Some(t) => {
-                let t = t.floor() as i64;
-                format!("{} ({} ago)", iso8601(t), age(now_unix - t))
-            }
-            None => "never".to_string(),
-        };
-        let verdict = match r.verdict {
-            Verdict::SafeToRetire => "safe to retire".to_string(),
-            Verdict::StillInUse { share } => {
-                format!(
-                    "still in use ({} >= {})",
-                    percent(share),
-                    percent(r.max_share)
-                )
-            }
-        };
-        table.push(vec![
-            r.number.clone(),
-            r.phase.clone(),
-            r.calls.to_string(),
-            r.new_number.clone(),
-            r.new_calls.to_string(),
-            r.share.map_or_else(|| "-".to_string(), percent),
-            last,
-            verdict,
-            r.name.clone(),
-        ]);
-    }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| {
-            table
-                .iter()
-                .map(|row| row[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-
-    let mut out = format!(
-        "Legacy numbers over the last {window}, up to {}\n\n",
-        iso8601(now_unix)
-    );
-    for row in &table {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            if c > 0 {
-                line.push_str("  ");
-            }
-            let pad = widths[c].saturating_sub(cell.chars().count());
-            if right[c] {
-                line.push_str(&" ".repeat(pad));
-                line.push_str(cell);
-            } else {
-                line.push_str(cell);
-                if c + 1 < row.len() {
-                    line.push_str(&" ".repeat(pad));
-                }
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    let retired = rows.iter().filter(|r| r.phase == "retired").count();
-    let in_use = rows
-        .iter()
-        .filter(|r| r.phase == "retired" && r.verdict != Verdict::SafeToRetire)
-        .count();
-    out.push('\n');
-    if in_use == 0 {
-        out.push_str(&format!(
-            "OK: all {retired} retired number(s) are below their retirement threshold.\n"
-        ));
-    } else {
-        out.push_str(&format!(
-            "NOT SAFE: {in_use} of {retired} retired number(s) still carry calls at or above \
-             their threshold.\n"
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // until clippy.toml sets allow-unwrap-in-tests
 mod tests {
     use super::*;
 
-    fn line(number: &str, phase: &str) -> LegacyLine {
+    use PhaseName::{Before, Decommissioned, Parallel, Retired};
+
+    /// 2025-06-01T00:00:00Z.
+    pub(super) const NOW: i64 = 1_748_736_000;
+
+    pub(super) fn line(number: &str, phase: PhaseName) -> LegacyLine {
         LegacyLine {
             number: number.to_string(),
             name: format!("line {number}"),
             new_number: "059112356".to_string(),
-            phase: phase.to_string(),
+            phase,
             max_share: 0.01,
         }
     }
 
-    fn observed(calls: &[(&str, f64)], last: &[(&str, f64)]) -> Observed {
+    pub(super) fn observed(calls: &[(&str, f64)], last: &[(&str, f64)]) -> Observed {
         Observed {
             calls: calls.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
             last_call: last.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+            ..Observed::default()
         }
     }
 
@@ -581,60 +646,130 @@ mod tests {
         ];
         for (legacy, new, share, in_use) in CASES {
             let obs = observed(&[("059185666661", *legacy), ("059112356", *new)], &[]);
-            let rows = assess(&[line("059185666661", "retired")], &obs);
+            let rows = assess(&[line("059185666661", Retired)], &obs, NOW, 3600);
             let r = &rows[0];
             assert_eq!(r.share, *share, "{legacy}/{new}");
-            assert_eq!(
-                matches!(r.verdict, Verdict::StillInUse { .. }),
-                *in_use,
-                "{legacy}/{new}: {:?}",
-                r.verdict
-            );
-            if let Verdict::StillInUse { share: s } = r.verdict {
-                assert_eq!(Some(s), r.share);
-            }
+            let want = if *in_use {
+                Verdict::StillInUse {
+                    share: share.unwrap(),
+                }
+            } else {
+                Verdict::SafeToRetire
+            };
+            assert_eq!(r.verdict, want, "{legacy}/{new}");
         }
     }
 
     #[test]
-    fn missing_numbers_count_as_zero_and_last_call_zero_is_never() {
-        let obs = observed(
-            &[("059112356", 12.6)],
-            &[("059185666661", 0.0), ("059185666221", 1.7e9)],
-        );
-        let rows = assess(
-            &[
-                line("059185666661", "retired"),
-                line("059185666221", "parallel"),
-            ],
-            &obs,
-        );
-        assert_eq!(rows.len(), 2);
-        assert_eq!((rows[0].calls, rows[0].new_calls), (0, 13));
-        assert_eq!(rows[0].last_call, None);
-        assert_eq!(rows[1].last_call, Some(1.7e9));
-        assert_eq!(rows[1].number, "059185666221");
-        assert_eq!(rows[1].phase, "parallel");
+    fn only_retired_numbers_get_a_verdict() {
+        let obs = observed(&[("059185666661", 50.0), ("059112356", 50.0)], &[]);
+        for (phase, want) in [
+            (Before, Verdict::NotAssessed),
+            (Parallel, Verdict::NotAssessed),
+            (Decommissioned, Verdict::NotAssessed),
+            (Retired, Verdict::StillInUse { share: 0.5 }),
+        ] {
+            let rows = assess(&[line("059185666661", phase)], &obs, NOW, 3600);
+            assert_eq!(rows[0].verdict, want, "{phase:?}");
+            assert_eq!(
+                rows[0].share,
+                Some(0.5),
+                "the share is shown in every phase"
+            );
+        }
     }
 
     #[test]
-    fn gate_looks_only_at_retired_numbers() {
+    fn missing_data_is_unknown_never_safe() {
+        // No series at all for the legacy number (or for its area's new number).
+        let obs = observed(&[("059112356", 12.6)], &[]);
+        let rows = assess(&[line("059185666661", Retired)], &obs, NOW, 3600);
+        assert_eq!(
+            rows[0].verdict,
+            Verdict::Unknown(Gap::NoSeries {
+                number: "059185666661".into()
+            })
+        );
+        assert_eq!((rows[0].calls, rows[0].new_calls), (0, 13));
+        let obs = observed(&[("059185666661", 0.0)], &[]);
+        let rows = assess(&[line("059185666661", Retired)], &obs, NOW, 3600);
+        assert_eq!(
+            rows[0].verdict,
+            Verdict::Unknown(Gap::NoSeries {
+                number: "059112356".into()
+            })
+        );
+        // Called 10 minutes ago, yet 0 calls counted: a series was lost.
+        let last = (NOW - 600) as f64;
+        let obs = observed(
+            &[("059185666661", 0.0), ("059112356", 40.0)],
+            &[("059185666661", last)],
+        );
+        let rows = assess(&[line("059185666661", Retired)], &obs, NOW, 3600);
+        assert_eq!(
+            rows[0].verdict,
+            Verdict::Unknown(Gap::Uncounted { last_call: last })
+        );
+        assert_eq!(outcome(&rows), Outcome::Unknown);
+        assert_eq!(outcome(&rows).exit_code(), 75);
+        // The same last call before the window is history, not a gap.
+        let rows = assess(&[line("059185666661", Retired)], &obs, NOW, 300);
+        assert_eq!(rows[0].verdict, Verdict::SafeToRetire);
+        assert_eq!(rows[0].last_call, Some(last));
+    }
+
+    #[test]
+    fn calls_on_late_born_series_are_counted() {
+        let mut obs = observed(&[("059185666661", 0.0), ("059112356", 97.0)], &[]);
+        obs.late.insert("059185666661".into(), 3.0);
+        let rows = assess(&[line("059185666661", Retired)], &obs, NOW, 3600);
+        assert_eq!((rows[0].calls, rows[0].late), (3, 3));
+        assert_eq!(rows[0].verdict, Verdict::StillInUse { share: 0.03 });
+    }
+
+    #[test]
+    fn trunks_are_listed_largest_first_without_zeros() {
+        let mut obs = observed(&[("059185666661", 9.0), ("059112356", 91.0)], &[]);
+        obs.trunks.insert(
+            "059185666661".into(),
+            [("b", 3.0), ("a", 3.0), ("c", 0.2), ("d", 6.0)]
+                .map(|(t, v)| (t.to_string(), v))
+                .into(),
+        );
+        let rows = assess(&[line("059185666661", Retired)], &obs, NOW, 3600);
+        let want: Vec<(String, u64)> = [("d", 6), ("a", 3), ("b", 3)]
+            .map(|(t, v)| (t.to_string(), v))
+            .into();
+        assert_eq!(rows[0].trunks, want);
+    }
+
+    #[test]
+    fn the_outcome_is_the_worst_retired_verdict() {
         let obs = observed(&[("059185666661", 50.0), ("059112356", 50.0)], &[]);
-        // (phases of two lines that both carry 50 % of the calls, gate)
-        const CASES: &[(&str, &str, bool)] = &[
-            ("parallel", "before", true),
-            ("retired", "parallel", false),
-            ("decommissioned", "parallel", true),
-            ("retired", "retired", false),
+        // (phases of two lines that both carry 50 % of the calls, outcome)
+        const CASES: &[(PhaseName, PhaseName, Outcome)] = &[
+            (Parallel, Before, Outcome::Safe),
+            (Retired, Parallel, Outcome::StillInUse),
+            (Decommissioned, Parallel, Outcome::Safe),
+            (Retired, Retired, Outcome::StillInUse),
         ];
         for (a, b, want) in CASES {
-            let rows = assess(&[line("059185666661", a), line("059185666661", b)], &obs);
-            assert_eq!(gate(&rows), *want, "{a} {b}");
+            let rows = assess(
+                &[line("059185666661", *a), line("059185666661", *b)],
+                &obs,
+                NOW,
+                3600,
+            );
+            assert_eq!(outcome(&rows), *want, "{a:?} {b:?}");
         }
-        let quiet = observed(&[("059112356", 50.0)], &[]);
-        let rows = assess(&[line("059185666661", "retired")], &quiet);
-        assert!(gate(&rows));
-        assert!(gate(&[]));
+        let quiet = observed(&[("059185666661", 0.0), ("059112356", 50.0)], &[]);
+        let rows = assess(&[line("059185666661", Retired)], &quiet, NOW, 3600);
+        assert_eq!(outcome(&rows), Outcome::Safe);
+        assert_eq!(outcome(&[]), Outcome::Safe);
+        assert_eq!(
+            summary(&[]),
+            "No legacy number is retired: nothing to judge."
+        );
     }
 
     #[test]
@@ -650,51 +785,5 @@ mod tests {
         for (unix, want) in CASES {
             assert_eq!(iso8601(*unix), *want, "{unix}");
         }
-    }
-
-    #[test]
-    fn render_aligns_columns_and_names_the_window() {
-        let now = 1_748_736_000; // 2025-06-01T00:00:00Z
-        let mut fuzhou = line("059185666661", "retired");
-        fuzhou.name = "Fujian provincial psychological-aid hotline".to_string();
-        let obs = observed(
-            &[
-                ("059185666661", 30.0),
-                ("059185666221", 2.0),
-                ("059112356", 970.0),
-            ],
-            &[("059185666661", (now - 3 * 86_400) as f64 + 0.9)],
-        );
-        let rows = assess(
-            &[
-                fuzhou,
-                line("059185666221", "retired"),
-                line("059185666222", "parallel"),
-            ],
-            &obs,
-        );
-        let text = render(&rows, "7d", now);
-        let want = "\
-Legacy numbers over the last 7d, up to 2025-06-01T00:00:00Z
-
-NUMBER        PHASE     CALLS  NEW NUMBER  NEW CALLS  SHARE  LAST CALL                      VERDICT                        NAME
-059185666661  retired      30  059112356         970  3.00%  2025-05-29T00:00:00Z (3d ago)  still in use (3.00% >= 1.00%)  Fujian provincial psychological-aid hotline
-059185666221  retired       2  059112356         970  0.21%  never                          safe to retire                 line 059185666221
-059185666222  parallel      0  059112356         970  0.00%  never                          safe to retire                 line 059185666222
-
-NOT SAFE: 1 of 2 retired number(s) still carry calls at or above their threshold.
-";
-        assert_eq!(text, want, "\n{text}");
-    }
-
-    #[test]
-    fn render_shows_a_dash_share_when_nobody_called() {
-        let rows = assess(&[line("059185666661", "retired")], &Observed::default());
-        let text = render(&rows, "24h", 0);
-        let row = text.lines().nth(3).unwrap();
-        assert_eq!(row, "059185666661  retired      0  059112356           0      -  never      safe to retire  line 059185666661");
-        assert!(
-            text.ends_with("OK: all 1 retired number(s) are below their retirement threshold.\n")
-        );
     }
 }
