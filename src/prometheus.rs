@@ -552,6 +552,12 @@ pub fn last_call_query(window: &Window) -> String {
     format!("max by (number) (max_over_time(dualgate_last_call_timestamp_seconds[{window}]))")
 }
 
+/// The PromQL for how often each number's last-call gauge changed within `window`: evidence of
+/// calls that holds whatever clock the gateway ran on (a rehearsal's `--now`).
+pub fn called_query(window: &Window) -> String {
+    format!("sum by (number) (changes(dualgate_last_call_timestamp_seconds[{window}]))")
+}
+
 /// Samples keyed by their `number` label; samples without one are ignored.
 fn by_number(samples: Vec<Sample>) -> HashMap<String, f64> {
     samples
@@ -584,6 +590,7 @@ pub fn observe(base: &str, window: &Window, now_unix: i64) -> Result<Observed, P
     let calls = by_number(query(base, &calls_query(window), at)?);
     let late = by_number(query(base, &late_query(window), at)?);
     let last_call = by_number(query(base, &last_call_query(window), at)?);
+    let called = by_number(query(base, &called_query(window), at)?);
     let mut trunks: HashMap<String, HashMap<String, f64>> = HashMap::new();
     for mut s in query(base, &trunks_query(window), at)? {
         if let (Some(n), Some(t)) = (s.labels.remove("number"), s.labels.remove("trunk")) {
@@ -608,6 +615,7 @@ pub fn observe(base: &str, window: &Window, now_unix: i64) -> Result<Observed, P
         calls,
         late,
         last_call,
+        called,
         trunks,
         buckets,
     })
@@ -974,6 +982,7 @@ mod tests {
             with_length("200 OK", calls),
             with_length("200 OK", late),
             chunked(last),
+            with_length("200 OK", last),
             with_length("200 OK", trunks),
         ];
         responses.extend((1..=7).map(|n| with_length("200 OK", &day(n))));
@@ -993,7 +1002,7 @@ mod tests {
         assert_eq!(obs.buckets[0].start, now - 7 * 86_400);
         assert_eq!(obs.buckets[0].calls["059185666661"], 1.0);
         assert_eq!(obs.buckets[6].calls["059185666661"], 7.0);
-        let heads: Vec<String> = heads.iter().take(11).collect();
+        let heads: Vec<String> = heads.iter().take(12).collect();
         let at = |promql: &str, t: i64| {
             format!(
                 "GET /api/v1/query?query={}&time={t}.000 ",
@@ -1016,20 +1025,25 @@ mod tests {
             heads[2]
         );
         assert!(
-            heads[3].starts_with(&at(&trunks_query(&window), now)),
+            heads[3].starts_with(&at(&called_query(&window), now)),
             "{}",
             heads[3]
         );
-        let day_window = crate::report::parse_window("1d").unwrap();
         assert!(
-            heads[4].starts_with(&at(&calls_query(&day_window), now - 6 * 86_400)),
+            heads[4].starts_with(&at(&trunks_query(&window), now)),
             "{}",
             heads[4]
         );
+        let day_window = crate::report::parse_window("1d").unwrap();
         assert!(
-            heads[10].starts_with(&at(&calls_query(&day_window), now)),
+            heads[5].starts_with(&at(&calls_query(&day_window), now - 6 * 86_400)),
             "{}",
-            heads[10]
+            heads[5]
+        );
+        assert!(
+            heads[11].starts_with(&at(&calls_query(&day_window), now)),
+            "{}",
+            heads[11]
         );
     }
 

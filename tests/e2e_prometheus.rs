@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{free_port, Gateway, PARALLEL};
+use common::{free_port, Gateway};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -187,7 +187,8 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    fn start(target: SocketAddr) -> Prometheus {
+    /// Prometheus scraping `target` every second, with `extra` flags.
+    fn start_with(target: SocketAddr, extra: &[&str]) -> Prometheus {
         require("prometheus", "prometheus");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let dir = common::temp_dir();
@@ -206,6 +207,10 @@ impl Prometheus {
             format!("--web.listen-address={addr}"),
             "--storage.tsdb.retention.time=1h".to_string(),
         ];
+        let args: Vec<String> = args
+            .into_iter()
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect();
         let proc = Proc::spawn_in(dir, "prometheus", "prometheus", &args);
         let p = Prometheus { proc, addr };
         p.poll("Prometheus ready", || {
@@ -307,24 +312,217 @@ fn wait_for_samples(p: &Prometheus) {
     });
 }
 
+/// The instant the legacy numbers of [`TREATMENTS`] retire.
+const BOUNDARY: &str = "2025-05-07T00:00:00+08:00";
+/// The gateway's clock starts a few seconds before [`BOUNDARY`], so the boundary passes while it
+/// runs (and after Prometheus scraped its zeros).
+const JUST_BEFORE: &str = "2025-05-06T23:59:53+08:00";
+
+/// One legacy number per retired treatment, all retiring at [`BOUNDARY`]; the Fuzhou and
+/// announcement queues are sipp UASes, Xiamen's backend is never used.
+fn treatments(fuzhou: u16, announcement: u16) -> String {
+    let uri = |port: u16| format!("sip:127.0.0.1:{port};transport=udp");
+    let legacy = |number: &str, name: &str, queue: &str, treatment: &str| {
+        format!(
+            "[[legacy]]\nnumber = \"{number}\"\nname = \"{name}\"\nqueue = \"{queue}\"\n\
+             parallel_from = 2025-04-07T00:00:00+08:00\nretired_from = {BOUNDARY}\n\
+             when_retired = {treatment}\n\n"
+        )
+    };
+    format!(
+        r#"
+[gateway]
+sip_udp = "@SIP@"
+sip_tcp = "@SIP@"
+metrics = "@METRICS@"
+advertised = "@SIP@"
+mark_legacy = ["history-info"]
+replica = "test"
+
+[new_number]
+number = "12356"
+default_queue = "fuzhou"
+
+[[queue]]
+name = "fuzhou"
+backends = ["{fuzhou}"]
+
+[[queue]]
+name = "xiamen"
+backends = ["{xiamen}"]
+
+[[queue]]
+name = "announcement"
+target = "number-changed"
+backends = ["{announcement}"]
+
+[[area]]
+code = "0591"
+queue = "fuzhou"
+
+[[area]]
+code = "0592"
+queue = "xiamen"
+{trunk}
+{l1}{l2}{l3}{l4}"#,
+        fuzhou = uri(fuzhou),
+        xiamen = uri(free_port()),
+        announcement = uri(announcement),
+        trunk = common::LOOPBACK_TRUNK,
+        l1 = legacy(
+            "0591-85666661",
+            "announced",
+            "fuzhou",
+            r#"{ treatment = "announce", queue = "announcement" }"#
+        ),
+        l2 = legacy(
+            "0591-85666221",
+            "routed",
+            "fuzhou",
+            r#"{ treatment = "route" }"#
+        ),
+        l3 = legacy(
+            "0591-85666222",
+            "redirected",
+            "fuzhou",
+            r#"{ treatment = "redirect", status = 302 }"#
+        ),
+        l4 = legacy(
+            "0592-12345678",
+            "rejected",
+            "xiamen",
+            r#"{ treatment = "reject", status = 410, reason = "Number Changed" }"#
+        ),
+    )
+}
+
+/// A raw UDP caller: INVITE `number`, expect the gateway's own `status`, ACK it.
+async fn refused_call(gw: &Gateway, number: &str, call: &str, status: u16) {
+    let caller = common::Peer::bind("127.0.0.1").await;
+    let ruri = format!("sip:{number}@{}", gw.sip);
+    let branch = format!("z9hG4bK{call}");
+    caller
+        .send(
+            gw.sip,
+            &common::invite(&ruri, &caller.addr, call, &branch, "UDP"),
+        )
+        .await;
+    let (resp, _) = caller.recv().await;
+    assert!(
+        common::start_line(&resp).starts_with(&format!("SIP/2.0 {status} ")),
+        "{number}: {resp}"
+    );
+    let to_tag = common::header(&resp, "To")
+        .and_then(|t| t.split(";tag=").nth(1))
+        .unwrap_or_default()
+        .to_string();
+    let ack = common::request(
+        "ACK",
+        &ruri,
+        &caller.addr,
+        call,
+        &branch,
+        "UDP",
+        1,
+        &to_tag,
+        "70",
+    );
+    caller.send(gw.sip, &ack).await;
+}
+
+/// The report as JSON.
+fn retirement_json(prometheus: &str, config: &Path) -> (Option<i32>, serde_json::Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dualgate"))
+        .args(["retirement", "--prometheus", prometheus, "--window", "5m"])
+        .args(["--format", "json", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code(), v, text)
+}
+
+/// The JSON row of `number`.
+fn json_row<'v>(v: &'v serde_json::Value, number: &str) -> &'v serde_json::Value {
+    v["numbers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["number"] == number)
+        .unwrap_or_else(|| panic!("no row for {number}: {v}"))
+}
+
+/// `POST path` over HTTP/1.0; the status.
+fn http_post(addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(
+        format!("POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.split(' ').nth(1)?.parse().ok()
+}
+
+/// The bug this guards against: a retired number's calls went to series (the announcement
+/// queue's) born at their first increment, which `increase()` cannot see, and the report said
+/// "safe to retire" three calls after they were placed. Here the gateway starts inside the
+/// parallel period, a real Prometheus scrapes it from before the first call, the retirement
+/// boundary passes while it runs, every treatment is called right after it and again right
+/// after a SIGHUP reload, and the report must count every call and say "still in use".
 #[tokio::test]
-async fn the_retirement_report_counts_calls_through_prometheus_and_gates_on_max_share() {
+async fn retired_numbers_are_counted_exactly_under_every_treatment() {
     require("sipp", "sip-tester");
     require("prometheus", "prometheus");
-    let fuzhou_port = free_port();
-    let gw = Gateway::start(&mappings(fuzhou_port), &["--now", PARALLEL]).await;
-    let prom = Prometheus::start(gw.metrics);
-    let attempts = "dualgate_call_attempts_total";
-    // The counters' first samples must be their zeros, from before any call.
-    prom.poll("the gateway's zero counters scraped", || {
-        prom.query(attempts).get("059185666661") == Some(&0.0)
+    let (fuzhou_port, announcement_port) = (free_port(), free_port());
+    let gw = Gateway::start(
+        &treatments(fuzhou_port, announcement_port),
+        &["--now", JUST_BEFORE],
+    )
+    .await;
+    let phase = |m: &str, p: &str| {
+        common::metric(
+            m,
+            "dualgate_legacy_phase",
+            &[("number", "059185666661"), ("phase", p)],
+        )
+    };
+    assert_eq!(
+        phase(&gw.scrape(), "parallel"),
+        Some(1.0),
+        "started before the boundary"
+    );
+    let prom = Prometheus::start_with(gw.metrics, &["--web.enable-admin-api"]);
+    prom.poll("the announcement queue's zero series scraped", || {
+        prom.query("sum by (number) (dualgate_call_attempts_total{queue=\"announcement\"})")
+            .get("059185666661")
+            == Some(&0.0)
+    });
+    prom.poll("the boundary passed on the gateway's clock", || {
+        phase(&gw.scrape(), "retired") == Some(1.0)
     });
 
-    let port = fuzhou_port.to_string();
+    let mut announcement = Proc::sipp(
+        "announcement",
+        "uas.xml",
+        &[
+            "-p",
+            &announcement_port.to_string(),
+            "-m",
+            "3",
+            "-timeout",
+            "30s",
+        ],
+    );
     let mut fuzhou = Proc::sipp(
         "fuzhou",
         "uas.xml",
-        &["-p", &port, "-m", "6", "-timeout", "20s"],
+        &["-p", &fuzhou_port.to_string(), "-m", "2", "-timeout", "30s"],
     );
     let gw_sip = gw.sip.to_string();
     let caller = |name: &str, number: &str, calls: &str| {
@@ -349,111 +547,131 @@ async fn the_retirement_report_counts_calls_through_prometheus_and_gates_on_max_
             ],
         )
     };
-    let mut legacy = caller("uac-059185666661", "059185666661", "2");
-    let mut new = caller("uac-12356", "12356", "4");
-    legacy.assert_calls_succeeded(2);
-    new.assert_calls_succeeded(4);
-    fuzhou.assert_calls_succeeded(6);
+    // Right after start-up (and the boundary).
+    caller("announced-1", "85666661", "2").assert_calls_succeeded(2);
+    caller("routed-1", "85666221", "1").assert_calls_succeeded(1);
+    refused_call(&gw, "85666222", "redirected-1", 302).await;
+    refused_call(&gw, "059212345678", "rejected-1", 410).await;
+    // Right after a reload.
+    gw.reload();
+    prom.poll("the reload applied", || {
+        common::metric(
+            &gw.scrape(),
+            "dualgate_config_reloads_total",
+            &[("result", "success")],
+        ) == Some(2.0)
+    });
+    caller("announced-2", "85666661", "1").assert_calls_succeeded(1);
+    caller("routed-2", "85666221", "1").assert_calls_succeeded(1);
+    refused_call(&gw, "059212345678", "rejected-2", 410).await;
+    announcement.assert_calls_succeeded(3);
+    fuzhou.assert_calls_succeeded(2);
 
-    let want: HashMap<String, f64> = [
-        ("059185666661", 2.0),
-        ("059185666221", 0.0),
-        ("059112356", 4.0),
+    let placed: HashMap<String, f64> = [
+        ("059185666661", 3.0),
+        ("059185666221", 2.0),
+        ("059185666222", 1.0),
+        ("059212345678", 2.0),
     ]
     .map(|(n, v)| (n.to_string(), v))
     .into();
-    prom.poll("final counts in Prometheus", || {
-        let got = prom.query(attempts);
-        want.iter().all(|(n, v)| got.get(n) == Some(v))
+    prom.poll("every call in Prometheus", || {
+        let got = prom.query("sum by (number) (dualgate_call_attempts_total)");
+        placed.iter().all(|(n, v)| got.get(n) == Some(v))
     });
     wait_for_samples(&prom);
 
-    // Default max_share (1%): 059185666661 still carries 2 of Fuzhou's 6 calls.
     let r = retirement(&prom.url(), &gw.config);
-    let why = format!(
-        "exit {:?}\n{}\n{}\n(counts of 0 would mean the report queried Prometheus at --at, \
-         not now)",
-        r.code, r.stdout, r.stderr
-    );
+    let why = format!("exit {:?}\n{}\n{}", r.code, r.stdout, r.stderr);
+    for (number, calls) in &placed {
+        let row = r.row(number);
+        assert_eq!(
+            row[1..3],
+            ["retired", &calls.to_string()],
+            "{number}\n{why}"
+        );
+        assert_eq!(row[7], "still in use (100.00% >= 1.00%)", "{number}\n{why}");
+    }
     assert!(
         r.stdout
-            .starts_with("Legacy numbers over the last 5m, up to "),
-        "{why}"
-    );
-    let row = r.row("059185666661");
-    assert_eq!(row.len(), 9, "{row:?}\n{why}");
-    assert_eq!(
-        row[..6],
-        ["059185666661", "retired", "2", "059112356", "4", "33.33%"],
-        "{why}"
-    );
-    assert!(
-        row[6].starts_with("2025-04-20T02:00:"),
-        "last call on the gateway's clock\n{why}"
-    );
-    assert_eq!(
-        row[7..],
-        ["still in use (33.33% >= 1.00%)", "provincial hotline"],
-        "{why}"
-    );
-    let row = r.row("059185666221");
-    assert_eq!(
-        row,
-        [
-            "059185666221",
-            "retired",
-            "0",
-            "059112356",
-            "4",
-            "0.00%",
-            "never",
-            "safe to retire",
-            "Fuzhou hotline"
-        ],
+            .contains("\n  059185666661  by trunk: loopback 3\n"),
         "{why}"
     );
     assert!(
         r.stdout.ends_with(
-            "NOT SAFE: 1 of 2 retired number(s) still carry calls at or above their threshold.\n"
+            "NOT SAFE: 4 of 4 retired number(s) still carry calls at or above their threshold.\n"
         ),
         "{why}"
     );
     assert_eq!(r.code, Some(1), "{why}");
-
-    // With max_share 0.5, a third of the area's calls is tolerated: the gate opens.
-    let lenient = gw.config.with_file_name("lenient.toml");
-    let text = std::fs::read_to_string(&gw.config).unwrap();
-    std::fs::write(&lenient, format!("{text}\n[retirement]\nmax_share = 0.5\n")).unwrap();
-    let r = retirement(&prom.url(), &lenient);
-    let why = format!("exit {:?}\n{}\n{}", r.code, r.stdout, r.stderr);
-    let row = r.row("059185666661");
+    let (code, v, text) = retirement_json(&prom.url(), &gw.config);
     assert_eq!(
-        row[..6],
-        ["059185666661", "retired", "2", "059112356", "4", "33.33%"],
-        "{why}"
+        (code, &v["outcome"]),
+        (Some(1), &"still_in_use".into()),
+        "{text}"
     );
-    assert_eq!(row[7], "safe to retire", "{why}");
-    assert!(
-        r.stdout
-            .ends_with("OK: all 2 retired number(s) are below their retirement threshold.\n"),
-        "{why}"
-    );
-    assert_eq!(r.code, Some(0), "{why}");
+    let row = json_row(&v, "059185666661");
+    assert_eq!(row["calls"], 3, "{text}");
+    assert_eq!(row["trunks"][0]["trunk"], "loopback", "{text}");
+    assert_eq!(row["trunks"][0]["calls"], 3, "{text}");
+    assert_eq!(row["verdict"], "still_in_use", "{text}");
 
-    // A legacy number this gateway never served has no series: not "safe", but "no data" (69).
-    let unknown = gw.config.with_file_name("unknown.toml");
-    let extra = "\n[[legacy]]\nnumber = \"0591-85666222\"\nqueue = \"fuzhou\"\n\
-                 parallel_from = 2025-04-07T00:00:00+08:00\nretired_from = 2025-05-07T00:00:00+08:00\n\
-                 when_retired = { treatment = \"route\" }\n";
-    std::fs::write(&unknown, format!("{text}{extra}")).unwrap();
-    let r = retirement(&prom.url(), &unknown);
-    assert_eq!(r.code, Some(69), "{}\n{}", r.stdout, r.stderr);
+    // The cross-check: the gateway goes away and Prometheus loses counter series (deleted
+    // through the admin API). A number called inside the window must not read as "safe".
+    let config = common::temp_dir().join("kept.toml");
+    std::fs::copy(&gw.config, &config).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    drop(gw);
+    for series in [
+        r#"dualgate_call_attempts_total{number="059185666661",queue="announcement"}"#,
+        r#"dualgate_call_attempts_total{number="059185666221"}"#,
+    ] {
+        let path = format!(
+            "/api/v1/admin/tsdb/delete_series?match[]={}",
+            encode(series)
+        );
+        assert_eq!(http_post(prom.addr, &path), Some(204), "{series}");
+    }
+    let (code, v, text_json) = retirement_json(&prom.url(), &config);
+    let uncounted = json_row(&v, "059185666661");
+    assert_eq!(uncounted["verdict"], "unknown", "{text_json}");
     assert!(
-        r.stderr.contains("no dualgate_call_attempts_total") && r.stderr.contains("059185666222"),
-        "{}",
-        r.stderr
+        uncounted["reason"]
+            .as_str()
+            .unwrap()
+            .contains("inside the window but no call was counted"),
+        "{text_json}"
     );
-    let _ = std::fs::remove_dir_all(gw.config.parent().unwrap());
+    let absent = json_row(&v, "059185666221");
+    assert_eq!(absent["verdict"], "unknown", "{text_json}");
+    assert!(
+        absent["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no dualgate_call_attempts_total series for 059185666221"),
+        "{text_json}"
+    );
+    // The other two still carry calls: "still in use" wins.
+    assert_eq!(code, Some(1), "{text_json}");
+    // With only the two numbers whose data has gaps: unknown, exit 75, never 0.
+    let cut = text
+        .split("[[legacy]]")
+        .filter(|part| !part.contains("85666222") && !part.contains("12345678"))
+        .collect::<Vec<_>>()
+        .join("[[legacy]]");
+    let gaps = config.with_file_name("gaps.toml");
+    std::fs::write(&gaps, cut).unwrap();
+    let r = retirement(&prom.url(), &gaps);
+    let why = format!("exit {:?}\n{}\n{}", r.code, r.stdout, r.stderr);
+    assert!(r.row("059185666661")[7].starts_with("unknown: "), "{why}");
+    assert!(
+        r.stdout.ends_with(
+            "UNKNOWN: 2 of 2 retired number(s) cannot be assessed from the data Prometheus holds.\n"
+        ),
+        "{why}"
+    );
+    assert_eq!(r.code, Some(75), "{why}");
+    let _ = std::fs::remove_dir_all(config.parent().unwrap());
 }
 
 #[test]

@@ -53,8 +53,11 @@ pub struct Observed {
     /// Number → calls on series that first appeared inside the window already above 0, which
     /// `increase()` cannot see (a replica scraped late, or a gateway that did not pre-register).
     pub late: HashMap<String, f64>,
-    /// Number → unix seconds of the last call seen in the window; 0 means none.
+    /// Number → unix seconds of the last call seen in the window, on the gateway's clock; 0
+    /// means none.
     pub last_call: HashMap<String, f64>,
+    /// Number → how often its last-call gauge changed within the window (on Prometheus' clock).
+    pub called: HashMap<String, f64>,
     /// Number → trunk → calls in the window.
     pub trunks: HashMap<String, HashMap<String, f64>>,
     /// The window cut into buckets, oldest first.
@@ -69,10 +72,11 @@ pub enum Gap {
         /// The number without series (the legacy number or its area's new number).
         number: String,
     },
-    /// The last-call gauge says the number was called inside the window, yet no call was
-    /// counted: a counter series is missing (deleted, or on a replica Prometheus lost).
+    /// The last-call gauge says the number was called inside the window (it changed, or its
+    /// value is inside the window), yet no call was counted: a counter series is missing
+    /// (deleted, or on a replica Prometheus lost).
     Uncounted {
-        /// Unix seconds of that last call.
+        /// Unix seconds of that last call, on the gateway's clock (0 when unknown).
         last_call: f64,
     },
 }
@@ -87,7 +91,11 @@ impl fmt::Display for Gap {
             Gap::Uncounted { last_call } => write!(
                 f,
                 "last call at {} is inside the window but no call was counted (a series is missing)",
-                iso8601(last_call.floor() as i64)
+                if *last_call > 0.0 {
+                    iso8601(last_call.floor() as i64)
+                } else {
+                    "an unknown time".to_string()
+                }
             ),
         }
     }
@@ -358,7 +366,9 @@ pub fn assess(
                     Verdict::Unknown(Gap::NoSeries { number: n.clone() })
                 }
                 (PhaseName::Retired, None, _)
-                    if calls == 0 && last_call.is_some_and(|t| t >= window_start as f64) =>
+                    if calls == 0
+                        && (last_call.is_some_and(|t| t >= window_start as f64)
+                            || obs.called.get(&line.number).is_some_and(|c| *c > 0.0)) =>
                 {
                     Verdict::Unknown(Gap::Uncounted {
                         last_call: last_call.unwrap_or_default(),
@@ -712,10 +722,19 @@ mod tests {
         );
         assert_eq!(outcome(&rows), Outcome::Unknown);
         assert_eq!(outcome(&rows).exit_code(), 75);
-        // The same last call before the window is history, not a gap.
+        // The same last call before the window is history, not a gap...
         let rows = assess(&[line("059185666661", Retired)], &obs, NOW, 300);
         assert_eq!(rows[0].verdict, Verdict::SafeToRetire);
         assert_eq!(rows[0].last_call, Some(last));
+        // ... unless the gauge changed within the window (a rehearsal gateway's clock is not
+        // Prometheus' clock).
+        let mut obs = obs;
+        obs.called.insert("059185666661".into(), 2.0);
+        let rows = assess(&[line("059185666661", Retired)], &obs, NOW, 300);
+        assert_eq!(
+            rows[0].verdict,
+            Verdict::Unknown(Gap::Uncounted { last_call: last })
+        );
     }
 
     #[test]
