@@ -5,7 +5,9 @@
 //!
 //! A missing `promtool` fails these tests: `.ci/run` installs it.
 
-use std::collections::BTreeSet;
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -246,4 +248,74 @@ fn dashboard_is_importable() {
         .map(|p| p["type"].as_str().unwrap())
         .collect();
     assert!(types.contains("state-timeline"), "{types:?}");
+}
+
+/// The label names of a series written `name{k="v",...}` (as in a scrape or a rule test),
+/// without those Prometheus adds itself (`instance`, `job`).
+fn label_names(series: &str) -> (String, BTreeSet<String>) {
+    let (name, rest) = series.split_once('{').unwrap_or((series, "}"));
+    let mut names = BTreeSet::new();
+    let mut rest = rest.trim_end_matches('}');
+    while let Some((k, v)) = rest.split_once("=\"") {
+        let k = k.trim_start_matches(',').trim();
+        if !["instance", "job"].contains(&k) {
+            names.insert(k.to_string());
+        }
+        // Label values in these files never contain a quote.
+        rest = v.split_once('"').map_or("", |(_, after)| after);
+    }
+    (name.trim().to_string(), names)
+}
+
+/// The promtool rule tests must feed series shaped exactly as the gateway emits them (same
+/// label names; counters starting at 0, as the gateway pre-registers every series it can
+/// increment): a test fed with series the gateway never produces proves nothing.
+#[tokio::test]
+async fn rule_tests_feed_series_shaped_as_the_gateway_emits_them() {
+    let f = common::Peer::bind("127.0.0.1").await;
+    let gw = common::Gateway::start(
+        &common::mappings(
+            &[f.uri()],
+            &f.uri(),
+            &f.uri(),
+            r#"{ treatment = "announce", queue = "announcement" }"#,
+        ),
+        &[],
+    )
+    .await;
+    let mut emitted: BTreeMap<String, BTreeSet<BTreeSet<String>>> = BTreeMap::new();
+    for line in gw.scrape().lines().filter(|l| l.starts_with("dualgate_")) {
+        let series = line.rsplit_once(' ').map_or(line, |(s, _)| s);
+        let (name, labels) = label_names(series);
+        emitted.entry(name).or_default().insert(labels);
+    }
+    let tests = std::fs::read_to_string(deploy_dir().join("dualgate.rules.test.yml")).unwrap();
+    let mut checked = 0;
+    let mut lines = tests.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some(series) = line.trim().strip_prefix("- series: '") else {
+            continue;
+        };
+        let series = series.trim_end_matches('\'');
+        let (name, labels) = label_names(series);
+        if !name.starts_with("dualgate_") {
+            continue;
+        }
+        let shapes = emitted
+            .get(&name)
+            .unwrap_or_else(|| panic!("{name} is not exported by the gateway"));
+        assert!(
+            shapes.contains(&labels),
+            "{series}: labels {labels:?}, the gateway emits {shapes:?}"
+        );
+        let values = lines.peek().map_or("", |l| l.trim());
+        if name.ends_with("_total") {
+            assert!(
+                values.starts_with("values: '0"),
+                "{series}: a counter the gateway pre-registers starts at 0, not {values}"
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} series checked");
 }
