@@ -9,10 +9,11 @@
 //! - [`sip`]: the wire layer: parse, frame, edit in place, stateless replies, branches.
 //! - [`proxy`]: the whole per-message path: bytes -> bytes to send + metric labels.
 //! - [`config`]: mapping files: serde shape -> validated [`config::Snapshot`].
-//! - [`report`]: the retirement report over numbers read from Prometheus.
+//! - [`report`]: the retirement report: the Prometheus client and its queries
+//!   ([`report::prometheus`]), the assessment, the trend and the rendering.
 //!
 //! Edges (effects live here and only here): [`transport`] (sockets), [`metrics`] (the
-//! Prometheus exporter), [`clock`] (the only clock reads), [`prometheus`] (the query client),
+//! Prometheus exporter), [`clock`] (the only clock reads), [`report::prometheus`] (the query client),
 //! [`config::load()`] (file reads), and `main.rs` (CLI, signals, exit codes).
 
 pub mod calendar;
@@ -22,7 +23,6 @@ pub mod mapping;
 pub mod metrics;
 pub mod number;
 pub mod peer;
-pub mod prometheus;
 pub mod proxy;
 pub mod report;
 pub mod route;

@@ -81,6 +81,12 @@ enum Command {
         /// Output: a table for a person, or JSON for automation.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// PEM file of the CA to trust for an https Prometheus (default: the web PKI roots).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// File holding a bearer token for Prometheus (user:password go in the URL instead).
+        #[arg(long)]
+        bearer_token_file: Option<PathBuf>,
     },
 }
 
@@ -168,12 +174,19 @@ fn main() -> ExitCode {
             config,
             at,
             format,
+            ca_file,
+            bearer_token_file,
         } => retirement(
             &config_path(&config),
             &prometheus,
             &window,
             at.as_deref(),
             format,
+            &dualgate::report::prometheus::Access {
+                ca_file,
+                bearer_token_file,
+                timeout: None,
+            },
         ),
     };
     match result {
@@ -577,6 +590,7 @@ fn retirement(
     window: &str,
     at: Option<&str>,
     format: Format,
+    access: &dualgate::report::prometheus::Access,
 ) -> anyhow::Result<ExitCode> {
     use dualgate::report::{assess, outcome, parse_window, render, render_json, LegacyLine};
     let snap = config::load(path)?;
@@ -598,7 +612,9 @@ fn retirement(
         .collect();
     // Traffic is what Prometheus holds up to now; `--at` only moves the calendar.
     let now = dualgate::clock::unix_seconds(SystemClock::real().now()).floor() as i64;
-    let observed = match dualgate::prometheus::observe(prometheus, &window, now) {
+    let observed = match dualgate::report::prometheus::Client::new(prometheus, access)
+        .and_then(|client| dualgate::report::prometheus::observe(&client, &window, now))
+    {
         Ok(o) => o,
         Err(e) => {
             eprintln!("dualgate: cannot query Prometheus at {prometheus}: {e}");

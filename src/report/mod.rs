@@ -2,10 +2,11 @@
 //! by whom, and is it dying down?
 //!
 //! Pure: takes the legacy lines from the mappings and what Prometheus observed
-//! (`crate::prometheus::observe` fetches it) and returns rows, a verdict per retired number that
+//! ([`prometheus::observe`] fetches it) and returns rows, a verdict per retired number that
 //! never reads missing data as "safe", and an exit status; [`render`] prints them as a table or
 //! JSON, [`trend`] estimates the decline. No I/O and no clock here: "now" is a parameter.
 
+pub mod prometheus;
 pub mod render;
 pub mod trend;
 
