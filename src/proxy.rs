@@ -1030,6 +1030,106 @@ origin_area = "0591"
         );
     }
 
+    /// A response a backend would send to `forwarded`, with its second Via replaced by `next`.
+    fn answer(forwarded: &[u8], next: Option<&str>) -> Vec<u8> {
+        let req = sip::parse(forwarded).unwrap();
+        let vias: Vec<&str> = req.via_entries().collect();
+        let second = next.unwrap_or(vias[1]);
+        format!(
+            "SIP/2.0 200 OK\r\nVia: {}\r\nVia: {second}\r\nFrom: <sip:a@192.0.2.7>;tag=f\r\n\
+             To: <sip:x>;tag=b\r\nCall-ID: loop-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+            vias[0]
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_response_is_forwarded_only_from_a_known_peer_with_the_branch_made_for_its_hop() {
+        let mut snap = crate::config::validate(std::path::Path::new("m.toml"), MAPPINGS).unwrap();
+        snap.gateway.secret = Key::from_hex("00112233445566778899aabbccddeeff");
+        let carrier = Peer {
+            addr: "192.0.2.7:5060".parse().unwrap(),
+            transport: Transport::Udp,
+        };
+        let backend = Peer {
+            addr: "192.0.2.10:5060".parse().unwrap(),
+            transport: Transport::Udp,
+        };
+        let stranger = Peer {
+            addr: "198.51.100.9:5060".parse().unwrap(),
+            transport: Transport::Udp,
+        };
+        let now = SystemTime::UNIX_EPOCH;
+        let mut out = Vec::new();
+        handle(&invite("sip:059112356@gw"), carrier, &snap, now, &mut out);
+        let forwarded = out.clone();
+        let genuine = answer(&forwarded, None);
+        let o = handle(&genuine, backend, &snap, now, &mut out);
+        assert_eq!((o.label.act, o.send), (Act::Forwarded, Some(carrier)));
+        assert_eq!(o.label.queue, "fuzhou");
+        let o = handle(&genuine, stranger, &snap, now, &mut out);
+        assert_eq!(o.label.reject, Some(RejectReason::UntrustedResponseSource));
+        assert!(o.send.is_none() && out.is_empty());
+        for victim in [
+            "SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bKv",
+            "SIP/2.0/TCP 192.0.2.7:5060;branch=z9hG4bKabc;received=192.0.2.7",
+            "SIP/2.0/UDP 192.0.2.7:5061;branch=z9hG4bKabc",
+        ] {
+            let o = handle(
+                &answer(&forwarded, Some(victim)),
+                backend,
+                &snap,
+                now,
+                &mut out,
+            );
+            assert_eq!(
+                o.label.reject,
+                Some(RejectReason::ForgedResponse),
+                "{victim}"
+            );
+            assert!(o.send.is_none(), "{victim}");
+        }
+        // Another deployment's key makes other branches.
+        let mut other = snap.clone();
+        other.gateway.secret = Key::from_hex("ffeeddccbbaa99887766554433221100");
+        let o = handle(&genuine, backend, &other, now, &mut out);
+        assert_eq!(o.label.reject, Some(RejectReason::ForgedResponse));
+    }
+
+    #[test]
+    fn strangers_are_not_answered_unless_configured_and_then_never_with_more_bytes() {
+        let mut snap = crate::config::validate(std::path::Path::new("m.toml"), MAPPINGS).unwrap();
+        let stranger = Peer {
+            addr: "198.51.100.9:5060".parse().unwrap(),
+            transport: Transport::Udp,
+        };
+        let now = SystemTime::UNIX_EPOCH;
+        let mut out = Vec::new();
+        // An ordinary INVITE carries headers the answer does not echo (a body, User-Agent ...).
+        let req = String::from_utf8(invite("sip:059112356@gw"))
+            .unwrap()
+            .replace(
+                "Content-Length",
+                "User-Agent: carrier-sbc/4.2\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, UPDATE, INFO\r\nSupported: 100rel, timer, replaces\r\nContent-Length",
+            )
+            .into_bytes();
+        let o = handle(&req, stranger, &snap, now, &mut out);
+        assert_eq!(o.label.reject, Some(RejectReason::UnknownSource));
+        assert!(o.send.is_none() && out.is_empty());
+        snap.gateway.answer_strangers = true;
+        let o = handle(&req, stranger, &snap, now, &mut out);
+        assert_eq!(o.label.act, Act::Replied);
+        assert!(out.starts_with(b"SIP/2.0 403 Forbidden\r\n") && out.len() <= req.len());
+        // Compact names draw longer ones back: such a request gets nothing.
+        let compact = b"OPTIONS sip:a SIP/2.0\r\nv: SIP/2.0/UDP 198.51.100.9\r\nf: a\r\nt: b\r\ni: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        let o = handle(compact, stranger, &snap, now, &mut out);
+        assert_eq!(
+            (o.label.act, o.label.reject),
+            (Act::Dropped, Some(RejectReason::UnknownSource))
+        );
+        assert!(o.send.is_none() && out.is_empty());
+    }
+
     #[test]
     fn outcomes_follow_status_classes_with_487_as_cancelled() {
         let cases = [

@@ -100,7 +100,9 @@ fn rss_kb(pid: u32, field: &str) -> u64 {
 }
 
 fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }
 
 #[tokio::test]
@@ -326,7 +328,9 @@ async fn a_message_trickled_a_byte_a_second_is_cut_at_its_deadline() {
     let local = steady.local_addr().unwrap();
     let mut slow = connect_from("127.0.0.2", gw.sip).await.unwrap();
     let start = Instant::now();
-    slow.write_all(b"INVITE sip:12356@gw SIP/2.0\r\n").await.unwrap();
+    slow.write_all(b"INVITE sip:12356@gw SIP/2.0\r\n")
+        .await
+        .unwrap();
     let trickle = b"Via: SIP/2.0/TCP 127.0.0.2:5060;branch=z9hG4bKslow\r\n";
     let mut cut_after = None;
     for (i, b) in trickle.iter().enumerate() {
@@ -334,7 +338,9 @@ async fn a_message_trickled_a_byte_a_second_is_cut_at_its_deadline() {
             .write_all(options(&local, &format!("steady-{i}")).as_bytes())
             .await
             .unwrap();
-        if slow.write_all(&[*b]).await.is_err() || closed_within(&mut slow, Duration::from_secs(1)).await {
+        if slow.write_all(&[*b]).await.is_err()
+            || closed_within(&mut slow, Duration::from_secs(1)).await
+        {
             cut_after = Some(start.elapsed());
             break;
         }

@@ -809,6 +809,61 @@ pub fn parse_instant(s: &str) -> Result<SystemTime, String> {
 mod tests {
     use super::*;
 
+    const MINIMAL: &str = "[new_number]\nnumber = \"12356\"\n";
+
+    #[test]
+    fn secrets_are_32_hex_digits_once_and_tcp_limits_are_checked() {
+        let with = |extra: &str| {
+            validate(
+                Path::new("/etc/dualgate/m.toml"),
+                &format!("{extra}\n{MINIMAL}"),
+            )
+        };
+        let g = with("[gateway]\nsecret = \"00112233445566778899AABBCCDDEEFF\"")
+            .unwrap()
+            .gateway;
+        assert!(g.secret.is_some() && !g.answer_strangers);
+        assert_eq!(g.tcp, TcpLimits::default());
+        let g = with("[gateway]\nsecret_file = \"key\"\nanswer_strangers = true")
+            .unwrap()
+            .gateway;
+        assert_eq!(
+            g.secret_file.as_deref(),
+            Some(Path::new("/etc/dualgate/key"))
+        );
+        assert!(g.secret.is_none() && g.answer_strangers);
+        let g = with("[tcp]\nmessage_deadline_seconds = 2.5\noutput_budget_bytes = 262144\nmax_per_source = 8").unwrap().gateway;
+        assert_eq!(
+            g.tcp,
+            TcpLimits {
+                message_deadline: Duration::from_millis(2500),
+                output_budget: 262_144,
+                max_per_source: Some(8),
+            }
+        );
+        for (bad, field) in [
+            ("[gateway]\nsecret = \"too-short\"", "gateway.secret"),
+            (
+                "[gateway]\nsecret = \"00112233445566778899aabbccddeeff\"\nsecret_file = \"k\"",
+                "gateway.secret_file",
+            ),
+            (
+                "[tcp]\nmessage_deadline_seconds = 0.0",
+                "tcp.message_deadline_seconds",
+            ),
+            (
+                "[tcp]\noutput_budget_bytes = 100",
+                "tcp.output_budget_bytes",
+            ),
+            ("[tcp]\nmax_per_source = 0", "tcp.max_per_source"),
+        ] {
+            let Err(ConfigError::Invalid { issues, .. }) = with(bad) else {
+                panic!("accepted: {bad}");
+            };
+            assert!(issues.iter().any(|i| i.field == field), "{bad}: {issues:?}");
+        }
+    }
+
     #[test]
     fn offset_datetimes_become_the_same_instant_in_any_zone() {
         let a = parse_instant("2025-05-07T00:00:00+08:00").unwrap();

@@ -536,3 +536,53 @@ async fn run(
     drop(slot);
     writer_task.abort();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_follow_the_descriptor_limit_and_strangers_get_a_slice_only_when_answered() {
+        let common = Budgets::from_nofile(1024, false, None);
+        assert_eq!(
+            common,
+            Budgets {
+                trunk: 784,
+                stranger: 0,
+                outbound: 112,
+                per_source: 196,
+                per_stranger: 0,
+            }
+        );
+        let raised = Budgets::from_nofile(65_536, true, None);
+        assert_eq!(raised.outbound, MAX_CONNECTIONS / 8);
+        assert_eq!(raised.stranger, MAX_CONNECTIONS / 16);
+        assert_eq!(
+            raised.trunk + raised.stranger + raised.outbound,
+            MAX_CONNECTIONS
+        );
+        assert_eq!(raised.per_stranger, STRANGER_PER_SOURCE);
+        // Unlimited, tiny and configured per-source caps stay within sense.
+        assert_eq!(
+            Budgets::from_nofile(u64::MAX, false, None).trunk,
+            MAX_CONNECTIONS - MAX_CONNECTIONS / 8
+        );
+        let tiny = Budgets::from_nofile(0, true, None);
+        assert!(tiny.trunk >= 4 && tiny.outbound >= 4 && tiny.per_source >= 1);
+        assert_eq!(Budgets::from_nofile(20_000, false, Some(5)).per_source, 5);
+        assert_eq!(
+            Budgets::from_nofile(1024, false, Some(1_000_000)).per_source,
+            784
+        );
+    }
+
+    #[test]
+    fn refusals_and_cuts_have_distinct_labels() {
+        let labels: Vec<&str> = Cut::ALL.iter().map(|c| c.as_str()).collect();
+        let mut unique = labels.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), labels.len(), "{labels:?}");
+        assert_eq!(Cut::ALL.iter().filter(|c| c.at_accept()).count(), 5);
+    }
+}
