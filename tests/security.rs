@@ -10,10 +10,10 @@ mod common;
 
 use common::*;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
 
 const ROUTE: &str = r#"{ treatment = "route" }"#;
 const SECRET: &str = "00112233445566778899aabbccddeeff";
@@ -287,9 +287,9 @@ async fn thousands_of_stranger_connections_do_not_stop_a_trunks_tcp_call() {
     let started = Instant::now();
     let mut held = Vec::with_capacity(STRANGERS);
     for _ in 0..STRANGERS {
-        match timeout(WAIT, connect_from("127.0.0.9", gw.sip)).await {
-            Ok(Ok(s)) => held.push(s),
-            Ok(Err(_)) | Err(_) => {} // refused by a full accept queue: as good as closed
+        // A connect that fails met the gateway's reset first: as good as closed.
+        if let Ok(Ok(s)) = timeout(WAIT, connect_from("127.0.0.9", gw.sip)).await {
+            held.push(s);
         }
         assert!(started.elapsed() < Duration::from_secs(60), "bounded");
     }

@@ -227,6 +227,10 @@ pub struct Pool {
     state: Mutex<State>,
 }
 
+/// What a connection admitted to the pool runs with: the way in for senders, its writer's
+/// queue, the signal that cuts it, and its place.
+type Admitted = (Handle, mpsc::UnboundedReceiver<Vec<u8>>, Arc<Notify>, Slot);
+
 /// A connection's place in the pool; dropping it frees the place.
 struct Slot {
     shared: Arc<Shared>,
@@ -262,12 +266,7 @@ impl Pool {
     }
 
     /// Takes a place for a connection with `addr` in `class`, or says why there is none.
-    fn admit(
-        &self,
-        shared: &Arc<Shared>,
-        addr: SocketAddr,
-        class: Class,
-    ) -> Result<(Handle, mpsc::UnboundedReceiver<Vec<u8>>, Arc<Notify>, Slot), Cut> {
+    fn admit(&self, shared: &Arc<Shared>, addr: SocketAddr, class: Class) -> Result<Admitted, Cut> {
         let Ok(mut st) = self.state.lock() else {
             return Err(Cut::Budget(class));
         };
