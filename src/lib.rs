@@ -89,11 +89,27 @@ pub async fn run(
         Some(s) => s.try_clone()?,
         None => std::net::UdpSocket::bind("0.0.0.0:0")?,
     };
+    let gateway = config.borrow().gateway.clone();
+    let nofile = transport::open_files_limit();
+    let budgets = transport::tcp::Budgets::from_nofile(
+        nofile,
+        gateway.answer_strangers,
+        gateway.tcp.max_per_source,
+    );
+    metrics::record_tcp_budgets(nofile, &budgets);
+    tracing::info!(
+        nofile,
+        trunk = budgets.trunk,
+        stranger = budgets.stranger,
+        outbound = budgets.outbound,
+        per_source = budgets.per_source,
+        "tcp connection budgets"
+    );
     let shared = Arc::new(transport::Shared {
         config: config.clone(),
         clock: clock.clone(),
         udp: out,
-        tcp: transport::tcp::Pool::default(),
+        tcp: transport::tcp::Pool::new(budgets, gateway.tcp),
         runtime: tokio::runtime::Handle::current(),
     });
     let stop = Arc::new(AtomicBool::new(false));

@@ -215,6 +215,8 @@ struct Overrides {
     sip_tcp: Option<Option<SocketAddr>>,
     metrics: Option<Option<SocketAddr>>,
     advertised: Option<(String, u16)>,
+    /// The branch key when the file sets none: random, for this process's life (reloads too).
+    secret: dualgate::sip::Key,
 }
 
 fn addr_flag(name: &str, v: Option<&str>) -> anyhow::Result<Option<Option<SocketAddr>>> {
@@ -243,16 +245,28 @@ impl Overrides {
                 ))
             }
         };
+        let mut secret = [0u8; 16];
+        getrandom::fill(&mut secret)
+            .map_err(|e| anyhow!("no randomness for the branch key: {e}"))?;
         Ok(Overrides {
             sip_udp: addr_flag("sip-udp", args.sip_udp.as_deref())?,
             sip_tcp: addr_flag("sip-tcp", args.sip_tcp.as_deref())?,
             metrics: addr_flag("metrics", args.metrics.as_deref())?,
             advertised,
+            secret: dualgate::sip::Key::from_bytes(secret),
         })
     }
 
     fn apply(&self, mut s: Snapshot) -> Snapshot {
         let g = &mut s.gateway;
+        if g.secret.is_none() {
+            tracing::warn!(
+                "no gateway.secret or secret_file: branches are keyed with a random key of this \
+                 process, so another replica (or this one after a restart) drops the responses \
+                 to requests this one forwarded; give every replica the same secret"
+            );
+            g.secret = Some(self.secret);
+        }
         let follows = |a: Option<SocketAddr>, host: &str, port: u16| {
             a.is_some_and(|a| {
                 a.port() == port
@@ -296,6 +310,18 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         )),
         None => Arc::new(SystemClock::real()),
     };
+    // Connection budgets derive from the descriptor limit: take all the hard limit allows.
+    match dualgate::transport::raise_open_files_limit() {
+        Ok(n) => tracing::info!(
+            nofile = n,
+            "file-descriptor limit (RLIMIT_NOFILE soft = hard)"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            nofile = dualgate::transport::open_files_limit(),
+            "cannot raise the file-descriptor limit; connection budgets follow the current one"
+        ),
+    }
     let snap = overrides.apply(config::load(&path)?);
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -397,6 +423,13 @@ fn check(path: &Path, at: Option<&str>) -> anyhow::Result<ExitCode> {
     let g = &snap.gateway;
     println!("{}: OK", path.display());
     println!("\ngateway: sip udp {:?}, tcp {:?}, metrics {:?}, advertised {}, record-route {}, replica {}", g.sip_udp, g.sip_tcp, g.metrics, g.advertised(), g.record_route, g.replica);
+    println!(
+        "branch key: {}; strangers: {}; tcp message deadline {:?}, output budget {} bytes per connection",
+        if g.secret.is_some() { "configured" } else { "none (random per process: replicas cannot share responses)" },
+        if g.answer_strangers { "answered 403 (never larger than the request)" } else { "dropped silently" },
+        g.tcp.message_deadline,
+        g.tcp.output_budget,
+    );
     println!("\nqueues:");
     for q in &snap.queues {
         let backends: Vec<&str> = q.backends.iter().map(|b| b.uri.as_str()).collect();

@@ -6,6 +6,7 @@ use crate::clock::unix_seconds;
 use crate::config::Snapshot;
 use crate::proxy::{Act, CallOutcome, Kind, Label};
 use crate::route::{self, RejectReason, Source};
+use crate::transport::tcp::{Budgets, Class, Cut};
 use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
     Gauge, Histogram, Unit,
@@ -30,6 +31,11 @@ const BACKEND_ERRORS: &str = "dualgate_backend_errors_total";
 const DURATION: &str = "dualgate_request_duration_seconds";
 const BUILD_INFO: &str = "dualgate_build_info";
 const UDP_DROPS: &str = "dualgate_udp_receive_drops_total";
+const TCP_REFUSED: &str = "dualgate_tcp_refused_total";
+const TCP_CUT: &str = "dualgate_tcp_cut_total";
+const TCP_OPEN: &str = "dualgate_tcp_connections";
+const TCP_BUDGET: &str = "dualgate_tcp_connection_budget";
+const OPEN_FILES: &str = "dualgate_open_files_limit";
 
 /// Histogram buckets for time spent inside the gateway: 10 µs to 100 ms.
 const DURATION_BUCKETS: [f64; 13] = [
@@ -106,9 +112,33 @@ fn describe() {
         BUILD_INFO,
         "Always 1; the version label tells which build runs."
     );
+    describe_counter!(
+        TCP_REFUSED,
+        "TCP connections refused at accept or before connecting, by reason."
+    );
+    describe_counter!(
+        TCP_CUT,
+        "TCP connections the gateway closed, by reason (slowloris deadline, output budget, idle, unframeable)."
+    );
+    describe_gauge!(TCP_OPEN, "TCP connections open, by class.");
+    describe_gauge!(
+        TCP_BUDGET,
+        "TCP connections each class may hold (derived from the descriptor limit)."
+    );
+    describe_gauge!(
+        OPEN_FILES,
+        "The process's file-descriptor soft limit (RLIMIT_NOFILE) after raising it at start."
+    );
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     for r in RejectReason::ALL {
         counter!(REJECTED, "reason" => r.as_str()).absolute(0);
+    }
+    for c in Cut::ALL {
+        let name = if c.at_accept() { TCP_REFUSED } else { TCP_CUT };
+        counter!(name, "reason" => c.as_str()).absolute(0);
+    }
+    for c in Class::ALL {
+        gauge!(TCP_OPEN, "class" => c.as_str()).set(0.0);
     }
     for result in ["success", "failure"] {
         counter!(RELOADS, "result" => result).absolute(0);
@@ -407,6 +437,33 @@ pub fn record_malformed() {
 /// Sets the kernel's count of datagrams dropped on the SIP UDP socket.
 pub fn record_udp_drops(total: u64) {
     counter!(UDP_DROPS).absolute(total);
+}
+
+/// Counts a TCP connection refused or closed by the gateway.
+pub fn record_tcp_cut(why: Cut) {
+    let name = if why.at_accept() {
+        TCP_REFUSED
+    } else {
+        TCP_CUT
+    };
+    counter!(name, "reason" => why.as_str()).increment(1);
+}
+
+/// Sets the number of open TCP connections of `class`.
+pub fn record_tcp_open(class: Class, open: usize) {
+    gauge!(TCP_OPEN, "class" => class.as_str()).set(open as f64);
+}
+
+/// Sets the descriptor limit and the TCP budgets derived from it.
+pub fn record_tcp_budgets(nofile: u64, b: &Budgets) {
+    gauge!(OPEN_FILES).set(nofile as f64);
+    for (c, n) in [
+        (Class::Trunk, b.trunk),
+        (Class::Stranger, b.stranger),
+        (Class::Outbound, b.outbound),
+    ] {
+        gauge!(TCP_BUDGET, "class" => c.as_str()).set(n as f64);
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use crate::config::{Backend, Snapshot};
 use crate::peer::{Peer, Transport};
 use crate::route::{decide, Decision, Facts, RejectReason, Source};
 use crate::sip::parse::param;
-use crate::sip::{self, Branch, HeaderName, Message, Method, RequestEdit, Start, Via};
+use crate::sip::{self, Branch, HeaderName, Key, Message, Method, RequestEdit, Start, Via};
 use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
@@ -185,9 +185,118 @@ pub fn handle<'s>(
         };
     };
     match msg.start {
-        Start::Request { method, uri } => request(&msg, method, uri, from, snap, now, out),
-        Start::Response { code, .. } => response(&msg, code, snap, out),
+        Start::Request { method, uri } => {
+            let o = request(&msg, method, uri, from, snap, now, out);
+            if o.label.act == Act::Replied
+                && out.len() > bytes.len()
+                && is_stranger(from.addr.ip(), snap)
+            {
+                // No answer to a source in no trunk may be larger than what it sent: a
+                // spoofed source would make the gateway an amplifier.
+                out.clear();
+                return Outcome {
+                    send: None,
+                    reconnect: None,
+                    label: Label {
+                        act: Act::Dropped,
+                        ..o.label
+                    },
+                };
+            }
+            o
+        }
+        Start::Response { code, .. } => response(&msg, code, from, snap, out),
     }
+}
+
+/// Whether `ip` is in no trunk and no backend.
+fn is_stranger(ip: IpAddr, snap: &Snapshot) -> bool {
+    snap.trunk_for(ip).is_none() && !snap.is_backend(ip)
+}
+
+/// The key of the branch MAC. `main` always sets one (configured or random per process); the
+/// all-zero fallback only serves library callers that build snapshots themselves.
+fn key(snap: &Snapshot) -> Key {
+    snap.gateway.secret.unwrap_or_default()
+}
+
+/// Where a response to a forwarded request goes, read from the previous hop's Via as the
+/// gateway stamped it (`received`, `rport`) and the connection port in the gateway's own Via
+/// (`dgc`). One function computes it when the request is forwarded (to seal the branch) and
+/// when the response comes back (to verify the branch and send), so the two cannot disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReturnHop {
+    /// The previous hop: its address (RFC 3581 `rport`, or the TCP connection's port) and
+    /// transport.
+    to: Peer,
+    /// For a TCP response whose connection has closed: the `received` address and sent-by port
+    /// (RFC 3261 §18.2.2).
+    reconnect: Option<SocketAddr>,
+}
+
+impl ReturnHop {
+    /// `next` is the Via below the gateway's; `connection` its `dgc`. `None` when the Via names
+    /// a host and no `received` address: a stateless gateway resolves nothing (RFC 3263).
+    fn of(next: &Via<'_>, connection: Option<u16>) -> Option<ReturnHop> {
+        let transport = Transport::from_token(next.transport).unwrap_or(Transport::Udp);
+        let ip = next
+            .received
+            .and_then(parse_ip)
+            .or_else(|| parse_ip(next.host))?;
+        // RFC 3581: the source port when the client asked for rport; else the sent-by port.
+        let sent_by_port = match next.rport {
+            Some(Some(p)) => p,
+            _ => next.port.unwrap_or(5060),
+        };
+        // Over TCP, the connection the request came in on.
+        let port = match (transport, connection) {
+            (Transport::Tcp, Some(p)) => p,
+            _ => sent_by_port,
+        };
+        let reconnect = (transport == Transport::Tcp && port != sent_by_port)
+            .then(|| SocketAddr::new(ip, next.port.unwrap_or(5060)));
+        Some(ReturnHop {
+            to: Peer {
+                addr: SocketAddr::new(ip, port),
+                transport,
+            },
+            reconnect,
+        })
+    }
+
+    /// A fixed-width encoding, for the MAC.
+    fn bytes(&self) -> [u8; 38] {
+        let mut b = [0u8; 38];
+        b[0] = match self.to.transport {
+            Transport::Udp => 1,
+            Transport::Tcp => 2,
+        };
+        let mut put = |at: usize, a: SocketAddr| {
+            let ip = match a.ip() {
+                IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                IpAddr::V6(v6) => v6,
+            };
+            b[at..at + 16].copy_from_slice(&ip.octets());
+            b[at + 16..at + 18].copy_from_slice(&a.port().to_be_bytes());
+        };
+        put(1, self.to.addr);
+        if let Some(r) = self.reconnect {
+            put(19, r);
+            b[37] = 1;
+        }
+        b
+    }
+}
+
+/// The MAC of a gateway branch binds the return hop and the `dgn`/`dgq` marks of its Via.
+fn sealed_parts<'a>(
+    hop: &'a [u8],
+    number: Option<&'a str>,
+    queue: Option<&'a str>,
+) -> [&'a [u8]; 3] {
+    // 0xff never occurs in UTF-8, so an absent mark differs from every value.
+    let mark = |m: Option<&'a str>| m.map_or(&[0xff_u8][..], str::as_bytes);
+    [hop, mark(number), mark(queue)]
 }
 
 fn malformed() -> Label<'static> {
@@ -309,6 +418,16 @@ fn request<'s>(
         reject: None,
         call: 0,
     };
+    if source == Source::Unknown && !snap.gateway.answer_strangers {
+        // Sources in no trunk get no answer at all unless configured: an answer to a spoofed
+        // source is what a reflection attack buys.
+        label.reject = Some(RejectReason::UnknownSource);
+        return Outcome {
+            send: None,
+            reconnect: None,
+            label,
+        };
+    }
     let is_ack = method == Method::Ack;
     let Some(top) = msg.top_via() else {
         // Nowhere to send an answer (RFC 3261 §8.1.1.7): drop.
@@ -336,6 +455,19 @@ fn request<'s>(
         },
     };
     let branch = Branch::of(msg);
+    // What a response will find below the gateway's Via: the top Via as forwarded (stamped),
+    // and the connection it came in on. The branch's MAC binds it.
+    let connection = (from.transport == Transport::Tcp).then_some(from.addr.port());
+    let hop = msg
+        .via_entries()
+        .next()
+        .and_then(|entry| {
+            let stamped = sip::stamp_via(entry, received, rport);
+            Via::parse(&stamped)
+                .ok()
+                .and_then(|v| ReturnHop::of(&v, connection))
+        })
+        .map_or([0u8; 38], |h| h.bytes());
     let answer = |status: u16, reason: &str, extra: &[(&str, &str)], out: &mut Vec<u8>| {
         let tag = format!("dg{:08x}", branch.txn as u32);
         *out = sip::reply(
@@ -474,7 +606,7 @@ fn request<'s>(
                 out,
             );
         };
-        let via = our_via(snap, to.transport, &branch, None, None, from);
+        let via = our_via(snap, to.transport, &branch, None, None, connection, &hop);
         let edit = RequestEdit {
             via: &via,
             received,
@@ -592,7 +724,8 @@ fn request<'s>(
                 &branch,
                 Some(routed.number),
                 Some(&q.name),
-                from,
+                connection,
+                &hop,
             );
             let record_route =
                 (method == Method::Invite && !in_dialog && snap.gateway.record_route)
@@ -661,19 +794,23 @@ fn record_route(snap: &Snapshot, inbound: Transport, outbound: Transport) -> Str
     }
 }
 
-/// The gateway's own Via: deterministic branch, plus the dialled number and queue (`dgn`,
-/// `dgq`) so responses can be counted without state, and for requests that came over TCP the
-/// source port of that connection (`dgc`), so responses go back on it (RFC 3261 §18.2.2).
+/// The gateway's own Via: deterministic branch sealed with the MAC over the return hop `hop`
+/// ([`ReturnHop::bytes`]) and the marks, plus the dialled number and queue (`dgn`, `dgq`) so
+/// responses can be counted without state, and for requests that came over TCP the source port
+/// of that connection (`dgc`), so responses go back on it (RFC 3261 §18.2.2).
+#[allow(clippy::too_many_arguments)]
 fn our_via(
     snap: &Snapshot,
     transport: Transport,
     branch: &Branch,
     number: Option<&str>,
     queue: Option<&str>,
-    from: Peer,
+    connection: Option<u16>,
+    hop: &[u8],
 ) -> String {
     use std::fmt::Write;
     let g = &snap.gateway;
+    let branch = branch.sealed(&key(snap), &sealed_parts(hop, number, queue));
     let mut v = format!(
         "SIP/2.0/{} {}:{};branch={}",
         transport.as_via(),
@@ -687,8 +824,8 @@ fn our_via(
     if let Some(q) = queue {
         let _ = write!(v, ";dgq={q}");
     }
-    if from.transport == Transport::Tcp {
-        let _ = write!(v, ";dgc={}", from.addr.port());
+    if let Some(port) = connection {
+        let _ = write!(v, ";dgc={port}");
     }
     v
 }
@@ -742,6 +879,7 @@ fn legacy_marks(
 fn response<'s>(
     msg: &Message<'_>,
     code: u16,
+    from: Peer,
     snap: &'s Snapshot,
     out: &mut Vec<u8>,
 ) -> Outcome<'s> {
@@ -761,29 +899,55 @@ fn response<'s>(
         reject: None,
         call: 0,
     };
-    let mut vias = msg.vias();
-    let Some(top) = vias.next() else {
-        label.reject = Some(RejectReason::BadRequest);
-        return Outcome {
+    let drop = |mut label: Label<'s>, why: RejectReason| {
+        label.reject = Some(why);
+        Outcome {
             send: None,
             reconnect: None,
             label,
-        };
+        }
+    };
+    // Only a peer the gateway could have sent the request to answers it: a backend, or a trunk
+    // for requests forwarded towards the carriers (in-dialog requests from the call centre).
+    if is_stranger(from.addr.ip(), snap) {
+        label.trunk = "unknown";
+        return drop(label, RejectReason::UntrustedResponseSource);
+    }
+    let mut vias = msg.vias();
+    let Some(top) = vias.next() else {
+        return drop(label, RejectReason::BadRequest);
     };
     // RFC 3261 §16.11: only a response whose top Via is ours is forwarded.
     if !via_is_ours(&top, snap) {
-        label.reject = Some(RejectReason::BadRequest);
-        return Outcome {
-            send: None,
-            reconnect: None,
-            label,
-        };
+        return drop(label, RejectReason::ForgedResponse);
     }
     let params = via_params(&top);
-    if let Some(n) = param(params, "dgn").flatten() {
+    let number = param(params, "dgn").flatten();
+    let queue = param(params, "dgq").flatten();
+    let Some(next) = vias.next() else {
+        // The gateway originates no request: nothing below its Via is nowhere to go.
+        return drop(label, RejectReason::BadRequest);
+    };
+    let connection = param(params, "dgc")
+        .flatten()
+        .and_then(|p| p.parse::<u16>().ok());
+    let Some(hop) = ReturnHop::of(&next, connection) else {
+        // A sent-by host name would need DNS (RFC 3263); a stateless gateway does not resolve.
+        return drop(label, RejectReason::BadRequest);
+    };
+    // The branch must be one the gateway made for this very return hop and marks: a forged or
+    // replayed-elsewhere response never leaves, and no connection is opened for it.
+    let genuine = top
+        .branch
+        .and_then(Branch::parse)
+        .is_some_and(|b| b.verifies(&key(snap), &sealed_parts(&hop.bytes(), number, queue)));
+    if !genuine {
+        return drop(label, RejectReason::ForgedResponse);
+    }
+    if let Some(n) = number {
         label.number = snap.mappings.numbers().find(|c| *c == n).unwrap_or("other");
     }
-    if let Some(q) = param(params, "dgq").flatten() {
+    if let Some(q) = queue {
         label.queue = snap
             .queues
             .iter()
@@ -794,50 +958,11 @@ fn response<'s>(
     if outcome.is_some() {
         label.call = call_key(msg, code);
     }
-    let Some(next) = vias.next() else {
-        return Outcome {
-            send: None,
-            reconnect: None,
-            label,
-        };
-    };
-    let transport = Transport::from_token(next.transport).unwrap_or(Transport::Udp);
-    let ip = next
-        .received
-        .and_then(parse_ip)
-        .or_else(|| parse_ip(next.host));
-    // RFC 3581: the source port when the client asked for rport; else the sent-by port.
-    let sent_by_port = match next.rport {
-        Some(Some(p)) => p,
-        _ => next.port.unwrap_or(5060),
-    };
-    // Over TCP, the connection the request came in on (its source port is in our `dgc`).
-    let connection = param(params, "dgc")
-        .flatten()
-        .and_then(|p| p.parse::<u16>().ok());
-    let port = match (transport, connection) {
-        (Transport::Tcp, Some(p)) => p,
-        _ => sent_by_port,
-    };
-    let Some(ip) = ip else {
-        // A sent-by host name would need DNS (RFC 3263); a stateless gateway does not resolve.
-        label.reject = Some(RejectReason::BadRequest);
-        return Outcome {
-            send: None,
-            reconnect: None,
-            label,
-        };
-    };
     sip::forward_response(msg, out);
     label.act = Act::Forwarded;
-    let reconnect = (transport == Transport::Tcp && port != sent_by_port)
-        .then(|| SocketAddr::new(ip, next.port.unwrap_or(5060)));
     Outcome {
-        send: Some(Peer {
-            addr: SocketAddr::new(ip, port),
-            transport,
-        }),
-        reconnect,
+        send: Some(hop.to),
+        reconnect: hop.reconnect,
         label,
     }
 }
@@ -928,6 +1053,106 @@ origin_area = "0591"
             "{}",
             String::from_utf8_lossy(&out)
         );
+    }
+
+    /// A response a backend would send to `forwarded`, with its second Via replaced by `next`.
+    fn answer(forwarded: &[u8], next: Option<&str>) -> Vec<u8> {
+        let req = sip::parse(forwarded).unwrap();
+        let vias: Vec<&str> = req.via_entries().collect();
+        let second = next.unwrap_or(vias[1]);
+        format!(
+            "SIP/2.0 200 OK\r\nVia: {}\r\nVia: {second}\r\nFrom: <sip:a@192.0.2.7>;tag=f\r\n\
+             To: <sip:x>;tag=b\r\nCall-ID: loop-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+            vias[0]
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_response_is_forwarded_only_from_a_known_peer_with_the_branch_made_for_its_hop() {
+        let mut snap = crate::config::validate(std::path::Path::new("m.toml"), MAPPINGS).unwrap();
+        snap.gateway.secret = Key::from_hex("00112233445566778899aabbccddeeff");
+        let carrier = Peer {
+            addr: "192.0.2.7:5060".parse().unwrap(),
+            transport: Transport::Udp,
+        };
+        let backend = Peer {
+            addr: "192.0.2.10:5060".parse().unwrap(),
+            transport: Transport::Udp,
+        };
+        let stranger = Peer {
+            addr: "198.51.100.9:5060".parse().unwrap(),
+            transport: Transport::Udp,
+        };
+        let now = SystemTime::UNIX_EPOCH;
+        let mut out = Vec::new();
+        handle(&invite("sip:059112356@gw"), carrier, &snap, now, &mut out);
+        let forwarded = out.clone();
+        let genuine = answer(&forwarded, None);
+        let o = handle(&genuine, backend, &snap, now, &mut out);
+        assert_eq!((o.label.act, o.send), (Act::Forwarded, Some(carrier)));
+        assert_eq!(o.label.queue, "fuzhou");
+        let o = handle(&genuine, stranger, &snap, now, &mut out);
+        assert_eq!(o.label.reject, Some(RejectReason::UntrustedResponseSource));
+        assert!(o.send.is_none() && out.is_empty());
+        for victim in [
+            "SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bKv",
+            "SIP/2.0/TCP 192.0.2.7:5060;branch=z9hG4bKabc;received=192.0.2.7",
+            "SIP/2.0/UDP 192.0.2.7:5061;branch=z9hG4bKabc",
+        ] {
+            let o = handle(
+                &answer(&forwarded, Some(victim)),
+                backend,
+                &snap,
+                now,
+                &mut out,
+            );
+            assert_eq!(
+                o.label.reject,
+                Some(RejectReason::ForgedResponse),
+                "{victim}"
+            );
+            assert!(o.send.is_none(), "{victim}");
+        }
+        // Another deployment's key makes other branches.
+        let mut other = snap.clone();
+        other.gateway.secret = Key::from_hex("ffeeddccbbaa99887766554433221100");
+        let o = handle(&genuine, backend, &other, now, &mut out);
+        assert_eq!(o.label.reject, Some(RejectReason::ForgedResponse));
+    }
+
+    #[test]
+    fn strangers_are_not_answered_unless_configured_and_then_never_with_more_bytes() {
+        let mut snap = crate::config::validate(std::path::Path::new("m.toml"), MAPPINGS).unwrap();
+        let stranger = Peer {
+            addr: "198.51.100.9:5060".parse().unwrap(),
+            transport: Transport::Udp,
+        };
+        let now = SystemTime::UNIX_EPOCH;
+        let mut out = Vec::new();
+        // An ordinary INVITE carries headers the answer does not echo (a body, User-Agent ...).
+        let req = String::from_utf8(invite("sip:059112356@gw"))
+            .unwrap()
+            .replace(
+                "Content-Length",
+                "User-Agent: carrier-sbc/4.2\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, UPDATE, INFO\r\nSupported: 100rel, timer, replaces\r\nContent-Length",
+            )
+            .into_bytes();
+        let o = handle(&req, stranger, &snap, now, &mut out);
+        assert_eq!(o.label.reject, Some(RejectReason::UnknownSource));
+        assert!(o.send.is_none() && out.is_empty());
+        snap.gateway.answer_strangers = true;
+        let o = handle(&req, stranger, &snap, now, &mut out);
+        assert_eq!(o.label.act, Act::Replied);
+        assert!(out.starts_with(b"SIP/2.0 403 Forbidden\r\n") && out.len() <= req.len());
+        // Compact names draw longer ones back: such a request gets nothing.
+        let compact = b"OPTIONS sip:a SIP/2.0\r\nv: SIP/2.0/UDP 198.51.100.9\r\nf: a\r\nt: b\r\ni: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        let o = handle(compact, stranger, &snap, now, &mut out);
+        assert_eq!(
+            (o.label.act, o.label.reject),
+            (Act::Dropped, Some(RejectReason::UnknownSource))
+        );
+        assert!(o.send.is_none() && out.is_empty());
     }
 
     #[test]

@@ -63,11 +63,16 @@ pub enum RejectReason {
     NotLaunched,
     /// The gateway could not keep up (a full connection queue).
     Overload,
+    /// A response whose top Via branch the gateway did not make (no Via of ours, or its MAC
+    /// does not match the branch and return hop): an attempt to relay through the gateway.
+    ForgedResponse,
+    /// A response from an address that is neither a backend nor in a trunk.
+    UntrustedResponseSource,
 }
 
 impl RejectReason {
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::UnknownNumber,
         RejectReason::UnknownSource,
         RejectReason::MaxForwards,
@@ -77,6 +82,8 @@ impl RejectReason {
         RejectReason::Retired,
         RejectReason::NotLaunched,
         RejectReason::Overload,
+        RejectReason::ForgedResponse,
+        RejectReason::UntrustedResponseSource,
     ];
 
     /// The metric label value.
@@ -91,6 +98,8 @@ impl RejectReason {
             RejectReason::Retired => "retired",
             RejectReason::NotLaunched => "not_launched",
             RejectReason::Overload => "overload",
+            RejectReason::ForgedResponse => "forged_response",
+            RejectReason::UntrustedResponseSource => "untrusted_response_source",
         }
     }
 }

@@ -273,17 +273,36 @@ async fn unknown_number_gets_404_with_a_reason() {
 }
 
 #[tokio::test]
-async fn unknown_source_gets_403() {
+async fn unknown_source_gets_nothing_by_default_and_403_when_configured() {
     let (gw, fuzhou, _x, _a, _c) = setup(ROUTE, PARALLEL).await;
     let stranger = Peer::bind("127.0.0.9").await;
-    stranger
-        .send(
-            gw.sip,
-            &invite("sip:12356@gw", &stranger.addr, "c7", "z9hG4bKc7", "UDP"),
-        )
-        .await;
+    let inv = invite("sip:12356@gw", &stranger.addr, "c7", "z9hG4bKc7", "UDP");
+    stranger.send(gw.sip, &inv).await;
+    stranger.silent_for(Duration::from_millis(300)).await;
+    fuzhou.silent_for(Duration::from_millis(100)).await;
+    let m = gw.scrape();
+    assert_eq!(
+        metric(
+            &m,
+            "dualgate_rejected_total",
+            &[("reason", "unknown_source")]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    drop(gw);
+
+    // `answer_strangers = true`: the 403 of before, never larger than the request.
+    let xiamen = Peer::bind("127.0.0.1").await;
+    let m = mappings(&[fuzhou.uri()], &xiamen.uri(), &xiamen.uri(), ROUTE).replace(
+        "replica = \"test\"",
+        "replica = \"test\"\nanswer_strangers = true",
+    );
+    let gw = Gateway::start(&m, &["--now", PARALLEL]).await;
+    stranger.send(gw.sip, &inv).await;
     let (got, _) = stranger.recv().await;
     assert_eq!(start_line(&got), "SIP/2.0 403 Forbidden");
+    assert!(got.len() <= inv.len(), "{} > {}", got.len(), inv.len());
     fuzhou.silent_for(Duration::from_millis(200)).await;
 }
 

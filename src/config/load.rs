@@ -1,9 +1,11 @@
 //! Reading a mapping file from disk: the only file I/O of the configuration.
 
 use super::{validate, ConfigError, Snapshot};
+use crate::sip::Key;
 use std::path::Path;
 
-/// Reads and validates the mapping file at `path`.
+/// Reads and validates the mapping file at `path`, and the branch key from `secret_file` when
+/// it names one.
 ///
 /// # Errors
 /// [`ConfigError::Read`] if the file cannot be read, [`ConfigError::Invalid`] with every
@@ -13,5 +15,20 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
-    validate(path, &text)
+    let mut snap = validate(path, &text)?;
+    if let Some(file) = snap.gateway.secret_file.clone() {
+        let read = |e: std::io::Error| ConfigError::Read {
+            path: file.clone(),
+            source: e,
+        };
+        let text = std::fs::read_to_string(&file).map_err(read)?;
+        let key = Key::from_hex(text.trim()).ok_or_else(|| {
+            read(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "gateway.secret_file must hold exactly 32 hex digits",
+            ))
+        })?;
+        snap.gateway.secret = Some(key);
+    }
+    Ok(snap)
 }

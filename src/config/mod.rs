@@ -13,9 +13,11 @@ pub use validate::{parse_instant, validate};
 use crate::mapping::Mappings;
 use crate::number::AreaCode;
 use crate::peer::Transport;
+use crate::sip::Key;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 use thiserror::Error;
 
 /// The validated configuration every message is handled with; shared as `Arc<Snapshot>` and
@@ -55,6 +57,38 @@ pub struct Gateway {
     pub diversion: bool,
     /// Value of the `replica` label on every metric.
     pub replica: String,
+    /// Key of the MAC in the gateway's branches (`secret`, or read from `secret_file` by
+    /// [`load()`]); `None` in the file means a random key per process, set by `main`.
+    pub secret: Option<Key>,
+    /// Where `secret_file` points, resolved against the mapping file's folder.
+    pub secret_file: Option<PathBuf>,
+    /// Answer requests from sources in no trunk with 403 (never larger than the request)
+    /// instead of dropping them silently; TCP connections from them are then accepted within a
+    /// small budget.
+    pub answer_strangers: bool,
+    /// TCP connection limits (read at start-up).
+    pub tcp: TcpLimits,
+}
+
+/// The `[tcp]` table: limits that keep peers from exhausting the gateway's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// Time a peer has to complete a message once its first byte arrived (slowloris).
+    pub message_deadline: Duration,
+    /// Bytes queued for one connection before it is cut off (a peer that stops reading).
+    pub output_budget: usize,
+    /// Connections one trunk or backend address may hold; `None`: derived from the budget.
+    pub max_per_source: Option<usize>,
+}
+
+impl Default for TcpLimits {
+    fn default() -> TcpLimits {
+        TcpLimits {
+            message_deadline: Duration::from_secs(10),
+            output_budget: 1 << 20,
+            max_per_source: None,
+        }
+    }
 }
 
 impl Gateway {

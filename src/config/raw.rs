@@ -27,6 +27,8 @@ pub struct RawFile {
     pub legacy: Vec<Spanned<RawLegacy>>,
     /// `[retirement]`: report thresholds.
     pub retirement: Option<Spanned<RawRetirement>>,
+    /// `[tcp]`: connection limits.
+    pub tcp: Option<Spanned<RawTcp>>,
 }
 
 /// `[gateway]`
@@ -47,6 +49,24 @@ pub struct RawGateway {
     pub mark_legacy: Option<Vec<Spanned<String>>>,
     /// The `replica` metric label.
     pub replica: Option<Spanned<String>>,
+    /// Key of the branch MAC, 32 hex digits.
+    pub secret: Option<Spanned<String>>,
+    /// File holding the key of the branch MAC.
+    pub secret_file: Option<Spanned<String>>,
+    /// Answer requests from sources in no trunk (403) instead of dropping them.
+    pub answer_strangers: Option<bool>,
+}
+
+/// `[tcp]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcp {
+    /// Seconds a peer has to complete a message it started.
+    pub message_deadline_seconds: Option<Spanned<f64>>,
+    /// Bytes queued for one connection before it is cut off.
+    pub output_budget_bytes: Option<Spanned<i64>>,
+    /// Connections one trunk or backend address may hold.
+    pub max_per_source: Option<Spanned<i64>>,
 }
 
 /// `[new_number]`

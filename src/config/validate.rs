@@ -2,11 +2,12 @@
 //! line and field. Pure: the file's text comes in, a snapshot or the list of issues comes out.
 
 use super::raw::{RawFile, RawLegacy, RawTreatment};
-use super::{Backend, Cidr, ConfigError, ConfigIssue, Gateway, Queue, Snapshot, Trunk};
+use super::{Backend, Cidr, ConfigError, ConfigIssue, Gateway, Queue, Snapshot, TcpLimits, Trunk};
 use crate::calendar::{Schedule, Treatment};
 use crate::mapping::{Area, Legacy, Mappings};
 use crate::number::{normalize, AreaCode, Dialling};
 use crate::peer::Transport;
+use crate::sip::Key;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::Path;
@@ -87,7 +88,7 @@ fn field_from_toml_message(msg: &str) -> String {
 }
 
 fn build(path: &Path, raw: &RawFile, issues: &mut Issues<'_>) -> Snapshot {
-    let gateway = gateway(raw, issues);
+    let gateway = gateway(path, raw, issues);
     let queues = queues(raw, issues);
     let queue_index = |name: &Spanned<String>, field: String, issues: &mut Issues<'_>| {
         let found = queues.iter().position(|q| q.name == *name.get_ref());
@@ -214,7 +215,7 @@ fn socket_field(s: &Spanned<String>, field: &str, issues: &mut Issues<'_>) -> Op
     }
 }
 
-fn gateway(raw: &RawFile, issues: &mut Issues<'_>) -> Gateway {
+fn gateway(path: &Path, raw: &RawFile, issues: &mut Issues<'_>) -> Gateway {
     let g = raw.gateway.as_ref().map(Spanned::get_ref);
     let addr =
         |f: Option<&Spanned<String>>, name: &str, default: &str, issues: &mut Issues<'_>| match f {
@@ -285,6 +286,31 @@ fn gateway(raw: &RawFile, issues: &mut Issues<'_>) -> Gateway {
         || format!("{advertised_host}:{advertised_port}"),
         |r| r.get_ref().clone(),
     );
+    let secret = g.and_then(|g| g.secret.as_ref()).and_then(|s| {
+        let key = Key::from_hex(s.get_ref().trim());
+        if key.is_none() {
+            issues.push(
+                s.span(),
+                "gateway.secret",
+                "must be exactly 32 hex digits (128 bits, e.g. `openssl rand -hex 16`)",
+            );
+        }
+        key
+    });
+    let secret_file = g.and_then(|g| g.secret_file.as_ref()).map(|f| {
+        if g.is_some_and(|g| g.secret.is_some()) {
+            issues.push(
+                f.span(),
+                "gateway.secret_file",
+                "set either secret or secret_file, not both",
+            );
+        }
+        let file = Path::new(f.get_ref().trim());
+        match path.parent() {
+            Some(dir) if file.is_relative() => dir.join(file),
+            _ => file.to_path_buf(),
+        }
+    });
     Gateway {
         sip_udp,
         sip_tcp,
@@ -295,7 +321,47 @@ fn gateway(raw: &RawFile, issues: &mut Issues<'_>) -> Gateway {
         history_info,
         diversion,
         replica,
+        secret,
+        secret_file,
+        answer_strangers: g.and_then(|g| g.answer_strangers).unwrap_or(false),
+        tcp: tcp_limits(raw, issues),
     }
+}
+
+fn tcp_limits(raw: &RawFile, issues: &mut Issues<'_>) -> TcpLimits {
+    let mut limits = TcpLimits::default();
+    let Some(t) = raw.tcp.as_ref().map(Spanned::get_ref) else {
+        return limits;
+    };
+    if let Some(d) = &t.message_deadline_seconds {
+        match std::time::Duration::try_from_secs_f64(*d.get_ref()) {
+            Ok(d) if d >= std::time::Duration::from_millis(100) => limits.message_deadline = d,
+            _ => issues.push(
+                d.span(),
+                "tcp.message_deadline_seconds",
+                "must be at least 0.1 seconds",
+            ),
+        }
+    }
+    let count =
+        |v: &Spanned<i64>, field: &str, min: i64, issues: &mut Issues<'_>| match usize::try_from(
+            *v.get_ref(),
+        ) {
+            Ok(n) if *v.get_ref() >= min => Some(n),
+            _ => {
+                issues.push(v.span(), field, format!("must be at least {min}"));
+                None
+            }
+        };
+    if let Some(b) = &t.output_budget_bytes {
+        if let Some(n) = count(b, "tcp.output_budget_bytes", 65_536, issues) {
+            limits.output_budget = n;
+        }
+    }
+    if let Some(m) = &t.max_per_source {
+        limits.max_per_source = count(m, "tcp.max_per_source", 1, issues);
+    }
+    limits
 }
 
 fn host_of(ip: IpAddr) -> String {
@@ -742,6 +808,61 @@ pub fn parse_instant(s: &str) -> Result<SystemTime, String> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    const MINIMAL: &str = "[new_number]\nnumber = \"12356\"\n";
+
+    #[test]
+    fn secrets_are_32_hex_digits_once_and_tcp_limits_are_checked() {
+        let with = |extra: &str| {
+            validate(
+                Path::new("/etc/dualgate/m.toml"),
+                &format!("{extra}\n{MINIMAL}"),
+            )
+        };
+        let g = with("[gateway]\nsecret = \"00112233445566778899AABBCCDDEEFF\"")
+            .unwrap()
+            .gateway;
+        assert!(g.secret.is_some() && !g.answer_strangers);
+        assert_eq!(g.tcp, TcpLimits::default());
+        let g = with("[gateway]\nsecret_file = \"key\"\nanswer_strangers = true")
+            .unwrap()
+            .gateway;
+        assert_eq!(
+            g.secret_file.as_deref(),
+            Some(Path::new("/etc/dualgate/key"))
+        );
+        assert!(g.secret.is_none() && g.answer_strangers);
+        let g = with("[tcp]\nmessage_deadline_seconds = 2.5\noutput_budget_bytes = 262144\nmax_per_source = 8").unwrap().gateway;
+        assert_eq!(
+            g.tcp,
+            TcpLimits {
+                message_deadline: Duration::from_millis(2500),
+                output_budget: 262_144,
+                max_per_source: Some(8),
+            }
+        );
+        for (bad, field) in [
+            ("[gateway]\nsecret = \"too-short\"", "gateway.secret"),
+            (
+                "[gateway]\nsecret = \"00112233445566778899aabbccddeeff\"\nsecret_file = \"k\"",
+                "gateway.secret_file",
+            ),
+            (
+                "[tcp]\nmessage_deadline_seconds = 0.0",
+                "tcp.message_deadline_seconds",
+            ),
+            (
+                "[tcp]\noutput_budget_bytes = 100",
+                "tcp.output_budget_bytes",
+            ),
+            ("[tcp]\nmax_per_source = 0", "tcp.max_per_source"),
+        ] {
+            let Err(ConfigError::Invalid { issues, .. }) = with(bad) else {
+                panic!("accepted: {bad}");
+            };
+            assert!(issues.iter().any(|i| i.field == field), "{bad}: {issues:?}");
+        }
+    }
 
     #[test]
     fn offset_datetimes_become_the_same_instant_in_any_zone() {

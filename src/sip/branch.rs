@@ -6,9 +6,21 @@
 //! every build and machine: two gateway instances behind one address agree on it.
 //!
 //! A gateway branch reads `z9hG4bKdg` + 16 lower-case hex digits of [`Branch::txn`] + `.` +
-//! 16 lower-case hex digits of [`Branch::loop_key`], 42 characters in all.
+//! 16 lower-case hex digits of [`Branch::loop_key`] + `.` + 16 lower-case hex digits of
+//! [`Branch::mac`], 59 characters in all.
+//!
+//! The MAC authenticates the branch: SipHash-2-4 keyed with the deployment's 128-bit [`Key`]
+//! over `txn`, `loop_key` and what the caller adds (the return hop the gateway recorded, the
+//! `dgn`/`dgq` marks). SipHash is a PRF built to authenticate short messages with a secret key
+//! (Linux uses it for SYN cookies, the same problem: state handed to the peer and checked when
+//! it comes back); it is deterministic, so a retransmission still gets the same branch, and
+//! costs about as much as the FNV hashes beside it. A responder that does not know the key
+//! cannot make a branch the gateway accepts, nor move a real one to another return hop.
 
 use super::parse::Message;
+use siphasher::sip::SipHasher24;
+use std::fmt;
+use std::hash::Hasher;
 
 /// The RFC 3261 magic cookie plus the gateway's marker.
 pub const BRANCH_PREFIX: &str = "z9hG4bK";
@@ -19,13 +31,47 @@ const MARKER: &str = "dg";
 /// How every branch the gateway writes begins: the magic cookie and the gateway's marker.
 pub const GATEWAY_PREFIX: &str = "z9hG4bKdg";
 
-/// The two halves of a gateway branch.
+/// The secret that keys the MAC in the gateway's branches: 128 bits, the same on every replica
+/// that may see another's responses.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct Key([u8; 16]);
+
+impl Key {
+    /// A key from its 16 bytes.
+    pub fn from_bytes(bytes: [u8; 16]) -> Key {
+        Key(bytes)
+    }
+
+    /// A key written as exactly 32 hex digits (`openssl rand -hex 16`); `None` otherwise.
+    pub fn from_hex(s: &str) -> Option<Key> {
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut k = [0u8; 16];
+        for (i, b) in k.iter_mut().enumerate() {
+            *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Key(k))
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never in logs or `check` output.
+        f.write_str("Key(..)")
+    }
+}
+
+/// The three parts of a gateway branch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Branch {
     /// Identifies the transaction: same for INVITE, its CANCEL and its non-2xx ACK.
     pub txn: u64,
     /// Identifies the request's routing state, for loop detection (RFC 3261 §16.3 step 4).
     pub loop_key: u64,
+    /// Keyed MAC over `txn`, `loop_key` and the fields given to [`Branch::sealed`]; 0 until
+    /// sealed.
+    pub mac: u64,
 }
 
 impl Branch {
@@ -69,24 +115,54 @@ impl Branch {
         Branch {
             txn,
             loop_key: h.finish(),
+            mac: 0,
         }
     }
 
-    /// The `branch` parameter value: `z9hG4bKdg{txn:016x}.{loop_key:016x}`.
+    /// This branch with its MAC computed under `key` over `txn`, `loop_key` and `bound` (each
+    /// part length-prefixed): what a response must bring back unchanged to be accepted.
+    pub fn sealed(self, key: &Key, bound: &[&[u8]]) -> Branch {
+        Branch {
+            mac: self.mac_of(key, bound),
+            ..self
+        }
+    }
+
+    /// Whether the MAC is the one [`Branch::sealed`] computes for `key` and `bound`.
+    pub fn verifies(&self, key: &Key, bound: &[&[u8]]) -> bool {
+        // A timing difference in comparing two u64 is not observable across a network hop
+        // against the noise of handling a message, and a forger gets no answer either way.
+        self.mac == self.mac_of(key, bound)
+    }
+
+    fn mac_of(&self, key: &Key, bound: &[&[u8]]) -> u64 {
+        let mut h = SipHasher24::new_with_key(&key.0);
+        h.write(&self.txn.to_be_bytes());
+        h.write(&self.loop_key.to_be_bytes());
+        for part in bound {
+            h.write(&(part.len() as u64).to_le_bytes());
+            h.write(part);
+        }
+        h.finish()
+    }
+
+    /// The `branch` parameter value: `z9hG4bKdg{txn:016x}.{loop_key:016x}.{mac:016x}`.
     pub fn to_param(&self) -> String {
         format!(
-            "{BRANCH_PREFIX}{MARKER}{:016x}.{:016x}",
-            self.txn, self.loop_key
+            "{BRANCH_PREFIX}{MARKER}{:016x}.{:016x}.{:016x}",
+            self.txn, self.loop_key, self.mac
         )
     }
 
     /// Reads back a branch written by [`Branch::to_param`]; `None` for anything else.
     pub fn parse(param: &str) -> Option<Branch> {
         let rest = param.strip_prefix(BRANCH_PREFIX)?.strip_prefix(MARKER)?;
-        let (txn, loop_key) = rest.split_once('.')?;
+        let (txn, rest) = rest.split_once('.')?;
+        let (loop_key, mac) = rest.split_once('.')?;
         Some(Branch {
             txn: hex16(txn)?,
             loop_key: hex16(loop_key)?,
+            mac: hex16(mac)?,
         })
     }
 
@@ -303,28 +379,84 @@ To: <sip:12356@gw>{to}\r\nCall-ID: call-1\r\nCSeq: {cseq} {method}\r\nMax-Forwar
         let b = Branch {
             txn: 0x0123_4567_89ab_cdef,
             loop_key: 0xfedc_ba98_7654_3210,
+            mac: 0x0011_2233_4455_6677,
         };
         let p = b.to_param();
-        assert_eq!(p, "z9hG4bKdg0123456789abcdef.fedcba9876543210");
+        assert_eq!(
+            p,
+            "z9hG4bKdg0123456789abcdef.fedcba9876543210.0011223344556677"
+        );
         assert_eq!(Branch::parse(&p), Some(b));
         assert_eq!(Branch::loop_key_of(&p), Some(0xfedc_ba98_7654_3210));
         let real = branch(&invite());
-        assert_eq!(real.to_param().len(), 42);
+        assert_eq!(real.to_param().len(), 59);
         assert!(real.to_param().starts_with(GATEWAY_PREFIX));
         assert_eq!(Branch::parse(&real.to_param()), Some(real));
         let foreign = [
             "z9hG4bK776asdhds",
             "z9hG4bKdg0123456789abcdef",
-            "z9hG4bKdg0123456789abcde.fedcba9876543210",
-            "z9hG4bKdg0123456789abcdef.fedcba98765432100",
-            "z9hG4bKdg+123456789abcdef.fedcba9876543210",
-            "z9hG4bKdg0123456789abcdeg.fedcba9876543210",
-            "Z9HG4BKdg0123456789abcdef.fedcba9876543210",
+            // The 42-character form of earlier versions carries no MAC.
+            "z9hG4bKdg0123456789abcdef.fedcba9876543210",
+            "z9hG4bKdg0123456789abcde.fedcba9876543210.0011223344556677",
+            "z9hG4bKdg0123456789abcdef.fedcba9876543210.00112233445566778",
+            "z9hG4bKdg+123456789abcdef.fedcba9876543210.0011223344556677",
+            "z9hG4bKdg0123456789abcdeg.fedcba9876543210.0011223344556677",
+            "Z9HG4BKdg0123456789abcdef.fedcba9876543210.0011223344556677",
+            "z9hG4bKdg0123456789abcdef.fedcba9876543210.",
             "",
         ];
         for f in foreign {
             assert_eq!(Branch::loop_key_of(f), None, "{f}");
         }
+    }
+
+    #[test]
+    fn the_mac_binds_key_branch_and_every_bound_field() {
+        let key = Key::from_hex("000102030405060708090a0b0c0d0e0f").unwrap();
+        let other = Key::from_hex("000102030405060708090a0b0c0d0e0e").unwrap();
+        let b = branch(&invite());
+        let sealed = b.sealed(&key, &[b"udp 203.0.113.7:5060", b"dgn"]);
+        assert_ne!(sealed.mac, 0);
+        // Deterministic: a retransmission gets the same branch, on any replica with the key.
+        assert_eq!(sealed, b.sealed(&key, &[b"udp 203.0.113.7:5060", b"dgn"]));
+        assert!(sealed.verifies(&key, &[b"udp 203.0.113.7:5060", b"dgn"]));
+        let parsed = Branch::parse(&sealed.to_param()).unwrap();
+        assert!(parsed.verifies(&key, &[b"udp 203.0.113.7:5060", b"dgn"]));
+        for (k, bound) in [
+            (&other, &[&b"udp 203.0.113.7:5060"[..], b"dgn"][..]),
+            (&key, &[b"udp 198.51.100.1:5060", b"dgn"]),
+            (&key, &[b"udp 203.0.113.7:5060", b"dgq"]),
+            (&key, &[b"udp 203.0.113.7:5060dgn"]),
+            (&key, &[b"udp 203.0.113.7:5060", b"dgn", b""]),
+        ] {
+            assert!(!sealed.verifies(k, bound), "{bound:?}");
+        }
+        let moved = Branch {
+            loop_key: sealed.loop_key ^ 1,
+            ..sealed
+        };
+        assert!(!moved.verifies(&key, &[b"udp 203.0.113.7:5060", b"dgn"]));
+    }
+
+    #[test]
+    fn keys_are_32_hex_digits_and_never_printed() {
+        assert_eq!(
+            Key::from_hex("000102030405060708090A0B0C0D0E0F"),
+            Some(Key::from_bytes([
+                0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+            ]))
+        );
+        for bad in [
+            "",
+            "0001",
+            "000102030405060708090a0b0c0d0e0f00",
+            "g00102030405060708090a0b0c0d0e0f",
+            "+0102030405060708090a0b0c0d0e0f",
+        ] {
+            assert_eq!(Key::from_hex(bad), None, "{bad}");
+        }
+        let k = Key::from_hex("000102030405060708090a0b0c0d0e0f").unwrap();
+        assert_eq!(format!("{k:?}"), "Key(..)");
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod frame;
 pub mod parse;
 pub mod reply;
 
-pub use branch::{hash64, rendezvous, Branch, BRANCH_PREFIX};
+pub use branch::{hash64, rendezvous, Branch, Key, BRANCH_PREFIX};
 pub use edit::{forward_request, forward_response, stamp_via, RequestEdit};
 pub use frame::{frame, Frame, FrameError};
 pub use parse::{

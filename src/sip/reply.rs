@@ -6,7 +6,7 @@
 //! reason as the Rust identifier (`404 NotFound`), `Other` writes `404 Not Found` verbatim.
 
 use super::edit::stamp_via;
-use super::parse::{HeaderName, Message};
+use super::parse::{split_first, split_list, HeaderName, Message};
 use rsip::headers::UntypedHeader;
 use std::net::IpAddr;
 
@@ -29,20 +29,32 @@ pub struct Reply<'r> {
 
 /// Serializes the response to `req` described by `r`.
 ///
-/// Headers, in order: every Via entry (one line each, the top one stamped like
-/// [`crate::sip::forward_request`] does), From, To (with `;tag=` added when it has none and
+/// Headers, in order: every Via entry, grouped in lines as the request grouped them (a
+/// combined `Via: a, b` stays one line, so an answer never holds more Via lines than the request
+/// held header lines; the top entry stamped like [`crate::sip::forward_request`] does), From, To (with `;tag=` added when it has none and
 /// `r.to_tag` is not empty), Call-ID, CSeq, `r.extra`, `Content-Length: 0`. Headers missing
 /// from the request are left out. CR and LF in the reason phrase become spaces.
 pub fn reply(req: &Message<'_>, r: &Reply<'_>) -> Vec<u8> {
     use rsip::headers as h;
     let mut headers = rsip::Headers::default();
-    for (i, entry) in req.via_entries().enumerate() {
-        let entry = if i == 0 {
-            stamp_via(entry, r.received, r.rport).into_owned()
+    let mut first = true;
+    for line in req.headers.iter().filter(|h| h.name == HeaderName::Via) {
+        // A line with no entry (`Via: `) is no Via; the others are echoed as written.
+        if split_list(&line.value).next().is_none() {
+            continue;
+        }
+        let value = if first {
+            first = false;
+            let (top, rest) = split_first(&line.value);
+            let top = stamp_via(top, r.received, r.rport);
+            match rest {
+                Some(rest) => format!("{top}, {rest}"),
+                None => top.into_owned(),
+            }
         } else {
-            entry.to_owned()
+            line.value.clone().into_owned()
         };
-        headers.push(rsip::Header::Via(h::Via::new(entry)));
+        headers.push(rsip::Header::Via(h::Via::new(value)));
     }
     if let Some(from) = req.header(HeaderName::From) {
         headers.push(rsip::Header::From(h::From::new(from)));
@@ -165,6 +177,52 @@ f: <sip:a@b>;tag=ft\r\nt: <sip:gw>;tag=existing\r\ni: opt-1\r\nCSeq: 9 OPTIONS\r
             assert_eq!(resp.content_length(), Some(0));
             assert!(resp.body.is_empty());
         }
+    }
+
+    #[test]
+    fn a_combined_via_is_answered_on_as_many_lines_and_no_longer() {
+        // An attacker's combined Via of tiny entries: one entry per line would multiply the
+        // answer (a 14 kB request drew a 56 kB 403 before).
+        let tiny: Vec<String> = (0..500).map(|i| format!("SIP/2.0/UDP a{i}")).collect();
+        let raw = format!(
+            "OPTIONS sip:gw SIP/2.0\r\nv: SIP/2.0/UDP 198.51.100.9;branch=z9hG4bKx;rport\r\n\
+v: {}\r\nv: SIP/2.0/UDP b, SIP/2.0/UDP c\r\nf: <sip:a@b>;tag=1\r\nt: <sip:gw>\r\ni: x\r\n\
+CSeq: 1 OPTIONS\r\n\r\n",
+            tiny.join(",")
+        );
+        let req = parse(raw.as_bytes()).unwrap();
+        let out = reply(
+            &req,
+            &Reply {
+                status: 403,
+                reason: "Forbidden",
+                to_tag: "dg1",
+                received: None,
+                rport: Some(5060),
+                extra: &[],
+            },
+        );
+        let text = lossy(&out);
+        let via_lines = text.lines().filter(|l| l.starts_with("Via:")).count();
+        assert_eq!(via_lines, 3, "{text}");
+        let resp = parse(&out).unwrap();
+        assert_eq!(resp.via_entries().count(), req.via_entries().count());
+        assert_eq!(
+            resp.via_entries().skip(1).collect::<Vec<_>>(),
+            req.via_entries().skip(1).collect::<Vec<_>>()
+        );
+        assert!(
+            text.contains("\r\nVia: SIP/2.0/UDP 198.51.100.9;branch=z9hG4bKx;rport=5060\r\n"),
+            "{text}"
+        );
+        // Echoed as written: only the stamp, the To tag, Content-Length and the long header
+        // names add bytes, a constant (proxy::handle caps answers to strangers at the request).
+        assert!(
+            out.len() <= raw.len() + 100,
+            "{} > {}",
+            out.len(),
+            raw.len()
+        );
     }
 
     #[test]

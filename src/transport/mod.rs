@@ -13,6 +13,7 @@ use crate::clock::{Clock, Stopwatch};
 use crate::config::Snapshot;
 use crate::peer::{Peer, Transport};
 use crate::proxy;
+use std::io;
 use std::net::UdpSocket;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -30,6 +31,28 @@ pub struct Shared {
     pub tcp: tcp::Pool,
     /// The runtime TCP connections are spawned on (also from UDP worker threads).
     pub runtime: tokio::runtime::Handle,
+}
+
+/// The process's file-descriptor soft limit (`u64::MAX` when unlimited or unreadable).
+pub fn open_files_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX)
+}
+
+/// Raises the file-descriptor soft limit to the hard limit, so that the connection budgets are
+/// not those of the common default of 1 024; returns the soft limit in force afterwards.
+///
+/// # Errors
+/// The `setrlimit` error; the old limit stays in force.
+pub fn raise_open_files_limit() -> io::Result<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current != l.maximum {
+        l.current = l.maximum;
+        setrlimit(Resource::Nofile, l).map_err(io::Error::from)?;
+    }
+    Ok(open_files_limit())
 }
 
 /// A receiving task's view of the snapshot: re-read only when a reload happened.

@@ -173,6 +173,18 @@ impl Gateway {
     /// [`Gateway::start`] with SIP on `sip_ip`; the readiness OPTIONS comes from `caller_ip`
     /// (which must be in a trunk).
     pub async fn start_on(mappings: &str, args: &[&str], sip_ip: &str, caller_ip: &str) -> Gateway {
+        Gateway::start_limited(mappings, args, sip_ip, caller_ip, None).await
+    }
+
+    /// [`Gateway::start_on`], the process started with its file-descriptor soft limit lowered
+    /// to `soft_nofile` (as a shell's `ulimit -Sn` would leave it).
+    pub async fn start_limited(
+        mappings: &str,
+        args: &[&str],
+        sip_ip: &str,
+        caller_ip: &str,
+        soft_nofile: Option<u64>,
+    ) -> Gateway {
         let sip = SocketAddr::new(sip_ip.parse().unwrap(), free_port());
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = temp_dir().join("mappings.toml");
@@ -180,7 +192,17 @@ impl Gateway {
             .replace("@SIP@", &sip.to_string())
             .replace("@METRICS@", &metrics.to_string());
         std::fs::write(&config, text).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_dualgate"))
+        let mut cmd = match soft_nofile {
+            None => Command::new(env!("CARGO_BIN_EXE_dualgate")),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -Sn {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_dualgate"));
+                c
+            }
+        };
+        let child = cmd
             .arg("run")
             .arg("--config")
             .arg(&config)
