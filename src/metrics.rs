@@ -49,14 +49,24 @@ const DURATION_BUCKETS: [f64; 13] = [
 /// # Errors
 /// The exporter's [`BuildError`] (e.g. the listen address is taken).
 pub fn install(listen: Option<SocketAddr>, replica: &str) -> Result<(), BuildError> {
-    let mut b = PrometheusBuilder::new()
+    let b = PrometheusBuilder::new()
         .add_global_label("replica", replica)
         .set_buckets_for_metric(Matcher::Full(DURATION.to_string()), &DURATION_BUCKETS)?;
-    b = match listen {
-        Some(addr) => b.with_http_listener(addr),
-        None => b,
-    };
-    b.install()?;
+    match listen {
+        Some(addr) => b.with_http_listener(addr).install()?,
+        None => {
+            // No listener at all (the builder's default would listen on 0.0.0.0:9000); the
+            // registry is still kept drained so histograms do not buffer without bound.
+            let handle = b.install_recorder()?;
+            std::thread::Builder::new()
+                .name("dualgate-metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    handle.run_upkeep();
+                })
+                .map_err(|e| BuildError::FailedToCreateHTTPListener(e.to_string()))?;
+        }
+    }
     describe();
     Ok(())
 }
@@ -69,7 +79,7 @@ fn describe() {
     );
     describe_counter!(
         ATTEMPTS,
-        "Call attempts (initial INVITEs, retransmissions included) per dialled number and queue."
+        "Calls (initial INVITEs, each Call-ID and CSeq counted once) per dialled number, queue and trunk."
     );
     describe_counter!(
         OUTCOMES,
@@ -427,6 +437,11 @@ pub fn record_reload(ok: bool, now: SystemTime) {
     if ok {
         gauge!(LAST_RELOAD).set(unix_seconds(now));
     }
+}
+
+/// Counts a message whose handling panicked (a gateway bug, caught and logged).
+pub fn record_internal_error() {
+    counter!(REJECTED, "reason" => RejectReason::InternalError.as_str()).increment(1);
 }
 
 /// Counts bytes that could not be framed or parsed as SIP.

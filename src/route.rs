@@ -68,11 +68,14 @@ pub enum RejectReason {
     ForgedResponse,
     /// A response from an address that is neither a backend nor in a trunk.
     UntrustedResponseSource,
+    /// The gateway's own fault: handling the message panicked (caught, the message dropped).
+    /// Not the peer's doing, so not counted as `malformed`.
+    InternalError,
 }
 
 impl RejectReason {
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [RejectReason; 11] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::UnknownNumber,
         RejectReason::UnknownSource,
         RejectReason::MaxForwards,
@@ -84,6 +87,7 @@ impl RejectReason {
         RejectReason::Overload,
         RejectReason::ForgedResponse,
         RejectReason::UntrustedResponseSource,
+        RejectReason::InternalError,
     ];
 
     /// The metric label value.
@@ -100,6 +104,7 @@ impl RejectReason {
             RejectReason::Overload => "overload",
             RejectReason::ForgedResponse => "forged_response",
             RejectReason::UntrustedResponseSource => "untrusted_response_source",
+            RejectReason::InternalError => "internal_error",
         }
     }
 }

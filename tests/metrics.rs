@@ -394,3 +394,52 @@ async fn retransmissions_count_as_one_call_and_one_outcome() {
         Some(5.0)
     );
 }
+
+/// `--metrics off` starts no HTTP listener at all (the exporter's default would listen on
+/// 0.0.0.0:9000, so a second gateway started the same way failed with "address in use").
+#[tokio::test]
+async fn two_gateways_with_metrics_off_both_serve() {
+    let f = Peer::bind("127.0.0.1").await;
+    let text = mappings(&[f.uri()], &f.uri(), &f.uri(), r#"{ treatment = "route" }"#);
+    let mut children = Vec::new();
+    let caller = Peer::bind("127.0.0.2").await;
+    for i in 0..2 {
+        let sip = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let config = temp_dir().join("mappings.toml");
+        std::fs::write(
+            &config,
+            text.replace("@SIP@", &sip.to_string())
+                .replace("@METRICS@", "127.0.0.1:1"),
+        )
+        .unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_dualgate"))
+            .args(["run", "--metrics", "off", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "error")
+            .spawn()
+            .unwrap();
+        children.push(child);
+        let mut answered = false;
+        for attempt in 0..50 {
+            caller
+                .send(sip, &options(&caller.addr, &format!("off-{i}-{attempt}")))
+                .await;
+            let mut buf = vec![0u8; 4096];
+            if let Ok(Ok((n, _))) = tokio::time::timeout(
+                std::time::Duration::from_millis(100),
+                caller.sock.recv_from(&mut buf),
+            )
+            .await
+            {
+                answered = String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200");
+                break;
+            }
+        }
+        assert!(answered, "gateway {i} with --metrics off did not answer");
+    }
+    for mut c in children {
+        assert!(c.try_wait().unwrap().is_none(), "a gateway exited");
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}

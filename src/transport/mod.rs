@@ -111,7 +111,7 @@ pub fn process(shared: &Arc<Shared>, worker: &mut Worker, bytes: &[u8], from: Pe
     }));
     let Ok(outcome) = handled else {
         tracing::error!(from = %from, bytes = bytes.len(), "message handling panicked; dropped");
-        crate::metrics::record_malformed();
+        crate::metrics::record_internal_error();
         return;
     };
     // Counted before sending, so a peer that reads the answer and then scrapes /metrics sees
