@@ -645,6 +645,7 @@ fn retirement(
             max_share: l.max_share,
         })
         .collect();
+    let shown = dualgate::report::prometheus::mask(prometheus);
     // Traffic is what Prometheus holds up to now; `--at` only moves the calendar.
     let now = dualgate::clock::unix_seconds(SystemClock::real().now()).floor() as i64;
     let observed = match dualgate::report::prometheus::Client::new(prometheus, access)
@@ -652,7 +653,7 @@ fn retirement(
     {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("dualgate: cannot query Prometheus at {prometheus}: {e}");
+            eprintln!("dualgate: cannot query Prometheus at {shown}: {e}");
             return Ok(ExitCode::from(EX_UNAVAILABLE));
         }
     };
@@ -665,7 +666,7 @@ fn retirement(
         .collect();
     if !missing.is_empty() {
         eprintln!(
-            "dualgate: Prometheus at {prometheus} has no dualgate_call_attempts_total over {window} for {}; \
+            "dualgate: Prometheus at {shown} has no dualgate_call_attempts_total over {window} for {}; \
              is every gateway replica scraped (see deploy/prometheus.yml) and the window longer than two scrape intervals?",
             missing.join(", ")
         );

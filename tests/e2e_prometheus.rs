@@ -187,8 +187,17 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    /// Prometheus scraping `target` every second, with `extra` flags.
+    /// Prometheus scraping `target` every second, with `extra` flags, ready to query.
     fn start_with(target: SocketAddr, extra: &[&str]) -> Prometheus {
+        let p = Prometheus::spawn(target, extra);
+        p.poll("Prometheus ready", || {
+            http_get(p.addr, "/-/ready").is_some_and(|(status, _)| status == 200)
+        });
+        p
+    }
+
+    /// As [`Prometheus::start_with`], without waiting (its API may not speak plain HTTP).
+    fn spawn(target: SocketAddr, extra: &[&str]) -> Prometheus {
         require("prometheus", "prometheus");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let dir = common::temp_dir();
@@ -212,11 +221,7 @@ impl Prometheus {
             .chain(extra.iter().map(|s| s.to_string()))
             .collect();
         let proc = Proc::spawn_in(dir, "prometheus", "prometheus", &args);
-        let p = Prometheus { proc, addr };
-        p.poll("Prometheus ready", || {
-            http_get(p.addr, "/-/ready").is_some_and(|(status, _)| status == 200)
-        });
-        p
+        Prometheus { proc, addr }
     }
 
     fn url(&self) -> String {
@@ -690,4 +695,119 @@ fn the_retirement_report_exits_69_when_prometheus_does_not_answer() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(r.code, Some(69), "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.is_empty(), "no table without data: {}", r.stdout);
+}
+
+/// A bcrypt hash (cost 4) of `report-secret`, for Prometheus' `basic_auth_users`.
+const REPORT_SECRET_BCRYPT: &str = "$2b$04$beCn9lCJ6HCEEMfKBblglezH6qj0Q9QEejBCJhL0n4Mym1y7PxJry";
+
+/// `dualgate retirement` against an https URL with `--ca-file`.
+fn retirement_tls(url: &str, ca: Option<&Path>, config: &Path) -> Report {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dualgate"));
+    cmd.args(["retirement", "--prometheus", url, "--window", "1m"])
+        .args(["--at", RETIRED_DAY, "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null());
+    if let Some(ca) = ca {
+        cmd.arg("--ca-file").arg(ca);
+    }
+    let out = cmd.output().unwrap();
+    Report {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The report reaches a Prometheus that serves its API over TLS with basic auth (Prometheus'
+/// own `--web.config.file`), trusting the private CA given with `--ca-file`; a wrong password
+/// or an untrusted certificate is "cannot query" (69), never a verdict.
+#[tokio::test]
+async fn the_report_reads_a_prometheus_behind_tls_and_basic_auth() {
+    require("prometheus", "prometheus");
+    let gw = Gateway::start(&mappings(free_port()), &[]).await;
+    let dir = common::temp_dir();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "dualgate test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, AsRef::<rcgen::Certificate>::as_ref(&ca).pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).unwrap();
+    let web = dir.join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  ops: {REPORT_SECRET_BCRYPT}\n",
+            dir.join("cert.pem").display(),
+            dir.join("key.pem").display()
+        ),
+    )
+    .unwrap();
+    let prom = Prometheus::spawn(
+        gw.metrics,
+        &[&format!("--web.config.file={}", web.display())],
+    );
+    let port = prom.addr.port();
+    let good = format!("https://ops:report-secret@127.0.0.1:{port}");
+    // Safe (0) once Prometheus is up and has scraped the gateway's zeros; 69 before it
+    // listens, 75 before its first scrape.
+    let mut last = None;
+    for _ in 0..DEADLINE.as_millis() / POLL.as_millis() {
+        let r = retirement_tls(&good, Some(&ca_file), &gw.config);
+        if r.code == Some(0) {
+            last = Some(r);
+            break;
+        }
+        last = Some(r);
+        std::thread::sleep(POLL);
+    }
+    let r = last.unwrap();
+    assert_eq!(
+        r.code,
+        Some(0),
+        "{}\n{}\n{}",
+        r.stdout,
+        r.stderr,
+        prom.proc.read("stderr")
+    );
+    assert!(
+        r.stdout.contains("\nOK: all 2 retired number(s)"),
+        "{}",
+        r.stdout
+    );
+    // A wrong password: Prometheus answers 401.
+    let r = retirement_tls(
+        &format!("https://ops:wrong@127.0.0.1:{port}"),
+        Some(&ca_file),
+        &gw.config,
+    );
+    assert_eq!(r.code, Some(69), "{}", r.stderr);
+    assert!(r.stderr.contains("HTTP 401"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("wrong"),
+        "the password is not echoed: {}",
+        r.stderr
+    );
+    // The certificate is not from a public CA: without --ca-file the handshake fails.
+    let r = retirement_tls(&good, None, &gw.config);
+    assert_eq!(r.code, Some(69), "{}", r.stderr);
+    assert!(
+        r.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        r.stderr
+    );
+    // Plain http to a TLS port is no answer either.
+    let r = retirement_tls(&format!("http://127.0.0.1:{port}"), None, &gw.config);
+    assert_eq!(r.code, Some(69), "{}", r.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
 }

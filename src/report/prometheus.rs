@@ -147,8 +147,8 @@ fn split_user_info(url: &str) -> Result<(String, Option<String>), PromError> {
     Ok((base, user_info))
 }
 
-/// `user:password@` replaced by `***@`, for messages.
-fn mask(url: &str) -> String {
+/// The URL with `user:password@` replaced by `***@`, for messages.
+pub fn mask(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(a)) if a > s => format!("{}***{}", &url[..s + 3], &url[a..]),
         _ => url.to_string(),
