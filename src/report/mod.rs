@@ -3,7 +3,7 @@
 //!
 //! Pure: takes the legacy lines from the mappings and what Prometheus observed
 //! ([`prometheus::observe`] fetches it) and returns rows, a verdict per retired number that
-//! never reads missing data as "safe", and an exit status; [`render`] prints them as a table or
+//! never reads missing data as "safe", and an exit status; [`render()`] prints them as a table or
 //! JSON, [`trend`] estimates the decline. No I/O and no clock here: "now" is a parameter.
 
 pub mod prometheus;
