@@ -1028,7 +1028,9 @@ fn every_truncation_of_every_carrier_message_is_handled() {
                 let act = run(check(&t[..n], cx), &format!("template {ti} cut at {n}"));
                 acts[act as usize] += 1;
             }
-            let _ = check_frame(&t[..n], LIMIT);
+            if let Err(e) = check_frame(&t[..n], LIMIT) {
+                panic!("template {ti} cut at {n}: {e}");
+            }
             // A strict prefix is never a complete frame: Content-Length bytes are missing.
             if n < t.len() {
                 assert_eq!(frame(&t[..n], LIMIT), Ok(None), "template {ti} cut at {n}");
