@@ -61,13 +61,16 @@ pub enum RejectReason {
     Retired,
     /// The new number is not yet in service in the caller's area.
     NotLaunched,
-    /// The gateway could not keep up (a full connection queue).
+    /// The gateway could not keep up (a full connection queue), or a new call was over a rate
+    /// limit or shed.
     Overload,
+    /// No queue could take a new call: closed, or every backend down, with no overflow left.
+    NoBackend,
 }
 
 impl RejectReason {
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 10] = [
         RejectReason::UnknownNumber,
         RejectReason::UnknownSource,
         RejectReason::MaxForwards,
@@ -77,6 +80,7 @@ impl RejectReason {
         RejectReason::Retired,
         RejectReason::NotLaunched,
         RejectReason::Overload,
+        RejectReason::NoBackend,
     ];
 
     /// The metric label value.
@@ -91,6 +95,7 @@ impl RejectReason {
             RejectReason::Retired => "retired",
             RejectReason::NotLaunched => "not_launched",
             RejectReason::Overload => "overload",
+            RejectReason::NoBackend => "no_backend",
         }
     }
 }
