@@ -538,7 +538,7 @@ fn route(
                 Some(c) => {
                     let b = dualgate::proxy::choose(&q.backends, c.as_bytes())
                         .ok_or_else(|| anyhow!("queue {} has no backends", q.name))?;
-                    println!("backend:   {} (Call-ID {c}, every backend up)", b.uri);
+                    println!("backend:   {} (Call-ID {c})", b.uri);
                 }
                 None => {
                     let all: Vec<&str> = q.backends.iter().map(|b| b.uri.as_str()).collect();

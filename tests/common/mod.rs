@@ -139,9 +139,14 @@ queue = "fuzhou"
 parallel_from = 2025-04-07T00:00:00+08:00
 retired_from = 2025-05-07T00:00:00+08:00
 when_retired = {{ treatment = "route" }}
-"#
+
+{PROBE_OFF}"#
     )
 }
+
+/// The harness's backends are plain sockets (or sipp scenarios) that do not answer OPTIONS, so
+/// its mapping files turn probing off; a test of probing replaces this table.
+pub const PROBE_OFF: &str = "[probe]\nenabled = false\n";
 
 /// A running gateway process.
 pub struct Gateway {
