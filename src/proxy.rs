@@ -725,7 +725,7 @@ fn request<'s>(
         }
         Decision::Forward { queue, user, mark } => {
             let call_id = msg.call_id().unwrap_or_default();
-            let (q, user, backend) = match pick(snap, queue, call_id.as_bytes(), cond.down, now) {
+            let (user, backend) = match pick(snap, queue, call_id.as_bytes(), cond.down, now) {
                 Pick::To {
                     queue: taken,
                     backend,
@@ -753,7 +753,7 @@ fn request<'s>(
                     } else {
                         q.target.as_str()
                     };
-                    (q, user, backend)
+                    (user, backend)
                 }
                 Pick::Nowhere { why, .. } => {
                     if is_ack {
@@ -812,7 +812,7 @@ fn request<'s>(
                 to.transport,
                 &branch,
                 Some(routed.number),
-                Some(&q.name),
+                Some(routed.queue),
                 from,
             );
             let record_route =

@@ -2,6 +2,8 @@
 //! file, and talks to it over real UDP/TCP sockets and its real /metrics endpoint.
 #![allow(clippy::unwrap_used, dead_code)]
 
+pub mod sipp;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
