@@ -472,6 +472,15 @@ fn request<'s>(
         },
     };
     let branch = Branch::of(msg);
+    // The ACK of a final response the gateway gave itself carries the To tag it wrote (derived
+    // from the INVITE's branch, which the ACK shares): absorbed, never forwarded.
+    if is_ack && msg.to_tag() == Some(format!("dg{:08x}", branch.txn as u32).as_str()) {
+        return Outcome {
+            send: None,
+            reconnect: None,
+            label,
+        };
+    }
     let answer = |status: u16, reason: &str, extra: &[(&str, &str)], out: &mut Vec<u8>| {
         let tag = format!("dg{:08x}", branch.txn as u32);
         *out = sip::reply(

@@ -154,18 +154,26 @@ pub struct Invite {
 impl Sipp {
     /// Starts sipp with `args`, in `dir`, with its statistics, logs and errors in files there.
     pub fn spawn(dir: &Path, name: &str, args: &[String]) -> Sipp {
+        Sipp::spawn_with(dir, name, args, true)
+    }
+
+    /// [`Sipp::spawn`], keeping every message (`-trace_msg`) only when `messages` is true (a
+    /// soak's messages would fill the disk).
+    pub fn spawn_with(dir: &Path, name: &str, args: &[String], messages: bool) -> Sipp {
         require_sipp();
         let file = |ext: &str| dir.join(format!("{name}.{ext}"));
-        let child = Command::new("sipp")
-            .args(args)
+        let mut cmd = Command::new("sipp");
+        cmd.args(args)
             .args(["-trace_stat", "-stf"])
             .arg(file("csv"))
             .args(["-trace_logs", "-log_file"])
             .arg(file("log"))
             .args(["-trace_err", "-error_file"])
-            .arg(file("err"))
-            .args(["-trace_msg", "-message_file"])
-            .arg(file("msg"))
+            .arg(file("err"));
+        if messages {
+            cmd.args(["-trace_msg", "-message_file"]).arg(file("msg"));
+        }
+        let child = cmd
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(file("screen")).unwrap())
@@ -231,12 +239,25 @@ impl Sipp {
     }
 
     /// Waits for sipp to exit (killing it after [`SIPP_DEADLINE`]) and reads its files.
-    pub fn finish(mut self) -> Done {
+    pub fn finish(self) -> Done {
+        self.finish_within(SIPP_DEADLINE)
+    }
+
+    /// Kills sipp now (a backend dying) and reads its files.
+    pub fn kill(mut self) -> Done {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+        }
+        self.finish_within(Duration::from_secs(5))
+    }
+
+    /// Waits for sipp to exit (killing it after `deadline`) and reads its files.
+    pub fn finish_within(mut self, deadline: Duration) -> Done {
         let mut child = self.child.take().unwrap();
         // Polled rather than timed: tests do not read the clock (clippy.toml).
         const POLL: Duration = Duration::from_millis(20);
         let mut status = None;
-        for _ in 0..SIPP_DEADLINE.as_millis() / POLL.as_millis() {
+        for _ in 0..deadline.as_millis() / POLL.as_millis() {
             status = child.try_wait().unwrap();
             if status.is_some() {
                 break;
@@ -247,7 +268,7 @@ impl Sipp {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "{} still running after {SIPP_DEADLINE:?}\n{}",
+                "{} still running after {deadline:?}\n{}",
                 self.name,
                 self.read("screen")
             );
