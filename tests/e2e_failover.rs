@@ -48,6 +48,7 @@ fn probed_uas(
 }
 
 /// A carrier on `ip` placing `calls` calls to `number` at `rate` per second.
+#[allow(clippy::too_many_arguments)]
 fn caller(
     dir: &Path,
     name: &str,
