@@ -472,15 +472,6 @@ fn request<'s>(
         },
     };
     let branch = Branch::of(msg);
-    // The ACK of a final response the gateway gave itself carries the To tag it wrote (derived
-    // from the INVITE's branch, which the ACK shares): absorbed, never forwarded.
-    if is_ack && msg.to_tag() == Some(format!("dg{:08x}", branch.txn as u32).as_str()) {
-        return Outcome {
-            send: None,
-            reconnect: None,
-            label,
-        };
-    }
     let answer = |status: u16, reason: &str, extra: &[(&str, &str)], out: &mut Vec<u8>| {
         let tag = format!("dg{:08x}", branch.txn as u32);
         *out = sip::reply(
@@ -733,6 +724,16 @@ fn request<'s>(
             }
         }
         Decision::Forward { queue, user, mark } => {
+            // The ACK of a final response the gateway gave itself (a 503 under overload or with
+            // nowhere to go) carries the To tag it wrote, derived from the INVITE's branch that
+            // the ACK shares: absorbed, never forwarded.
+            if is_ack && msg.to_tag() == Some(format!("dg{:08x}", branch.txn as u32).as_str()) {
+                return Outcome {
+                    send: None,
+                    reconnect: None,
+                    label,
+                };
+            }
             let call_id = msg.call_id().unwrap_or_default();
             let (user, backend) = match pick(snap, queue, call_id.as_bytes(), cond.down, now) {
                 Pick::To {
