@@ -16,9 +16,13 @@
 //! Prometheus exporter), [`clock`] (the only clock reads), [`report::prometheus`] (the query client),
 //! [`config::load()`] (file reads), and `main.rs` (CLI, signals, exit codes).
 
+pub mod backend;
 pub mod calendar;
 pub mod clock;
 pub mod config;
+pub mod health;
+pub mod hours;
+pub mod limit;
 pub mod mapping;
 pub mod metrics;
 pub mod number;
@@ -105,18 +109,36 @@ pub async fn run(
         per_source = budgets.per_source,
         "tcp connection budgets"
     );
+    let rcvbuf = sockets
+        .udp
+        .as_ref()
+        .and_then(|s| socket2::SockRef::from(s).recv_buffer_size().ok())
+        .unwrap_or(transport::udp::SOCKET_BUFFER);
+    let (health_tx, health_rx) = watch::channel(Arc::new(health::Down::none()));
+    let (probe_tx, probe_rx) = tokio::sync::mpsc::channel(4096);
     let shared = Arc::new(transport::Shared {
         config: config.clone(),
         clock: clock.clone(),
         udp: out,
         tcp: transport::tcp::Pool::new(budgets, gateway.tcp),
         runtime: tokio::runtime::Handle::current(),
+        health: health_rx,
+        probe_replies: probe_tx,
+        limiter: limit::Limiter::default(),
+        shedding: AtomicBool::new(false),
+        started: clock::Stopwatch::start(),
     });
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     if let Some(udp) = sockets.udp {
-        for i in 0..workers.max(1) {
-            let (sock, shared, stop) = (udp.try_clone()?, shared.clone(), stop.clone());
+        // One socket per worker in one SO_REUSEPORT group: a flow stays on one thread, in order.
+        let addr = udp.local_addr()?;
+        let mut socks = vec![udp];
+        for _ in 1..workers.max(1) {
+            socks.push(transport::udp::bind(addr)?);
+        }
+        for (i, sock) in socks.into_iter().enumerate() {
+            let (shared, stop) = (shared.clone(), stop.clone());
             let t = std::thread::Builder::new()
                 .name(format!("dualgate-udp-{i}"))
                 .spawn(move || transport::udp::serve(sock, shared, stop))?;
@@ -127,6 +149,7 @@ pub async fn run(
     if let Some(l) = sockets.tcp {
         tasks.spawn(transport::tcp::serve(l, shared.clone()));
     }
+    tasks.spawn(transport::probe::run(shared.clone(), probe_rx, health_tx));
     let mut rx = config.clone();
     let udp_port = shared
         .udp
@@ -134,6 +157,9 @@ pub async fn run(
         .ok()
         .filter(|_| !threads.is_empty())
         .map(|a| a.port());
+    if let Some(port) = udp_port {
+        tasks.spawn(watch_backlog(shared.clone(), port, rcvbuf as u64));
+    }
     tasks.spawn(async move {
         // Keep the phase gauges true as calendar boundaries pass, and the kernel's drop count
         // on the UDP socket visible (the sign of overload a stateless UDP proxy cannot see).
@@ -153,4 +179,35 @@ pub async fn run(
     let _ =
         tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
     Ok(())
+}
+
+/// Samples the UDP sockets' receive queues and drop counter every 100 ms and tells the workers
+/// to shed new calls while the gateway falls behind (see [`transport::udp::Backlog`]).
+async fn watch_backlog(shared: Arc<transport::Shared>, port: u16, rcvbuf: u64) {
+    let mut judge = transport::udp::Backlog::new(rcvbuf, 10);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shedding = false;
+    metrics::record_shedding(false);
+    loop {
+        tick.tick().await;
+        let Some((queue, drops)) = transport::udp::backlog(port) else {
+            return;
+        };
+        let now = judge.sample(queue, drops);
+        if now != shedding {
+            shedding = now;
+            shared.shedding.store(now, Ordering::Relaxed);
+            metrics::record_shedding(now);
+            if now {
+                tracing::warn!(
+                    queue_bytes = queue,
+                    drops,
+                    "falling behind: refusing new calls with 503 until the backlog clears"
+                );
+            } else {
+                tracing::info!("backlog cleared: taking new calls again");
+            }
+        }
+    }
 }

@@ -125,6 +125,9 @@ struct RunArgs {
     /// Rehearse another date: the gateway's clock starts at this instant and runs on.
     #[arg(long)]
     now: Option<String>,
+    /// UDP worker threads, each with its own socket (SO_REUSEPORT); default: one per core.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    udp_workers: Option<u16>,
 }
 
 fn config_path(c: &ConfigArg) -> PathBuf {
@@ -326,6 +329,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let snap = overrides.apply(config::load(&path)?);
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    let udp_workers = args.udp_workers;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
@@ -340,6 +344,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("binding SIP on udp {:?} / tcp {:?}", g.sip_udp, g.sip_tcp))?;
         let now = clock.now();
         dualgate::metrics::register(&snap, now);
+        dualgate::metrics::register_failover(&snap);
         dualgate::metrics::record_reload(true, now);
         tracing::info!(
             config = %path.display(),
@@ -352,7 +357,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
         let (tx, rx) = watch::channel(Arc::new(snap));
         tokio::spawn(reload_on_sighup(path, overrides, tx, clock.clone()));
-        dualgate::run(sockets, workers, rx, clock, shutdown_signal())
+        let udp_workers = udp_workers.map_or(workers, usize::from);
+        dualgate::run(sockets, udp_workers, rx, clock, shutdown_signal())
             .await
             .context("serving")?;
         tracing::info!("dualgate stopped");
@@ -399,6 +405,7 @@ async fn reload_on_sighup(
                     );
                 }
                 dualgate::metrics::register(&new, now);
+                dualgate::metrics::register_failover(&new);
                 dualgate::metrics::record_reload(true, now);
                 tracing::info!(config = %path.display(), numbers = new.mappings.numbers().count(), "mappings reloaded");
                 tx.send_replace(Arc::new(new));
@@ -532,6 +539,7 @@ fn route(
                 name: "(command line)".into(),
                 sources: Vec::new(),
                 origin_area,
+                limits: dualgate::limit::Limits::default(),
             };
             &synthetic
         }
@@ -585,6 +593,15 @@ fn route(
                     ""
                 }
             );
+            for line in dualgate::backend::explain(&snap, queue, now) {
+                println!("           {line}");
+            }
+            let down = dualgate::health::Down::none();
+            let taken = match dualgate::backend::pick(&snap, queue, b"", &down, now) {
+                dualgate::backend::Pick::To { queue, .. } => snap.queues.get(queue).unwrap_or(q),
+                dualgate::backend::Pick::Nowhere { .. } => q,
+            };
+            let q = taken;
             match call_id {
                 Some(c) => {
                     let b = dualgate::proxy::choose(&q.backends, c.as_bytes())

@@ -1,6 +1,7 @@
 //! Prometheus metrics: the only file that names metrics. Core code hands over a
 //! [`Label`]; names, label sets and help texts live here.
 
+use crate::backend::Why;
 use crate::calendar::{phase_at, PHASES};
 use crate::clock::unix_seconds;
 use crate::config::Snapshot;
@@ -479,6 +480,114 @@ pub fn record_tcp_budgets(nofile: u64, b: &Budgets) {
     ] {
         gauge!(TCP_BUDGET, "class" => c.as_str()).set(n as f64);
     }
+}
+
+const BACKEND_UP: &str = "dualgate_backend_up";
+const PROBES: &str = "dualgate_backend_probes_total";
+const BACKEND_503: &str = "dualgate_backend_503_total";
+const OVERFLOWS: &str = "dualgate_overflow_total";
+const UNAVAILABLE: &str = "dualgate_unavailable_total";
+const LIMITED: &str = "dualgate_limited_total";
+const SHEDDING: &str = "dualgate_shedding";
+
+/// Describes the failover and overload metrics and creates their series at 0 for `snap`'s
+/// queues, backends and trunks (at start-up and after each reload). `dualgate_backend_up` is
+/// set by the prober, which knows the state.
+pub fn register_failover(snap: &Snapshot) {
+    describe_gauge!(
+        BACKEND_UP,
+        "1 while a backend answers its OPTIONS probes (or is not probed), 0 once marked down."
+    );
+    describe_counter!(
+        PROBES,
+        "OPTIONS probes per backend, by result (answered, missed)."
+    );
+    describe_counter!(BACKEND_503, "A backend's 503 to an INVITE, forwarded to the carrier as [failover] backend_503 (default 480).");
+    describe_counter!(OVERFLOWS, "New calls sent to an overflow queue, by queue, overflow queue and reason (closed, all_down).");
+    describe_counter!(UNAVAILABLE, "New calls no queue could take (answered [failover] status, default 503 with Retry-After), by queue and reason.");
+    describe_counter!(
+        LIMITED,
+        "New calls refused with 503 by overload control, by trunk and limit (trunk, source, shed)."
+    );
+    describe_gauge!(
+        SHEDDING,
+        "1 while the gateway falls behind and refuses new calls."
+    );
+    for q in snap.queues.iter().map(|q| q.name.as_str()).chain(["none"]) {
+        counter!(BACKEND_503, "queue" => q.to_string()).increment(0);
+        for why in Why::ALL {
+            counter!(UNAVAILABLE, "queue" => q.to_string(), "reason" => why.as_str()).increment(0);
+        }
+    }
+    for (i, q) in snap.queues.iter().enumerate() {
+        for b in &q.backends {
+            for result in ["answered", "missed"] {
+                counter!(PROBES, "queue" => q.name.clone(), "backend" => b.uri.clone(), "result" => result).increment(0);
+            }
+        }
+        // Every queue a call routed to `q` can overflow to.
+        let mut at = q.overflow;
+        let mut steps = 0;
+        while let (Some(j), true) = (at, steps < snap.queues.len()) {
+            let Some(to) = snap.queues.get(j) else { break };
+            if j != i {
+                for why in Why::ALL {
+                    counter!(OVERFLOWS, "queue" => q.name.clone(), "to" => to.name.clone(), "reason" => why.as_str()).increment(0);
+                }
+            }
+            at = to.overflow;
+            steps += 1;
+        }
+    }
+    for t in &snap.trunks {
+        for limit in ["trunk", "source", "shed"] {
+            counter!(LIMITED, "trunk" => t.name.clone(), "limit" => limit).increment(0);
+        }
+    }
+}
+
+/// Sets one backend's up gauge.
+pub fn record_backend_up(queue: &str, backend: &str, up: bool) {
+    gauge!(BACKEND_UP, "queue" => queue.to_string(), "backend" => backend.to_string()).set(if up {
+        1.0
+    } else {
+        0.0
+    });
+}
+
+/// Counts one probe result for a backend listed under each of `labels` (queue, backend).
+pub fn record_probe(labels: &[(String, String)], answered: bool) {
+    let result = if answered { "answered" } else { "missed" };
+    for (q, b) in labels {
+        counter!(PROBES, "queue" => q.clone(), "backend" => b.clone(), "result" => result)
+            .increment(1);
+    }
+}
+
+/// Counts a backend 503 forwarded as the failover status.
+pub fn record_backend_503(queue: &str) {
+    counter!(BACKEND_503, "queue" => queue.to_string()).increment(1);
+}
+
+/// Counts a call sent to an overflow queue.
+pub fn record_overflow(queue: &str, to: &str, why: Why) {
+    counter!(OVERFLOWS, "queue" => queue.to_string(), "to" => to.to_string(), "reason" => why.as_str())
+        .increment(1);
+}
+
+/// Counts a call no queue could take.
+pub fn record_nowhere(queue: &str, why: Why) {
+    counter!(UNAVAILABLE, "queue" => queue.to_string(), "reason" => why.as_str()).increment(1);
+}
+
+/// Counts a new call refused by overload control.
+pub fn record_limited(trunk: &str, limit: &'static str) {
+    counter!(LIMITED, "trunk" => trunk.to_string(), "limit" => limit).increment(1);
+}
+
+/// Sets the shedding gauge.
+pub fn record_shedding(on: bool) {
+    gauge!(SHEDDING).set(if on { 1.0 } else { 0.0 });
 }
 
 #[cfg(test)]

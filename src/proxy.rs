@@ -2,7 +2,10 @@
 //! message out, plus the labels it is counted under. Pure: the snapshot, the sender and the
 //! instant are parameters; the transport edge sends what this returns.
 
-use crate::config::{Backend, Snapshot};
+use crate::backend::{pick, Pick, Why};
+use crate::config::{Backend, Snapshot, Trunk};
+use crate::health::Down;
+use crate::limit::Limited;
 use crate::peer::{Peer, Transport};
 use crate::route::{decide, Decision, Facts, RejectReason, Source};
 use crate::sip::parse::param;
@@ -168,7 +171,8 @@ fn method_label(m: Method<'_>) -> &'static str {
     }
 }
 
-/// Handles one complete message from `from`. The bytes to send, if any, are left in `out`.
+/// Handles one complete message from `from` with every backend up, no load shed and no rate
+/// limit. The bytes to send, if any, are left in `out`.
 pub fn handle<'s>(
     bytes: &[u8],
     from: Peer,
@@ -176,17 +180,106 @@ pub fn handle<'s>(
     now: SystemTime,
     out: &mut Vec<u8>,
 ) -> Outcome<'s> {
+    let down = Down::none();
+    let cond = Conditions {
+        down: &down,
+        shedding: false,
+        admit: &|_, _, _| Ok(()),
+    };
+    handle_with(bytes, from, snap, &cond, now, out).outcome
+}
+
+/// What the edge knows about the world that routing depends on, handed in as data: which
+/// backends probes found down, whether the gateway is shedding load, and the rate limiter
+/// (asked once per new call from a trunk, with the trunk's position, the trunk and the source).
+pub struct Conditions<'a> {
+    /// Backends marked down.
+    pub down: &'a Down,
+    /// The gateway is falling behind: refuse new calls, pass everything else.
+    pub shedding: bool,
+    /// Takes a token for a new call, or says which limit it is over.
+    pub admit: &'a dyn Fn(usize, &Trunk, IpAddr) -> Result<(), Limited>,
+}
+
+/// Something worth its own count or log line besides the message's labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'s> {
+    /// A response to the gateway's own OPTIONS probe `id`: consumed, never forwarded.
+    ProbeReply {
+        /// The probe's id (from its branch).
+        id: u64,
+        /// The response's status.
+        status: u16,
+    },
+    /// A backend's 503 to an INVITE was forwarded as the configured status.
+    Backend503 {
+        /// The queue (from the gateway's Via).
+        queue: &'s str,
+    },
+    /// A new call left its queue for the overflow queue `to`.
+    Overflow {
+        /// The queue it was routed to.
+        from: &'s str,
+        /// The queue that took it.
+        to: &'s str,
+        /// Why the first queue did not.
+        why: Why,
+    },
+    /// No queue could take a new call: the caller got the failover status.
+    Nowhere {
+        /// The queue it was routed to.
+        queue: &'s str,
+        /// Why the last queue tried could not take it.
+        why: Why,
+    },
+    /// A new call was refused by a rate limit.
+    Limited {
+        /// The trunk.
+        trunk: &'s str,
+        /// Which limit.
+        by: Limited,
+    },
+    /// A new call was refused because the gateway is shedding load.
+    Shed {
+        /// The trunk.
+        trunk: &'s str,
+    },
+}
+
+/// A handled message: its outcome, and an event when there is one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handled<'s> {
+    /// Where the output goes and how it is counted.
+    pub outcome: Outcome<'s>,
+    /// What else happened.
+    pub event: Option<Event<'s>>,
+}
+
+/// Handles one complete message from `from` under `cond`. The bytes to send, if any, are left
+/// in `out`.
+pub fn handle_with<'s>(
+    bytes: &[u8],
+    from: Peer,
+    snap: &'s Snapshot,
+    cond: &Conditions<'_>,
+    now: SystemTime,
+    out: &mut Vec<u8>,
+) -> Handled<'s> {
     out.clear();
+    let mut event = None;
     let Ok(msg) = sip::parse(bytes) else {
-        return Outcome {
-            send: None,
-            reconnect: None,
-            label: malformed(),
+        return Handled {
+            outcome: Outcome {
+                send: None,
+                reconnect: None,
+                label: malformed(),
+            },
+            event,
         };
     };
-    match msg.start {
+    let outcome = match msg.start {
         Start::Request { method, uri } => {
-            let o = request(&msg, method, uri, from, snap, now, out);
+            let o = request(&msg, method, uri, from, snap, cond, &mut event, now, out);
             if o.label.act == Act::Replied
                 && out.len() > bytes.len()
                 && is_stranger(from.addr.ip(), snap)
@@ -194,18 +287,72 @@ pub fn handle<'s>(
                 // No answer to a source in no trunk may be larger than what it sent: a
                 // spoofed source would make the gateway an amplifier.
                 out.clear();
-                return Outcome {
+                Outcome {
                     send: None,
                     reconnect: None,
                     label: Label {
                         act: Act::Dropped,
                         ..o.label
                     },
+                }
+            } else {
+                o
+            }
+        }
+        Start::Response { code, .. } => {
+            if let Some((id, status)) = sip::probe::reply_to_probe(&msg) {
+                out.clear();
+                let class = u8::try_from(code / 100).unwrap_or(0);
+                return Handled {
+                    outcome: Outcome {
+                        send: None,
+                        reconnect: None,
+                        label: Label {
+                            kind: Kind::Response {
+                                class,
+                                outcome: None,
+                            },
+                            number: "none",
+                            queue: "none",
+                            trunk: "backend",
+                            phase: "none",
+                            act: Act::Dropped,
+                            reject: None,
+                            call: 0,
+                        },
+                    },
+                    event: Some(Event::ProbeReply { id, status }),
                 };
+            }
+            let o = response(&msg, code, from, snap, out);
+            let to_invite = msg.cseq().is_some_and(|(_, m)| m == "INVITE");
+            let becomes = snap.failover.backend_503;
+            if code == 503 && to_invite && o.label.act == Act::Forwarded && becomes != 503 {
+                // Carriers' switches take a 503 as "this route is down" and may stop sending
+                // any calls (RFC 3261 §16.7 step 6 has a stateful proxy send 500 instead).
+                sip::probe::replace_status(out, becomes, reason_phrase(becomes));
+                event = Some(Event::Backend503 {
+                    queue: o.label.queue,
+                });
             }
             o
         }
-        Start::Response { code, .. } => response(&msg, code, from, snap, out),
+    };
+    Handled { outcome, event }
+}
+
+/// The usual reason phrase of a status the gateway writes itself.
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        480 => "Temporarily Unavailable",
+        486 => "Busy Here",
+        500 => "Server Internal Error",
+        503 => "Service Unavailable",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        s if s < 500 => "Request Failed",
+        s if s < 600 => "Server Error",
+        _ => "Global Failure",
     }
 }
 
@@ -396,6 +543,8 @@ fn request<'s>(
     uri: &str,
     from: Peer,
     snap: &'s Snapshot,
+    cond: &Conditions<'_>,
+    event: &mut Option<Event<'s>>,
     now: SystemTime,
     out: &mut Vec<u8>,
 ) -> Outcome<'s> {
@@ -624,6 +773,35 @@ fn request<'s>(
         };
     }
 
+    // Overload control: only new calls are refused; ACK, BYE, CANCEL, in-dialog requests and
+    // responses always pass, so calls already up are never broken by someone else's flood.
+    if let (Method::Invite, false, Source::Trunk(t)) = (method, in_dialog, source) {
+        let refused = if cond.shedding {
+            Some(Event::Shed { trunk: &t.name })
+        } else {
+            (cond.admit)(snap.trunk_index(t), t, from.addr.ip())
+                .err()
+                .map(|by| Event::Limited { trunk: &t.name, by })
+        };
+        if let Some(e) = refused {
+            *event = Some(e);
+            let retry = snap.overload.retry_after.to_string();
+            answer(
+                503,
+                "Service Unavailable",
+                &[("Retry-After", retry.as_str())],
+                out,
+            );
+            label.act = Act::Replied;
+            label.reject = Some(RejectReason::Overload);
+            return Outcome {
+                send: Some(reply_to),
+                reconnect: None,
+                label,
+            };
+        }
+    }
+
     let routed = decide(
         &Facts {
             method,
@@ -694,24 +872,93 @@ fn request<'s>(
             }
         }
         Decision::Forward { queue, user, mark } => {
-            let Some(q) = snap.queues.get(queue) else {
-                return refuse(
+            // The ACK of a final response the gateway gave itself (a 503 under overload or with
+            // nowhere to go) carries the To tag it wrote, derived from the INVITE's branch that
+            // the ACK shares: absorbed, never forwarded.
+            if is_ack && msg.to_tag() == Some(format!("dg{:08x}", branch.txn as u32).as_str()) {
+                return Outcome {
+                    send: None,
+                    reconnect: None,
                     label,
-                    500,
-                    "Server Internal Error",
-                    RejectReason::BadRequest,
-                    out,
-                );
-            };
+                };
+            }
             let call_id = msg.call_id().unwrap_or_default();
-            let Some(backend) = choose(&q.backends, call_id.as_bytes()) else {
-                return refuse(
-                    label,
-                    503,
-                    "Service Unavailable",
-                    RejectReason::Overload,
-                    out,
-                );
+            let (user, backend) = match pick(snap, queue, call_id.as_bytes(), cond.down, now) {
+                Pick::To {
+                    queue: taken,
+                    backend,
+                    overflowed,
+                } => {
+                    let Some(q) = snap.queues.get(taken) else {
+                        return refuse(
+                            label,
+                            500,
+                            "Server Internal Error",
+                            RejectReason::BadRequest,
+                            out,
+                        );
+                    };
+                    if let Some(why) = overflowed {
+                        *event = Some(Event::Overflow {
+                            from: routed.queue,
+                            to: &q.name,
+                            why,
+                        });
+                    }
+                    // The overflow queue's call centre gets its own target.
+                    let user = if taken == queue {
+                        user
+                    } else {
+                        q.target.as_str()
+                    };
+                    (user, backend)
+                }
+                Pick::Nowhere { why, .. } => {
+                    if is_ack {
+                        // The ACK of the gateway's own final answer: absorbed.
+                        return Outcome {
+                            send: None,
+                            reconnect: None,
+                            label,
+                        };
+                    }
+                    if method == Method::Cancel {
+                        return refuse(
+                            label,
+                            481,
+                            "Call/Transaction Does Not Exist",
+                            RejectReason::NoBackend,
+                            out,
+                        );
+                    }
+                    *event = Some(Event::Nowhere {
+                        queue: routed.queue,
+                        why,
+                    });
+                    // Never silence: a clear final answer the caller's switch can act on.
+                    let f = snap.failover;
+                    let retry = f.retry_after.to_string();
+                    answer(
+                        f.status,
+                        reason_phrase(f.status),
+                        &[("Retry-After", retry.as_str())],
+                        out,
+                    );
+                    label.act = Act::Replied;
+                    label.reject = Some(RejectReason::NoBackend);
+                    if attempt {
+                        label.kind = Kind::Request {
+                            method: "INVITE",
+                            attempt,
+                            outcome: CallOutcome::of(f.status),
+                        };
+                    }
+                    return Outcome {
+                        send: Some(reply_to),
+                        reconnect: None,
+                        label,
+                    };
+                }
             };
             let to = Peer {
                 addr: backend.addr,
@@ -723,7 +970,7 @@ fn request<'s>(
                 to.transport,
                 &branch,
                 Some(routed.number),
-                Some(&q.name),
+                Some(routed.queue),
                 connection,
                 &hop,
             );

@@ -61,7 +61,8 @@ pub enum RejectReason {
     Retired,
     /// The new number is not yet in service in the caller's area.
     NotLaunched,
-    /// The gateway could not keep up (a full connection queue).
+    /// The gateway could not keep up (a full connection queue), or a new call was over a rate
+    /// limit or shed.
     Overload,
     /// A response whose top Via branch the gateway did not make (no Via of ours, or its MAC
     /// does not match the branch and return hop): an attempt to relay through the gateway.
@@ -71,11 +72,13 @@ pub enum RejectReason {
     /// The gateway's own fault: handling the message panicked (caught, the message dropped).
     /// Not the peer's doing, so not counted as `malformed`.
     InternalError,
+    /// No queue could take a new call: closed, or every backend down, with no overflow left.
+    NoBackend,
 }
 
 impl RejectReason {
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [RejectReason; 12] = [
+    pub const ALL: [RejectReason; 13] = [
         RejectReason::UnknownNumber,
         RejectReason::UnknownSource,
         RejectReason::MaxForwards,
@@ -88,6 +91,7 @@ impl RejectReason {
         RejectReason::ForgedResponse,
         RejectReason::UntrustedResponseSource,
         RejectReason::InternalError,
+        RejectReason::NoBackend,
     ];
 
     /// The metric label value.
@@ -105,6 +109,7 @@ impl RejectReason {
             RejectReason::ForgedResponse => "forged_response",
             RejectReason::UntrustedResponseSource => "untrusted_response_source",
             RejectReason::InternalError => "internal_error",
+            RejectReason::NoBackend => "no_backend",
         }
     }
 }

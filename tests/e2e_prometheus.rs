@@ -369,11 +369,12 @@ queue = "fuzhou"
 code = "0592"
 queue = "xiamen"
 {trunk}
-{l1}{l2}{l3}{l4}"#,
+{l1}{l2}{l3}{l4}{probe_off}"#,
         fuzhou = uri(fuzhou),
         xiamen = uri(free_port()),
         announcement = uri(announcement),
         trunk = common::LOOPBACK_TRUNK,
+        probe_off = common::PROBE_OFF,
         l1 = legacy(
             "0591-85666661",
             "announced",

@@ -10,6 +10,9 @@ pub use cidr::Cidr;
 pub use load::load;
 pub use validate::{parse_instant, validate};
 
+use crate::health::Policy;
+use crate::hours::Hours;
+use crate::limit::Limits;
 use crate::mapping::Mappings;
 use crate::number::AreaCode;
 use crate::peer::Transport;
@@ -34,6 +37,32 @@ pub struct Snapshot {
     pub trunks: Vec<Trunk>,
     /// Numbers: the new number per area and the legacy numbers.
     pub mappings: Mappings,
+    /// How backends are probed; `None` when probing is off (every backend counts as up).
+    pub probe: Option<Policy>,
+    /// Rate limits' answer and load shedding.
+    pub overload: Overload,
+    /// What callers get when backends fail.
+    pub failover: Failover,
+}
+
+/// The `[overload]` table, beyond the per-trunk limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overload {
+    /// Retry-After seconds on the 503 of a new call refused by a limit or shed.
+    pub retry_after: u32,
+    /// Refuse new calls while the UDP receive queue backs up.
+    pub shed: bool,
+}
+
+/// The `[failover]` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failover {
+    /// The status a backend's 503 to an INVITE is forwarded as (503 = unchanged).
+    pub backend_503: u16,
+    /// The final status when no queue can take a call.
+    pub status: u16,
+    /// Its Retry-After, in seconds.
+    pub retry_after: u32,
 }
 
 /// The `[gateway]` table.
@@ -107,6 +136,12 @@ pub struct Queue {
     pub target: String,
     /// Backends, chosen per call by rendezvous hashing of the Call-ID.
     pub backends: Vec<Backend>,
+    /// Index of the queue that takes calls when this one is closed or has no backend up.
+    pub overflow: Option<usize>,
+    /// When the queue answers.
+    pub hours: Hours,
+    /// Whether its backends are probed (when off they always count as up).
+    pub probe: bool,
 }
 
 /// One backend SIP server of a queue.
@@ -131,6 +166,8 @@ pub struct Trunk {
     pub sources: Vec<Cidr>,
     /// Area for numbers dialled without one.
     pub origin_area: Option<AreaCode>,
+    /// Rate limits on its new calls.
+    pub limits: Limits,
 }
 
 impl Snapshot {
@@ -149,6 +186,14 @@ impl Snapshot {
             .iter()
             .flat_map(|q| &q.backends)
             .any(|b| cidr::canonical_ip(b.addr.ip()) == ip)
+    }
+
+    /// The position of a trunk of this snapshot (its rate-limit bucket).
+    pub fn trunk_index(&self, t: &Trunk) -> usize {
+        self.trunks
+            .iter()
+            .position(|x| std::ptr::eq(x, t))
+            .unwrap_or(self.trunks.len())
     }
 
     /// Index of the queue named `name`.

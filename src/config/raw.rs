@@ -29,6 +29,12 @@ pub struct RawFile {
     pub retirement: Option<Spanned<RawRetirement>>,
     /// `[tcp]`: connection limits.
     pub tcp: Option<Spanned<RawTcp>>,
+    /// `[probe]`: backend health probing.
+    pub probe: Option<Spanned<RawProbe>>,
+    /// `[overload]`: rate limits for new calls and load shedding.
+    pub overload: Option<Spanned<RawOverload>>,
+    /// `[failover]`: what callers get when backends fail.
+    pub failover: Option<Spanned<RawFailover>>,
 }
 
 /// `[gateway]`
@@ -89,6 +95,12 @@ pub struct RawQueue {
     pub target: Option<Spanned<String>>,
     /// Backend SIP URIs.
     pub backends: Spanned<Vec<Spanned<String>>>,
+    /// Queue taking the calls when this one is closed or all its backends are down.
+    pub overflow: Option<Spanned<String>>,
+    /// Service hours, `HH:MM-HH:MM` in China Standard Time.
+    pub hours: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Whether the backends are probed (default true).
+    pub probe: Option<bool>,
 }
 
 /// `[[area]]`
@@ -117,6 +129,14 @@ pub struct RawTrunk {
     pub sources: Spanned<Vec<Spanned<String>>>,
     /// Area assumed for numbers without one.
     pub origin_area: Option<Spanned<String>>,
+    /// New calls per second for the whole trunk (overrides `[overload] trunk_rate`).
+    pub rate: Option<Spanned<u32>>,
+    /// Burst for `rate`.
+    pub burst: Option<Spanned<u32>>,
+    /// New calls per second per source address.
+    pub source_rate: Option<Spanned<u32>>,
+    /// Burst for `source_rate`.
+    pub source_burst: Option<Spanned<u32>>,
 }
 
 /// `[[legacy]]`
@@ -161,4 +181,50 @@ pub struct RawTreatment {
 pub struct RawRetirement {
     /// Share of the area's calls below which retiring is safe.
     pub max_share: Option<Spanned<f64>>,
+}
+
+/// `[probe]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    /// Time between probes, e.g. `"2s"`, `"500ms"`.
+    pub interval: Option<Spanned<String>>,
+    /// Consecutive misses that mark a backend down.
+    pub down_after: Option<Spanned<u32>>,
+    /// Consecutive answers that mark it up again.
+    pub up_after: Option<Spanned<u32>>,
+    /// Only a 2xx counts as an answer.
+    pub require_2xx: Option<bool>,
+    /// Probe at all (default true).
+    pub enabled: Option<bool>,
+}
+
+/// `[overload]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOverload {
+    /// Default new calls per second per trunk.
+    pub trunk_rate: Option<Spanned<u32>>,
+    /// Default burst per trunk.
+    pub trunk_burst: Option<Spanned<u32>>,
+    /// Default new calls per second per source address.
+    pub source_rate: Option<Spanned<u32>>,
+    /// Default burst per source address.
+    pub source_burst: Option<Spanned<u32>>,
+    /// Retry-After (seconds) on the 503 of a refused new call.
+    pub retry_after: Option<Spanned<u32>>,
+    /// Refuse new calls while the UDP receive queue backs up (default true).
+    pub shed: Option<bool>,
+}
+
+/// `[failover]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailover {
+    /// Status a backend's 503 to an INVITE becomes (default 480); 503 keeps it.
+    pub backend_503: Option<Spanned<u16>>,
+    /// Final status when no queue can take a call (default 503).
+    pub status: Option<Spanned<u16>>,
+    /// Retry-After (seconds) with that status.
+    pub retry_after: Option<Spanned<u32>>,
 }

@@ -2,8 +2,14 @@
 //! line and field. Pure: the file's text comes in, a snapshot or the list of issues comes out.
 
 use super::raw::{RawFile, RawLegacy, RawTreatment};
-use super::{Backend, Cidr, ConfigError, ConfigIssue, Gateway, Queue, Snapshot, TcpLimits, Trunk};
+use super::{
+    Backend, Cidr, ConfigError, ConfigIssue, Failover, Gateway, Overload, Queue, Snapshot,
+    TcpLimits, Trunk,
+};
 use crate::calendar::{Schedule, Treatment};
+use crate::health::Policy;
+use crate::hours::{Hours, Span};
+use crate::limit::{Limits, Rate};
 use crate::mapping::{Area, Legacy, Mappings};
 use crate::number::{normalize, AreaCode, Dialling};
 use crate::peer::Transport;
@@ -89,7 +95,8 @@ fn field_from_toml_message(msg: &str) -> String {
 
 fn build(path: &Path, raw: &RawFile, issues: &mut Issues<'_>) -> Snapshot {
     let gateway = gateway(path, raw, issues);
-    let queues = queues(raw, issues);
+    let mut queues = queues(raw, issues);
+    overflows(raw, &mut queues, issues);
     let queue_index = |name: &Spanned<String>, field: String, issues: &mut Issues<'_>| {
         let found = queues.iter().position(|q| q.name == *name.get_ref());
         if found.is_none() {
@@ -154,7 +161,10 @@ fn build(path: &Path, raw: &RawFile, issues: &mut Issues<'_>) -> Snapshot {
         });
     }
 
-    let trunks = trunks(raw, issues);
+    let (overload, default_limits) = overload(raw, issues);
+    let trunks = trunks(raw, default_limits, issues);
+    let probe = probe(raw, issues);
+    let failover = failover(raw, issues);
 
     let max_share = match raw
         .retirement
@@ -198,6 +208,190 @@ fn build(path: &Path, raw: &RawFile, issues: &mut Issues<'_>) -> Snapshot {
         queues,
         trunks,
         mappings: Mappings::new(new_number, default_queue, areas, legacy),
+        probe,
+        overload,
+        failover,
+    }
+}
+
+/// `"2s"`, `"500ms"`, `"1.5s"`.
+fn duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else {
+        return None;
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    (v.is_finite() && v > 0.0).then(|| Duration::from_secs_f64(v * scale))
+}
+
+fn probe(raw: &RawFile, issues: &mut Issues<'_>) -> Option<Policy> {
+    let mut p = Policy::default();
+    let Some(r) = raw.probe.as_ref().map(Spanned::get_ref) else {
+        return Some(p);
+    };
+    if let Some(i) = &r.interval {
+        match duration(i.get_ref()) {
+            Some(d) if d >= Duration::from_millis(50) => p.interval = d,
+            _ => issues.push(
+                i.span(),
+                "probe.interval",
+                format!(
+                    "`{}` is not a duration of at least 50ms, e.g. \"2s\"",
+                    i.get_ref()
+                ),
+            ),
+        }
+    }
+    for (v, name, slot) in [
+        (&r.down_after, "probe.down_after", &mut p.down_after),
+        (&r.up_after, "probe.up_after", &mut p.up_after),
+    ] {
+        if let Some(v) = v {
+            if *v.get_ref() == 0 {
+                issues.push(v.span(), name, "must be at least 1");
+            }
+            *slot = *v.get_ref();
+        }
+    }
+    p.require_2xx = r.require_2xx.unwrap_or(false);
+    r.enabled.unwrap_or(true).then_some(p)
+}
+
+fn status_field(
+    v: &Spanned<u16>,
+    field: &str,
+    ok: &[std::ops::RangeInclusive<u16>],
+    issues: &mut Issues<'_>,
+) -> u16 {
+    let s = *v.get_ref();
+    if !ok.iter().any(|r| r.contains(&s)) {
+        issues.push(
+            v.span(),
+            field,
+            format!("{s} is not a 4xx-6xx final status"),
+        );
+    }
+    s
+}
+
+fn failover(raw: &RawFile, issues: &mut Issues<'_>) -> Failover {
+    let r = raw.failover.as_ref().map(Spanned::get_ref);
+    let finals = [400..=699];
+    Failover {
+        backend_503: r.and_then(|r| r.backend_503.as_ref()).map_or(480, |v| {
+            status_field(v, "failover.backend_503", &finals, issues)
+        }),
+        status: r
+            .and_then(|r| r.status.as_ref())
+            .map_or(503, |v| status_field(v, "failover.status", &finals, issues)),
+        retry_after: r
+            .and_then(|r| r.retry_after.as_ref())
+            .map_or(30, |v| *v.get_ref()),
+    }
+}
+
+/// The `[overload]` table, the default trunk rate, and the default source rate if one is set
+/// (otherwise each trunk's sources get the trunk's own rate).
+fn overload(raw: &RawFile, issues: &mut Issues<'_>) -> (Overload, (Rate, Option<Rate>)) {
+    let r = raw.overload.as_ref().map(Spanned::get_ref);
+    let mut limits = (Rate::TRUNK_DEFAULT, None);
+    if let Some(r) = r {
+        limits.0 = rate(
+            (r.trunk_rate.as_ref(), r.trunk_burst.as_ref()),
+            Rate::TRUNK_DEFAULT,
+            "overload.trunk_rate",
+            issues,
+        );
+        limits.1 = r.source_rate.is_some().then(|| {
+            rate(
+                (r.source_rate.as_ref(), r.source_burst.as_ref()),
+                limits.0,
+                "overload.source_rate",
+                issues,
+            )
+        });
+    }
+    let overload = Overload {
+        retry_after: r
+            .and_then(|r| r.retry_after.as_ref())
+            .map_or(5, |v| *v.get_ref()),
+        shed: r.and_then(|r| r.shed).unwrap_or(true),
+    };
+    (overload, limits)
+}
+
+/// A rate and its burst; a rate given without a burst gets a burst of twice the rate.
+fn rate(
+    (per_second, burst): (Option<&Spanned<u32>>, Option<&Spanned<u32>>),
+    default: Rate,
+    field: &str,
+    issues: &mut Issues<'_>,
+) -> Rate {
+    let per_second = per_second.map_or(default.per_second, |v| *v.get_ref());
+    let burst = match burst {
+        Some(b) if *b.get_ref() == 0 && per_second > 0 => {
+            issues.push(
+                b.span(),
+                field.replace("rate", "burst"),
+                "must be at least 1",
+            );
+            1
+        }
+        Some(b) => *b.get_ref(),
+        None if per_second == default.per_second => default.burst,
+        None => per_second.saturating_mul(2),
+    };
+    Rate { per_second, burst }
+}
+
+/// Resolves each queue's `overflow` by name once every queue is known, and refuses cycles.
+fn overflows(raw: &RawFile, queues: &mut [Queue], issues: &mut Issues<'_>) {
+    for (i, q) in raw.queue.iter().enumerate() {
+        let Some(name) = q.get_ref().overflow.as_ref() else {
+            continue;
+        };
+        let field = format!("queue[{i}].overflow");
+        match queues.iter().position(|x| x.name == name.get_ref().trim()) {
+            Some(j) if j == i => {
+                issues.push(name.span(), field, "a queue cannot overflow to itself")
+            }
+            Some(j) => {
+                if let Some(q) = queues.get_mut(i) {
+                    q.overflow = Some(j);
+                }
+            }
+            None => issues.push(
+                name.span(),
+                field,
+                format!("unknown queue `{}`", name.get_ref()),
+            ),
+        }
+    }
+    for (i, q) in raw.queue.iter().enumerate() {
+        let Some(name) = q.get_ref().overflow.as_ref() else {
+            continue;
+        };
+        // Follow the chain: more steps than queues means it comes back on itself.
+        let mut at = Some(i);
+        let mut path = Vec::new();
+        for _ in 0..=queues.len() {
+            let Some(k) = at else { break };
+            path.push(queues.get(k).map_or("?", |q| q.name.as_str()).to_string());
+            at = queues.get(k).and_then(|q| q.overflow);
+            if at == Some(i) {
+                path.push(queues.get(i).map_or("?", |q| q.name.as_str()).to_string());
+                issues.push(
+                    name.span(),
+                    format!("queue[{i}].overflow"),
+                    format!("overflow cycle: {}", path.join(" -> ")),
+                );
+                break;
+            }
+        }
     }
 }
 
@@ -497,16 +691,37 @@ fn queues(raw: &RawFile, issues: &mut Issues<'_>) -> Vec<Queue> {
                 "a queue needs at least one backend",
             );
         }
+        let mut spans = Vec::new();
+        for h in r.hours.as_ref().map_or(&[][..], |h| h.get_ref().as_slice()) {
+            match Span::parse(h.get_ref()) {
+                Ok(s) => spans.push(s),
+                Err(e) => issues.push(h.span(), format!("queue[{i}].hours"), e.to_string()),
+            }
+        }
+        if let Some(h) = r.hours.as_ref().filter(|h| h.get_ref().is_empty()) {
+            issues.push(
+                h.span(),
+                format!("queue[{i}].hours"),
+                "no periods: leave `hours` out for a queue that always answers",
+            );
+        }
         queues.push(Queue {
             name,
             target,
             backends,
+            overflow: None,
+            hours: Hours::new(spans),
+            probe: r.probe.unwrap_or(true),
         });
     }
     queues
 }
 
-fn trunks(raw: &RawFile, issues: &mut Issues<'_>) -> Vec<Trunk> {
+fn trunks(
+    raw: &RawFile,
+    (default_trunk, default_source): (Rate, Option<Rate>),
+    issues: &mut Issues<'_>,
+) -> Vec<Trunk> {
     let mut trunks: Vec<Trunk> = Vec::new();
     for (i, t) in raw.trunk.iter().enumerate() {
         let r = t.get_ref();
@@ -564,10 +779,26 @@ fn trunks(raw: &RawFile, issues: &mut Issues<'_>) -> Vec<Trunk> {
                         None
                     }
                 });
+        let trunk_rate = rate(
+            (r.rate.as_ref(), r.burst.as_ref()),
+            default_trunk,
+            &format!("trunk[{i}].rate"),
+            issues,
+        );
+        let limits = Limits {
+            trunk: trunk_rate,
+            source: rate(
+                (r.source_rate.as_ref(), r.source_burst.as_ref()),
+                default_source.unwrap_or(trunk_rate),
+                &format!("trunk[{i}].source_rate"),
+                issues,
+            ),
+        };
         trunks.push(Trunk {
             name,
             sources,
             origin_area,
+            limits,
         });
     }
     trunks

@@ -12,6 +12,7 @@ pub mod edit;
 mod fixture;
 pub mod frame;
 pub mod parse;
+pub mod probe;
 pub mod reply;
 
 pub use branch::{hash64, rendezvous, Branch, Key, BRANCH_PREFIX};

@@ -6,17 +6,21 @@
 //! a datagram costs one `recvfrom` and one `sendto`, with no reactor wake-up in between, and any
 //! idle thread takes the next datagram whichever flow it belongs to. TCP runs on tokio.
 
+pub mod probe;
 pub mod tcp;
 pub mod udp;
 
 use crate::clock::{Clock, Stopwatch};
 use crate::config::Snapshot;
+use crate::health::Down;
+use crate::limit::Limiter;
 use crate::peer::{Peer, Transport};
-use crate::proxy;
+use crate::proxy::{self, Conditions, Event};
 use std::io;
 use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// What every receiving task shares: the config, the clock and the ways out.
 pub struct Shared {
@@ -31,6 +35,39 @@ pub struct Shared {
     pub tcp: tcp::Pool,
     /// The runtime TCP connections are spawned on (also from UDP worker threads).
     pub runtime: tokio::runtime::Handle,
+    /// Backends marked down by the prober; replaced whole when one changes state.
+    pub health: watch::Receiver<Arc<Down>>,
+    /// Responses to the prober's OPTIONS, handed to it.
+    pub probe_replies: mpsc::Sender<probe::Reply>,
+    /// Rate limits for new calls, shared by every worker.
+    pub limiter: Limiter,
+    /// Set while the gateway falls behind (see [`udp::Backlog`]): new calls are refused.
+    pub shedding: AtomicBool,
+    /// Monotonic time base for the rate limiter.
+    pub started: Stopwatch,
+}
+
+/// A receiving task's view of the down-set: re-read only when the prober changed it.
+pub struct DownCache {
+    rx: watch::Receiver<Arc<Down>>,
+    current: Arc<Down>,
+}
+
+impl DownCache {
+    /// Starts from the current set.
+    pub fn new(rx: &watch::Receiver<Arc<Down>>) -> DownCache {
+        let mut rx = rx.clone();
+        let current = rx.borrow_and_update().clone();
+        DownCache { rx, current }
+    }
+
+    /// The set to handle the next message with.
+    pub fn get(&mut self) -> &Arc<Down> {
+        if self.rx.has_changed().unwrap_or(false) {
+            self.current = self.rx.borrow_and_update().clone();
+        }
+        &self.current
+    }
 }
 
 /// The process's file-descriptor soft limit (`u64::MAX` when unlimited or unreadable).
@@ -82,6 +119,7 @@ impl SnapshotCache {
 /// its output buffer.
 pub struct Worker {
     cache: SnapshotCache,
+    down: DownCache,
     recorder: crate::metrics::Recorder,
     out: Vec<u8>,
 }
@@ -91,6 +129,7 @@ impl Worker {
     pub fn new(shared: &Shared) -> Worker {
         Worker {
             cache: SnapshotCache::new(&shared.config),
+            down: DownCache::new(&shared.health),
             recorder: crate::metrics::Recorder::default(),
             out: Vec::with_capacity(4096),
         }
@@ -103,13 +142,23 @@ pub fn process(shared: &Arc<Shared>, worker: &mut Worker, bytes: &[u8], from: Pe
     let watch = Stopwatch::start();
     let now = shared.clock.now();
     let snap = worker.cache.get().clone();
+    let down = worker.down.get().clone();
     let out = &mut worker.out;
+    let admit = |i: usize, t: &crate::config::Trunk, ip| {
+        let ns = u64::try_from(shared.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        shared.limiter.admit(i, ip, &t.limits, ns)
+    };
+    let cond = Conditions {
+        down: &down,
+        shedding: snap.overload.shed && shared.shedding.load(Ordering::Relaxed),
+        admit: &admit,
+    };
     // Defence in depth: a bug in the core must cost one message, never a worker. The fuzz and
     // property tests (tests/parse_no_panic.rs, fuzz/) are what keep this from ever firing.
     let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        proxy::handle(bytes, from, &snap, now, out)
+        proxy::handle_with(bytes, from, &snap, &cond, now, out)
     }));
-    let Ok(outcome) = handled else {
+    let Ok(proxy::Handled { outcome, event }) = handled else {
         tracing::error!(from = %from, bytes = bytes.len(), "message handling panicked; dropped");
         crate::metrics::record_internal_error();
         return;
@@ -119,6 +168,9 @@ pub fn process(shared: &Arc<Shared>, worker: &mut Worker, bytes: &[u8], from: Pe
     worker
         .recorder
         .record(Arc::as_ptr(&snap), &outcome.label, now);
+    if let Some(e) = event {
+        on_event(shared, e, from);
+    }
     if let Some(to) = outcome.send {
         let sent = match to.transport {
             Transport::Udp => shared.udp.send_to(out, to.addr).map(|_| ()),
@@ -137,4 +189,24 @@ pub fn process(shared: &Arc<Shared>, worker: &mut Worker, bytes: &[u8], from: Pe
     }
     worker.recorder.record_duration(watch.elapsed());
     tracing::trace!(from = %from, act = outcome.label.act.as_str(), number = outcome.label.number, "handled");
+}
+
+/// Counts (and for probe replies, delivers) what a message did besides its labels.
+fn on_event(shared: &Shared, e: Event<'_>, from: Peer) {
+    match e {
+        Event::ProbeReply { id, status } => {
+            // A full queue means the prober is far behind; a missed reply only delays a change.
+            let _ = shared
+                .probe_replies
+                .try_send(probe::Reply { id, status, from });
+        }
+        Event::Backend503 { queue } => crate::metrics::record_backend_503(queue),
+        Event::Overflow { from, to, why } => crate::metrics::record_overflow(from, to, why),
+        Event::Nowhere { queue, why } => {
+            crate::metrics::record_nowhere(queue, why);
+            tracing::debug!(queue, why = why.as_str(), "no queue can take the call");
+        }
+        Event::Limited { trunk, by } => crate::metrics::record_limited(trunk, by.as_str()),
+        Event::Shed { trunk } => crate::metrics::record_limited(trunk, "shed"),
+    }
 }

@@ -2,6 +2,8 @@
 //! file, and talks to it over real UDP/TCP sockets and its real /metrics endpoint.
 #![allow(clippy::unwrap_used, dead_code)]
 
+pub mod sipp;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -139,9 +141,14 @@ queue = "fuzhou"
 parallel_from = 2025-04-07T00:00:00+08:00
 retired_from = 2025-05-07T00:00:00+08:00
 when_retired = {{ treatment = "route" }}
-"#
+
+{PROBE_OFF}"#
     )
 }
+
+/// The harness's backends are plain sockets (or sipp scenarios) that do not answer OPTIONS, so
+/// its mapping files turn probing off; a test of probing replaces this table.
+pub const PROBE_OFF: &str = "[probe]\nenabled = false\n";
 
 /// A running gateway process.
 pub struct Gateway {
