@@ -170,23 +170,27 @@ pub fn register(snap: &Snapshot, now: SystemTime) {
         } else {
             trunks.clone()
         };
-        let decision = if r.forwarded {
-            Act::Forwarded
-        } else {
-            Act::Replied
+        // A routed call can still be answered here (no backend up, a rate limit, shedding)
+        // and a stranger's INVITE is dropped: register what each can become.
+        let decisions: &[Act] = match (r.number, r.forwarded) {
+            ("other", _) => &[Act::Forwarded, Act::Replied, Act::Dropped],
+            (_, true) => &[Act::Forwarded, Act::Replied],
+            (_, false) => &[Act::Replied],
         };
         for trunk in from {
             counter!(ATTEMPTS, "number" => r.number.to_string(), "queue" => r.queue.to_string(), "trunk" => trunk.to_string()).increment(0);
-            counter!(
-                REQUESTS,
-                "method" => "INVITE",
-                "number" => r.number.to_string(),
-                "queue" => r.queue.to_string(),
-                "trunk" => trunk.to_string(),
-                "phase" => r.phase,
-                "decision" => decision.as_str()
-            )
-            .increment(0);
+            for decision in decisions {
+                counter!(
+                    REQUESTS,
+                    "method" => "INVITE",
+                    "number" => r.number.to_string(),
+                    "queue" => r.queue.to_string(),
+                    "trunk" => trunk.to_string(),
+                    "phase" => r.phase,
+                    "decision" => decision.as_str()
+                )
+                .increment(0);
+            }
         }
         for o in CallOutcome::ALL {
             counter!(OUTCOMES, "number" => r.number.to_string(), "queue" => r.queue.to_string(), "outcome" => o.as_str()).increment(0);

@@ -300,17 +300,27 @@ async fn every_series_any_phase_can_produce_exists_at_zero_from_start_up() {
                 "{treatment} {labels:?}"
             );
         }
-        let retired = [
-            ("method", "INVITE"),
-            ("number", "059185666661"),
-            ("queue", queue),
-            ("phase", "retired"),
-        ];
-        assert_eq!(
-            series(&m, "dualgate_requests_total", &retired).len(),
-            2,
-            "{treatment}: one per trunk\n{m}"
-        );
+        // Forwarded to the announcement (or answered here when no backend is up), or
+        // answered with the redirect / rejection.
+        let decisions: &[&str] = if queue == "announcement" {
+            &["forwarded", "replied"]
+        } else {
+            &["replied"]
+        };
+        for decision in decisions {
+            let retired = [
+                ("method", "INVITE"),
+                ("number", "059185666661"),
+                ("queue", queue),
+                ("phase", "retired"),
+                ("decision", decision),
+            ];
+            assert_eq!(
+                series(&m, "dualgate_requests_total", &retired).len(),
+                2,
+                "{treatment} {decision}: one per trunk\n{m}"
+            );
+        }
         // Strangers' INVITEs are counted as `other` under their own trunk label.
         assert_eq!(
             metric(
