@@ -219,7 +219,7 @@ struct Overrides {
     sip_udp: Option<Option<SocketAddr>>,
     sip_tcp: Option<Option<SocketAddr>>,
     metrics: Option<Option<SocketAddr>>,
-    advertised: Option<(String, u16)>,
+    advertised: Option<dualgate::sip::HostPort>,
     /// The branch key when the file sets none: random, for this process's life (reloads too).
     secret: dualgate::sip::Key,
 }
@@ -240,14 +240,12 @@ impl Overrides {
         let advertised = match args.advertised.as_deref() {
             None => None,
             Some(s) => {
-                let (h, p) = s
-                    .rsplit_once(':')
-                    .ok_or_else(|| anyhow!("--advertised `{s}` is not host:port"))?;
-                Some((
-                    h.to_string(),
-                    p.parse()
-                        .map_err(|_| anyhow!("--advertised `{s}` has a bad port"))?,
-                ))
+                let hp: dualgate::sip::HostPort =
+                    s.parse().map_err(|e| anyhow!("--advertised: {e}"))?;
+                Some(dualgate::sip::HostPort {
+                    port: Some(hp.port_or_default()),
+                    ..hp
+                })
             }
         };
         let mut secret = [0u8; 16];
@@ -272,15 +270,11 @@ impl Overrides {
             );
             g.secret = Some(self.secret);
         }
-        let follows = |a: Option<SocketAddr>, host: &str, port: u16| {
-            a.is_some_and(|a| {
-                a.port() == port
-                    && a.ip().to_string() == host.trim_start_matches('[').trim_end_matches(']')
-            })
-        };
         // An advertised address that was the listen address follows a moved listener.
-        let advertised_follows = follows(g.sip_udp, &g.advertised_host, g.advertised_port)
-            || follows(g.sip_tcp, &g.advertised_host, g.advertised_port);
+        let advertised_follows = [g.sip_udp, g.sip_tcp]
+            .into_iter()
+            .flatten()
+            .any(|a| g.advertised.same(&a.into()));
         if let Some(a) = self.sip_udp {
             g.sip_udp = a;
         }
@@ -290,16 +284,11 @@ impl Overrides {
         if let Some(a) = self.metrics {
             g.metrics = a;
         }
-        if let Some((h, p)) = &self.advertised {
-            g.advertised_host.clone_from(h);
-            g.advertised_port = *p;
+        if let Some(hp) = &self.advertised {
+            g.advertised = hp.clone();
         } else if advertised_follows {
             if let Some(a) = g.sip_udp.or(g.sip_tcp) {
-                g.advertised_host = match a.ip() {
-                    std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-                    v4 => v4.to_string(),
-                };
-                g.advertised_port = a.port();
+                g.advertised = a.into();
             }
         }
         s
@@ -351,7 +340,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             sip_udp = ?g.sip_udp,
             sip_tcp = ?g.sip_tcp,
             metrics = ?g.metrics,
-            advertised = %g.advertised(),
+            advertised = %g.advertised,
             numbers = snap.mappings.numbers().count(),
             "dualgate listening"
         );
@@ -431,7 +420,7 @@ fn check(path: &Path, at: Option<&str>) -> anyhow::Result<ExitCode> {
     let m = &snap.mappings;
     let g = &snap.gateway;
     println!("{}: OK", path.display());
-    println!("\ngateway: sip udp {:?}, tcp {:?}, metrics {:?}, advertised {}, record-route {}, replica {}", g.sip_udp, g.sip_tcp, g.metrics, g.advertised(), g.record_route, g.replica);
+    println!("\ngateway: sip udp {:?}, tcp {:?}, metrics {:?}, advertised {}, record-route {}, replica {}", g.sip_udp, g.sip_tcp, g.metrics, g.advertised, g.record_route, g.replica);
     println!(
         "branch key: {}; strangers: {}; tcp message deadline {:?}, output budget {} bytes per connection",
         if g.secret.is_some() { "configured" } else { "none (random per process: replicas cannot share responses)" },
@@ -550,7 +539,7 @@ fn route(
         format!(
             "sip:{}@{}",
             number.replace(' ', ""),
-            snap.gateway.advertised()
+            snap.gateway.advertised
         )
     };
     println!("at:        {}", fmt_instant(now));

@@ -9,7 +9,9 @@ use crate::limit::Limited;
 use crate::peer::{Peer, Transport};
 use crate::route::{decide, Decision, Facts, RejectReason, Source};
 use crate::sip::parse::param;
-use crate::sip::{self, Branch, HeaderName, Key, Message, Method, RequestEdit, Start, Via};
+use crate::sip::{
+    self, Branch, HeaderName, Host, HostPort, Key, Message, Method, RequestEdit, Start, Uri, Via,
+};
 use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
@@ -386,10 +388,7 @@ impl ReturnHop {
     /// a host and no `received` address: a stateless gateway resolves nothing (RFC 3263).
     fn of(next: &Via<'_>, connection: Option<u16>) -> Option<ReturnHop> {
         let transport = Transport::from_token(next.transport).unwrap_or(Transport::Udp);
-        let ip = next
-            .received
-            .and_then(parse_ip)
-            .or_else(|| parse_ip(next.host))?;
+        let ip = next.received.and_then(ip_of).or_else(|| ip_of(next.host))?;
         // RFC 3581: the source port when the client asked for rport; else the sent-by port.
         let sent_by_port = match next.rport {
             Some(Some(p)) => p,
@@ -461,79 +460,17 @@ fn malformed() -> Label<'static> {
 
 /// Whether a Via entry was written by this gateway.
 fn via_is_ours(v: &Via<'_>, snap: &Snapshot) -> bool {
-    host_port_is_ours(v.host, v.port, snap)
+    v.sent_by().is_some_and(|hp| snap.is_ours(&hp))
 }
 
-fn host_port_is_ours(host: &str, port: Option<u16>, snap: &Snapshot) -> bool {
-    let g = &snap.gateway;
-    let port = port.unwrap_or(5060);
-    if host.eq_ignore_ascii_case(&g.advertised_host) && port == g.advertised_port {
-        return true;
-    }
-    let Some(ip) = parse_ip(host) else {
-        return false;
-    };
-    [g.sip_udp, g.sip_tcp]
-        .into_iter()
-        .flatten()
-        .any(|a| a.ip() == ip && a.port() == port)
-}
-
-fn parse_ip(host: &str) -> Option<IpAddr> {
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .ok()
+/// The IP of a Via host or `received` value (bracketed or bare IPv6).
+fn ip_of(host: &str) -> Option<IpAddr> {
+    Host::parse(host).and_then(|h| h.ip())
 }
 
 /// The params of a Via entry, after its sent-by.
 fn via_params<'a>(v: &Via<'a>) -> &'a str {
     v.raw.find(';').map_or("", |i| &v.raw[i..])
-}
-
-/// `host`, `port`, `transport` of a SIP URI, with or without `<>` and a display name.
-fn uri_target(uri: &str) -> Option<(&str, Option<u16>, Option<Transport>)> {
-    let uri = match (uri.find('<'), uri.rfind('>')) {
-        (Some(a), Some(b)) if a < b => &uri[a + 1..b],
-        _ => uri,
-    };
-    let uri = uri.trim();
-    // `get`, not `[..4]`: a peer's Route may put a multi-byte character across byte 4.
-    let scheme = |p: &str| {
-        uri.get(..p.len())
-            .is_some_and(|x| x.eq_ignore_ascii_case(p))
-    };
-    let rest = if scheme("sip:") {
-        uri.get(4..)?
-    } else if scheme("sips:") {
-        uri.get(5..)?
-    } else {
-        return None;
-    };
-    let rest = rest.split('?').next().unwrap_or(rest);
-    let after_user = rest.rfind('@').map_or(rest, |i| &rest[i + 1..]);
-    let (hostport, params) = after_user.split_once(';').unwrap_or((after_user, ""));
-    let (host, port) = if hostport.starts_with('[') {
-        let close = hostport.find(']')?;
-        let port = hostport[close + 1..].strip_prefix(':');
-        (&hostport[..=close], port)
-    } else {
-        match hostport.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (hostport, None),
-        }
-    };
-    let port = match port {
-        Some(p) => Some(p.parse::<u16>().ok()?),
-        None => None,
-    };
-    let transport = param(params, "transport")
-        .flatten()
-        .and_then(Transport::from_token);
-    if host.is_empty() {
-        return None;
-    }
-    Some((host, port, transport))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -587,7 +524,7 @@ fn request<'s>(
             label,
         };
     };
-    let received = match parse_ip(top.host) {
+    let received = match ip_of(top.host) {
         Some(ip) if ip == from.addr.ip() && top.rport.is_none() => None,
         _ => Some(from.addr.ip()),
     };
@@ -718,15 +655,16 @@ fn request<'s>(
     let ours = msg
         .routes()
         .take(2)
-        .take_while(|r| uri_target(r).is_some_and(|(h, p, _)| host_port_is_ours(h, p, snap)))
+        .take_while(|r| {
+            Uri::parse(r)
+                .and_then(|u| u.host_port)
+                .is_some_and(|hp| snap.is_ours(&hp))
+        })
         .count();
     let ip_target = |u: &str| {
-        uri_target(u).and_then(|(h, p, t)| {
-            Some(Peer {
-                addr: SocketAddr::new(parse_ip(h)?, p.unwrap_or(5060)),
-                transport: t.unwrap_or(Transport::Udp),
-            })
-        })
+        Uri::parse(u)
+            .and_then(|u| u.ip_target())
+            .map(|(addr, transport)| Peer { addr, transport })
     };
     // An in-dialog request sent to the gateway without our Route (a carrier SBC that sends
     // every request of the trunk here) goes to its remote target, when that is a peer we
@@ -734,7 +672,7 @@ fn request<'s>(
     let dialog_target = (ours == 0 && in_dialog)
         .then(|| ip_target(uri))
         .flatten()
-        .filter(|to| !host_port_is_ours(&to.addr.ip().to_string(), Some(to.addr.port()), snap))
+        .filter(|to| !snap.is_ours(&HostPort::from(to.addr)))
         .filter(|to| match source {
             Source::Trunk(_) => snap.is_backend(to.addr.ip()),
             Source::Backend => snap.trunk_for(to.addr.ip()).is_some(),
@@ -1028,11 +966,8 @@ fn backend_uri(user: &str, b: &Backend) -> String {
 fn record_route(snap: &Snapshot, inbound: Transport, outbound: Transport) -> String {
     let g = &snap.gateway;
     let entry = |t: Transport| match t {
-        Transport::Udp => format!("<sip:{}:{};lr>", g.advertised_host, g.advertised_port),
-        Transport::Tcp => format!(
-            "<sip:{}:{};transport=tcp;lr>",
-            g.advertised_host, g.advertised_port
-        ),
+        Transport::Udp => format!("<sip:{};lr>", g.advertised),
+        Transport::Tcp => format!("<sip:{};transport=tcp;lr>", g.advertised),
     };
     if inbound == outbound {
         entry(inbound)
@@ -1059,10 +994,9 @@ fn our_via(
     let g = &snap.gateway;
     let branch = branch.sealed(&key(snap), &sealed_parts(hop, number, queue));
     let mut v = format!(
-        "SIP/2.0/{} {}:{};branch={}",
+        "SIP/2.0/{} {};branch={}",
         transport.as_via(),
-        g.advertised_host,
-        g.advertised_port,
+        g.advertised,
         branch.to_param()
     );
     if let Some(n) = number {
@@ -1085,10 +1019,7 @@ fn legacy_marks(
     request_uri: &str,
 ) -> Vec<(&'static str, String)> {
     let g = &snap.gateway;
-    let dialled = format!(
-        "<sip:{number}@{}:{};user=phone>",
-        g.advertised_host, g.advertised_port
-    );
+    let dialled = format!("<sip:{number}@{};user=phone>", g.advertised);
     let mut marks = Vec::with_capacity(3);
     if g.history_info {
         let last = msg
@@ -1218,36 +1149,6 @@ fn response<'s>(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn uri_targets_read_host_port_and_transport() {
-        let cases = [
-            (
-                "<sip:127.0.0.1:5060;lr>",
-                Some(("127.0.0.1", Some(5060), None)),
-            ),
-            (
-                "<sip:gw.example;transport=tcp;lr>",
-                Some(("gw.example", None, Some(Transport::Tcp))),
-            ),
-            (
-                "\"x\" <sip:queue@[::1]:5091;transport=TCP>",
-                Some(("[::1]", Some(5091), Some(Transport::Tcp))),
-            ),
-            (
-                "sip:13800000000@10.0.0.1:5061",
-                Some(("10.0.0.1", Some(5061), None)),
-            ),
-            ("tel:+8612356", None),
-            ("电话", None),
-            ("sip电话@x", None),
-            ("sips:电话@[::1]", Some(("[::1]", None, None))),
-            ("sip:@", None),
-        ];
-        for (uri, want) in cases {
-            assert_eq!(uri_target(uri), want, "{uri}");
-        }
-    }
 
     const MAPPINGS: &str = r#"
 [gateway]

@@ -302,10 +302,7 @@ fn legacy<'s>(l: &'s Legacy, phase: Phase<'s>, snap: &'s Snapshot) -> Routed<'s>
                 .area(&m.areas)
                 .map_or(m.new_number.as_str(), |a| a.new_number.as_str());
             let g = &snap.gateway;
-            let contact = format!(
-                "<sip:{area}@{}:{};user=phone>",
-                g.advertised_host, g.advertised_port
-            );
+            let contact = format!("<sip:{area}@{};user=phone>", g.advertised);
             let reason = if *status == 301 {
                 "Moved Permanently"
             } else {

@@ -16,7 +16,7 @@ use crate::limit::Limits;
 use crate::mapping::Mappings;
 use crate::number::AreaCode;
 use crate::peer::Transport;
-use crate::sip::Key;
+use crate::sip::{HostPort, Key};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -74,10 +74,8 @@ pub struct Gateway {
     pub sip_tcp: Option<SocketAddr>,
     /// Prometheus listen address, if metrics are served.
     pub metrics: Option<SocketAddr>,
-    /// Host written in the gateway's Via and Record-Route.
-    pub advertised_host: String,
-    /// Port written in the gateway's Via and Record-Route.
-    pub advertised_port: u16,
+    /// `host:port` written in the gateway's Via and Record-Route (its port always set).
+    pub advertised: HostPort,
     /// Insert a Record-Route on dialog-creating requests.
     pub record_route: bool,
     /// Mark legacy calls with History-Info (RFC 7044).
@@ -117,13 +115,6 @@ impl Default for TcpLimits {
             output_budget: 1 << 20,
             max_per_source: None,
         }
-    }
-}
-
-impl Gateway {
-    /// `host:port` as advertised.
-    pub fn advertised(&self) -> String {
-        format!("{}:{}", self.advertised_host, self.advertised_port)
     }
 }
 
@@ -186,6 +177,17 @@ impl Snapshot {
             .iter()
             .flat_map(|q| &q.backends)
             .any(|b| cidr::canonical_ip(b.addr.ip()) == ip)
+    }
+
+    /// Whether `hp` names this gateway: its advertised address, or a listen address (an IP
+    /// sent-by or Route a peer wrote from the socket it reached). The one place that decides.
+    pub fn is_ours(&self, hp: &HostPort) -> bool {
+        let g = &self.gateway;
+        hp.same(&g.advertised)
+            || [g.sip_udp, g.sip_tcp]
+                .into_iter()
+                .flatten()
+                .any(|a| hp.same(&HostPort::from(a)))
     }
 
     /// The position of a trunk of this snapshot (its rate-limit bucket).

@@ -13,8 +13,8 @@ use crate::limit::{Limits, Rate};
 use crate::mapping::{Area, Legacy, Mappings};
 use crate::number::{normalize, AreaCode, Dialling};
 use crate::peer::Transport;
-use crate::sip::Key;
-use std::net::{IpAddr, SocketAddr};
+use crate::sip::{HostPort, Key, Scheme, Uri};
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::Path;
 use std::str::FromStr;
@@ -446,19 +446,22 @@ fn gateway(path: &Path, raw: &RawFile, issues: &mut Issues<'_>) -> Gateway {
     let listen = sip_udp
         .or(sip_tcp)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
-    let (advertised_host, advertised_port) = match g.and_then(|g| g.advertised.as_ref()) {
-        Some(a) => match split_host_port(a.get_ref().trim()) {
-            Some((h, p)) => (h.to_string(), p.unwrap_or(5060)),
+    let advertised = match g.and_then(|g| g.advertised.as_ref()) {
+        Some(a) => match HostPort::parse(a.get_ref().trim()) {
+            Some(hp) => HostPort {
+                port: Some(hp.port_or_default()),
+                ..hp
+            },
             None => {
                 issues.push(
                     a.span(),
                     "gateway.advertised",
                     format!("`{}` is not host[:port]", a.get_ref()),
                 );
-                (String::new(), 0)
+                HostPort::from(listen)
             }
         },
-        None => (host_of(listen.ip()), listen.port()),
+        None => HostPort::from(listen),
     };
     let mut history_info = true;
     let mut diversion = false;
@@ -476,10 +479,9 @@ fn gateway(path: &Path, raw: &RawFile, issues: &mut Issues<'_>) -> Gateway {
             }
         }
     }
-    let replica = g.and_then(|g| g.replica.as_ref()).map_or_else(
-        || format!("{advertised_host}:{advertised_port}"),
-        |r| r.get_ref().clone(),
-    );
+    let replica = g
+        .and_then(|g| g.replica.as_ref())
+        .map_or_else(|| advertised.to_string(), |r| r.get_ref().clone());
     let secret = g.and_then(|g| g.secret.as_ref()).and_then(|s| {
         let key = Key::from_hex(s.get_ref().trim());
         if key.is_none() {
@@ -509,8 +511,7 @@ fn gateway(path: &Path, raw: &RawFile, issues: &mut Issues<'_>) -> Gateway {
         sip_udp,
         sip_tcp,
         metrics,
-        advertised_host,
-        advertised_port,
+        advertised,
         record_route: g.and_then(|g| g.record_route).unwrap_or(true),
         history_info,
         diversion,
@@ -558,63 +559,30 @@ fn tcp_limits(raw: &RawFile, issues: &mut Issues<'_>) -> TcpLimits {
     limits
 }
 
-fn host_of(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(a) => a.to_string(),
-        IpAddr::V6(a) => format!("[{a}]"),
-    }
-}
-
-/// `host`, `host:port`, `[v6]`, `[v6]:port`.
-fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
-    if s.is_empty() {
-        return None;
-    }
-    let (host, port) = if s.starts_with('[') {
-        let close = s.find(']')?;
-        let rest = &s[close + 1..];
-        (
-            &s[..=close],
-            if rest.is_empty() {
-                None
-            } else {
-                Some(rest.strip_prefix(':')?)
-            },
-        )
-    } else {
-        match s.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (s, None),
-        }
-    };
-    let port = match port {
-        Some(p) => Some(p.parse::<u16>().ok()?),
-        None => None,
-    };
-    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '@' || c == ';') {
-        return None;
-    }
-    Some((host, port))
-}
-
 /// A backend URI: `sip:IP[:PORT][;transport=udp|tcp]`. Hosts must be IP literals: a stateless
 /// gateway resolves nothing per message.
 fn backend(uri: &str) -> Result<Backend, String> {
-    let rest = uri.strip_prefix("sip:").ok_or_else(|| {
-        format!("`{uri}` is not a sip: URI (e.g. \"sip:10.0.0.5:5060;transport=udp\")")
-    })?;
-    if rest.contains('@') {
+    let parsed = Uri::parse(uri.trim())
+        .filter(|u| u.scheme == Scheme::Sip && !uri.contains('<'))
+        .ok_or_else(|| {
+            format!("`{uri}` is not a sip: URI (e.g. \"sip:10.0.0.5:5060;transport=udp\")")
+        })?;
+    if parsed.user.is_some() {
         return Err(format!(
             "`{uri}` has a user part; the queue's `target` supplies it"
         ));
     }
-    let (hostport, params) = rest.split_once(';').unwrap_or((rest, ""));
-    let (host, port) =
-        split_host_port(hostport).ok_or_else(|| format!("`{uri}` has no valid host:port"))?;
-    let ip = IpAddr::from_str(host.trim_start_matches('[').trim_end_matches(']'))
-        .map_err(|_| format!("`{host}` is not an IP address (backends are IP literals; no DNS)"))?;
+    let Some(host_port) = parsed.host_port.as_ref() else {
+        return Err(format!("`{uri}` has no valid host:port"));
+    };
+    let Some(addr) = host_port.socket_addr() else {
+        return Err(format!(
+            "`{}` is not an IP address (backends are IP literals; no DNS)",
+            host_port.host
+        ));
+    };
     let mut transport = Transport::Udp;
-    for p in params.split(';').filter(|p| !p.is_empty()) {
+    for p in parsed.params.split(';').filter(|p| !p.is_empty()) {
         match p.split_once('=') {
             Some((k, v)) if k.eq_ignore_ascii_case("transport") => {
                 transport = Transport::from_token(v)
@@ -623,7 +591,6 @@ fn backend(uri: &str) -> Result<Backend, String> {
             _ => return Err(format!("unknown URI parameter `{p}` in `{uri}`")),
         }
     }
-    let addr = SocketAddr::new(ip, port.unwrap_or(5060));
     Ok(Backend {
         uri: uri.to_string(),
         addr,
@@ -1136,20 +1103,5 @@ mod tests {
             .unwrap_err()
             .contains("sctp"));
         assert!(backend("http://10.0.0.1").is_err());
-    }
-
-    #[test]
-    fn host_port_splits_v4_v6_and_names() {
-        assert_eq!(
-            split_host_port("gw.example:5070"),
-            Some(("gw.example", Some(5070)))
-        );
-        assert_eq!(
-            split_host_port("[2001:db8::1]:5060"),
-            Some(("[2001:db8::1]", Some(5060)))
-        );
-        assert_eq!(split_host_port("10.0.0.1"), Some(("10.0.0.1", None)));
-        assert_eq!(split_host_port("10.0.0.1:x"), None);
-        assert_eq!(split_host_port(""), None);
     }
 }

@@ -14,6 +14,7 @@ pub mod frame;
 pub mod parse;
 pub mod probe;
 pub mod reply;
+pub mod uri;
 
 pub use branch::{hash64, rendezvous, Branch, Key, BRANCH_PREFIX};
 pub use edit::{forward_request, forward_response, stamp_via, RequestEdit};
@@ -23,3 +24,4 @@ pub use parse::{
     ParseError, Start, Via,
 };
 pub use reply::{reply, Reply};
+pub use uri::{Host, HostPort, Scheme, Uri};

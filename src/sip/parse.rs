@@ -132,6 +132,16 @@ pub struct Via<'a> {
     pub raw: &'a str,
 }
 
+impl Via<'_> {
+    /// The sent-by as a [`HostPort`](super::HostPort); `None` when its host is not one.
+    pub fn sent_by(&self) -> Option<super::HostPort> {
+        Some(super::HostPort {
+            host: super::Host::parse(self.host)?,
+            port: self.port,
+        })
+    }
+}
+
 /// Why bytes are not a SIP message.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ParseError {

@@ -167,7 +167,8 @@ fn observe(t: &mut Target, p: Probe, policy: &health::Policy) -> bool {
 
 fn send(shared: &Arc<Shared>, snap: &Snapshot, t: &Target, id: u64) {
     let (addr, transport) = t.key;
-    let bytes = crate::sip::probe::options(&snap.gateway.advertised(), addr, transport, id);
+    let bytes =
+        crate::sip::probe::options(&snap.gateway.advertised.to_string(), addr, transport, id);
     let queue = t.labels.first().map_or("none", |(q, _)| q.as_str());
     let sent = match transport {
         Transport::Udp => shared.udp.send_to(&bytes, addr).map(|_| ()),

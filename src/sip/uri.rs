@@ -1,0 +1,416 @@
+//! SIP and tel URIs and `host[:port]`, parsed once, here, for every caller: routing (Route and
+//! Request-URI targets), number normalization (the user part), config validation (backend
+//! URIs, the advertised address) and the CLI. IPv6 brackets are added and removed in this module
+//! only. No I/O here.
+
+use crate::peer::Transport;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+use super::parse::param;
+
+/// The default SIP port (RFC 3261 §19.1.2).
+pub const DEFAULT_PORT: u16 = 5060;
+
+/// A host: an IP literal or a name (never resolved here).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// An IPv4 or IPv6 literal.
+    Ip(IpAddr),
+    /// A host name, as written.
+    Name(String),
+}
+
+impl Host {
+    /// Parses `1.2.3.4`, `[::1]` (or bare `::1`) or a name; `None` for an empty host or one
+    /// with characters no host has.
+    pub fn parse(s: &str) -> Option<Host> {
+        if let Some(inner) = s.strip_prefix('[') {
+            return inner
+                .strip_suffix(']')
+                .and_then(|v6| v6.parse().ok())
+                .map(Host::Ip);
+        }
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Some(Host::Ip(ip));
+        }
+        let ok = !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+        ok.then(|| Host::Name(s.to_string()))
+    }
+
+    /// The IP literal, if it is one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Host::Ip(ip) => Some(*ip),
+            Host::Name(_) => None,
+        }
+    }
+
+    /// Whether two hosts are the same: IPs by value (an IPv4-mapped IPv6 equals its IPv4),
+    /// names without regard to case.
+    pub fn same(&self, other: &Host) -> bool {
+        match (self, other) {
+            (Host::Ip(a), Host::Ip(b)) => a.to_canonical() == b.to_canonical(),
+            (Host::Name(a), Host::Name(b)) => a.eq_ignore_ascii_case(b),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ip(IpAddr::V6(a)) => write!(f, "[{a}]"),
+            Host::Ip(IpAddr::V4(a)) => write!(f, "{a}"),
+            Host::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// `host[:port]` as in a Via sent-by, a URI or the advertised address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    /// The host.
+    pub host: Host,
+    /// The port, when written.
+    pub port: Option<u16>,
+}
+
+/// Why a `host[:port]` or URI is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{input}` is not host[:port] (IPv6 in brackets: [2001:db8::1]:5060)")]
+pub struct HostPortError {
+    /// What was given.
+    pub input: String,
+}
+
+impl HostPort {
+    /// Parses `host`, `host:port`, `[v6]`, `[v6]:port`; a port must be 1..=65535.
+    pub fn parse(s: &str) -> Option<HostPort> {
+        let (host, port) = match s.strip_prefix('[') {
+            Some(_) => {
+                let close = s.find(']')?;
+                let rest = s.get(close + 1..)?;
+                let port = match rest {
+                    "" => None,
+                    r => Some(r.strip_prefix(':')?),
+                };
+                (s.get(..=close)?, port)
+            }
+            None => match s.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (s, None),
+            },
+        };
+        let port = match port {
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                Some(p.parse::<u16>().ok().filter(|p| *p > 0)?)
+            }
+            Some(_) => return None,
+            None => None,
+        };
+        Some(HostPort {
+            host: Host::parse(host)?,
+            port,
+        })
+    }
+
+    /// The address of an IP host (port 5060 when none is written); `None` for a name.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        Some(SocketAddr::new(
+            self.host.ip()?,
+            self.port.unwrap_or(DEFAULT_PORT),
+        ))
+    }
+
+    /// The port, 5060 when none is written.
+    pub fn port_or_default(&self) -> u16 {
+        self.port.unwrap_or(DEFAULT_PORT)
+    }
+
+    /// Whether `self` and `other` name the same place (default ports filled in).
+    pub fn same(&self, other: &HostPort) -> bool {
+        self.host.same(&other.host) && self.port_or_default() == other.port_or_default()
+    }
+}
+
+impl From<SocketAddr> for HostPort {
+    fn from(a: SocketAddr) -> HostPort {
+        HostPort {
+            host: Host::Ip(a.ip()),
+            port: Some(a.port()),
+        }
+    }
+}
+
+impl FromStr for HostPort {
+    type Err = HostPortError;
+
+    fn from_str(s: &str) -> Result<HostPort, HostPortError> {
+        HostPort::parse(s).ok_or_else(|| HostPortError {
+            input: s.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(p) => write!(f, "{}:{p}", self.host),
+            None => write!(f, "{}", self.host),
+        }
+    }
+}
+
+/// A URI scheme dualgate reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `sip:`
+    Sip,
+    /// `sips:`
+    Sips,
+    /// `tel:` (RFC 3966)
+    Tel,
+}
+
+/// A `sip:`, `sips:` or `tel:` URI, borrowed from the text it was parsed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uri<'a> {
+    /// The scheme.
+    pub scheme: Scheme,
+    /// The user part without password (`sip:USER@host`), or a tel URI's number; it may carry
+    /// `;user-params` (RFC 3261 §19.1.1).
+    pub user: Option<&'a str>,
+    /// Where a sip/sips URI points; `None` for tel.
+    pub host_port: Option<HostPort>,
+    /// The URI parameters after the host (sip) or the number (tel), without the leading `;`.
+    pub params: &'a str,
+}
+
+impl<'a> Uri<'a> {
+    /// Parses a URI, bare or as a name-addr (`"Name" <sip:...>`); headers (`?...`) are
+    /// ignored. `None` when it is not a sip/sips/tel URI or a sip URI has no valid host.
+    pub fn parse(text: &'a str) -> Option<Uri<'a>> {
+        let uri = match (text.find('<'), text.rfind('>')) {
+            (Some(a), Some(b)) if a < b => text.get(a + 1..b)?,
+            _ => text,
+        }
+        .trim();
+        // `get`, not `[..4]`: a peer's URI may put a multi-byte character across byte 4.
+        let scheme_is = |p: &str| {
+            uri.get(..p.len())
+                .is_some_and(|x| x.eq_ignore_ascii_case(p))
+        };
+        let (scheme, rest) = if scheme_is("sip:") {
+            (Scheme::Sip, uri.get(4..)?)
+        } else if scheme_is("sips:") {
+            (Scheme::Sips, uri.get(5..)?)
+        } else if scheme_is("tel:") {
+            (Scheme::Tel, uri.get(4..)?)
+        } else {
+            return None;
+        };
+        let rest = rest.split('?').next().unwrap_or(rest);
+        if scheme == Scheme::Tel {
+            let (number, params) = rest.split_once(';').unwrap_or((rest, ""));
+            return Some(Uri {
+                scheme,
+                user: Some(number),
+                host_port: None,
+                params,
+            });
+        }
+        let (user, after_user) = match rest.rfind('@') {
+            Some(i) => {
+                let userinfo = rest.get(..i)?;
+                // RFC 3261 §19.1.1: userinfo = user [":" password].
+                (
+                    Some(userinfo.split(':').next().unwrap_or(userinfo)),
+                    rest.get(i + 1..)?,
+                )
+            }
+            None => (None, rest),
+        };
+        let (host_port, params) = after_user.split_once(';').unwrap_or((after_user, ""));
+        Some(Uri {
+            scheme,
+            user,
+            host_port: Some(HostPort::parse(host_port)?),
+            params,
+        })
+    }
+
+    /// The value of URI parameter `name`: `Some(None)` when present without a value.
+    pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
+        param(self.params, name)
+    }
+
+    /// The `transport` parameter, when it names one dualgate speaks.
+    pub fn transport(&self) -> Option<Transport> {
+        self.param("transport")
+            .flatten()
+            .and_then(Transport::from_token)
+    }
+
+    /// Where a sip/sips URI with an IP host sends to: its address (port 5060 by default) and
+    /// transport (UDP by default).
+    pub fn ip_target(&self) -> Option<(SocketAddr, Transport)> {
+        Some((
+            self.host_port.as_ref()?.socket_addr()?,
+            self.transport().unwrap_or(Transport::Udp),
+        ))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ports_parse_and_print_with_brackets_only_for_ipv6() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("127.0.0.1:5060", Some("127.0.0.1:5060")),
+            ("127.0.0.1", Some("127.0.0.1")),
+            ("[::1]:5091", Some("[::1]:5091")),
+            ("[::1]", Some("[::1]")),
+            ("gw.example:5061", Some("gw.example:5061")),
+            ("GW.example", Some("GW.example")),
+            ("", None),
+            (":5060", None),
+            ("h:0", None),
+            ("h:65536", None),
+            ("h:x", None),
+            ("h:", None),
+            ("h:+80", None),
+            ("[::1", None),
+            ("[::1]x", None),
+            ("::1", None), // bare IPv6 with a port is ambiguous: brackets required
+            ("a b", None),
+            ("u@h", None),
+        ];
+        for (input, want) in cases {
+            let got = HostPort::parse(input).map(|h| h.to_string());
+            assert_eq!(got.as_deref(), *want, "{input}");
+        }
+        assert_eq!(
+            HostPort::parse("[::1]:5091").unwrap().socket_addr(),
+            Some("[::1]:5091".parse().unwrap())
+        );
+        assert_eq!(
+            HostPort::parse("10.0.0.1").unwrap().socket_addr(),
+            Some("10.0.0.1:5060".parse().unwrap())
+        );
+        assert_eq!(HostPort::parse("gw").unwrap().socket_addr(), None);
+        assert!("bad host".parse::<HostPort>().is_err());
+        // Moved from the config validator's own host:port splitter, which this replaces.
+        let split = |s: &str| HostPort::parse(s).map(|h| (h.host.to_string(), h.port));
+        assert_eq!(
+            split("gw.example:5070"),
+            Some(("gw.example".to_string(), Some(5070)))
+        );
+        assert_eq!(
+            split("[2001:db8::1]:5060"),
+            Some(("[2001:db8::1]".to_string(), Some(5060)))
+        );
+        assert_eq!(split("10.0.0.1"), Some(("10.0.0.1".to_string(), None)));
+        assert_eq!(split("10.0.0.1:x"), None);
+        assert_eq!(split(""), None);
+    }
+
+    #[test]
+    fn same_host_port_ignores_case_default_ports_and_mapped_ipv4() {
+        let hp = |s: &str| HostPort::parse(s).unwrap();
+        assert!(hp("GW.example").same(&hp("gw.example:5060")));
+        assert!(!hp("gw.example:5061").same(&hp("gw.example")));
+        assert!(
+            HostPort::from("[::ffff:10.0.0.1]:5060".parse::<SocketAddr>().unwrap())
+                .same(&hp("10.0.0.1"))
+        );
+        assert!(!hp("10.0.0.1").same(&hp("gw.example")));
+    }
+
+    #[test]
+    fn uris_give_user_host_port_params_and_transport() {
+        let u = Uri::parse("\"x\" <sip:queue@[::1]:5091;transport=TCP;lr>").unwrap();
+        assert_eq!(u.scheme, Scheme::Sip);
+        assert_eq!(u.user, Some("queue"));
+        assert_eq!(u.host_port.as_ref().unwrap().to_string(), "[::1]:5091");
+        assert_eq!(u.transport(), Some(Transport::Tcp));
+        assert_eq!(u.param("lr"), Some(None));
+        assert_eq!(
+            u.ip_target(),
+            Some(("[::1]:5091".parse().unwrap(), Transport::Tcp))
+        );
+        let u = Uri::parse("SIPS:+8659185666661:secret@gw.example;user=phone?X=1").unwrap();
+        assert_eq!(
+            (u.scheme, u.user, u.params),
+            (Scheme::Sips, Some("+8659185666661"), "user=phone")
+        );
+        assert_eq!(u.ip_target(), None, "a name is not resolved");
+        let u = Uri::parse("tel:85666661;phone-context=+86-591").unwrap();
+        assert_eq!(
+            (u.scheme, u.user, u.params, u.host_port),
+            (Scheme::Tel, Some("85666661"), "phone-context=+86-591", None)
+        );
+        let u = Uri::parse("sip:127.0.0.1:5060;lr").unwrap();
+        assert_eq!(u.user, None);
+        // Moved from the proxy's own URI reader, which this replaces: (host, port, transport).
+        let target = |s: &str| {
+            Uri::parse(s).and_then(|u| {
+                let t = u.transport();
+                u.host_port.map(|hp| (hp.host.to_string(), hp.port, t))
+            })
+        };
+        let cases: &[(&str, Option<(&str, Option<u16>, Option<Transport>)>)] = &[
+            (
+                "<sip:127.0.0.1:5060;lr>",
+                Some(("127.0.0.1", Some(5060), None)),
+            ),
+            (
+                "<sip:gw.example;transport=tcp;lr>",
+                Some(("gw.example", None, Some(Transport::Tcp))),
+            ),
+            (
+                "\"x\" <sip:queue@[::1]:5091;transport=TCP>",
+                Some(("[::1]", Some(5091), Some(Transport::Tcp))),
+            ),
+            (
+                "sip:13800000000@10.0.0.1:5061",
+                Some(("10.0.0.1", Some(5061), None)),
+            ),
+            ("tel:+8612356", None),
+            ("电话", None),
+            ("sip电话@x", None),
+            ("sips:电话@[::1]", Some(("[::1]", None, None))),
+            ("sip:@", None),
+        ];
+        for (uri, want) in cases {
+            let want = want.map(|(h, p, t)| (h.to_string(), p, t));
+            assert_eq!(target(uri), want, "{uri}");
+        }
+        for bad in [
+            "",
+            "http://x",
+            "sip:",
+            "sip:@",
+            "sip:u@",
+            "电话",
+            "sip电话@x",
+            "sip:a b",
+        ] {
+            assert_eq!(Uri::parse(bad), None, "{bad}");
+        }
+        assert_eq!(
+            Uri::parse("sips:电话@[::1]")
+                .unwrap()
+                .host_port
+                .unwrap()
+                .to_string(),
+            "[::1]"
+        );
+    }
+}
