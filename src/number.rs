@@ -16,6 +16,7 @@
 //! `0` + mobile (`013800000000`, the old long-distance prefix for mobiles) and a trunk `0` kept
 //! after `+86` (`+86059185666661`).
 
+use crate::sip::{Scheme, Uri};
 use std::fmt;
 
 use thiserror::Error;
@@ -185,36 +186,41 @@ pub fn normalize(input: &str, dialling: &Dialling) -> Result<Dialled, NumberErro
 /// Byte range `start..end` of `input`.
 type Span = (usize, usize);
 
-/// Finds the number and its parameters (`;...`, may be empty) in a URI or bare number.
+/// Finds the number and its parameters (`;...`, may be empty) in a URI or bare number. URIs
+/// are read by [`Uri::parse`]; the spans are byte ranges of `input`, for error offsets.
 fn locate(input: &str) -> Result<(Span, Span), NumberError> {
     let trimmed = input.trim();
     let start = input.len() - input.trim_start().len();
     let end = start + trimmed.len();
-    let b = trimmed.as_bytes();
-    let has = |scheme: &[u8]| {
-        b.get(..scheme.len())
+    let span_of = |part: &str| {
+        let at = (part.as_ptr() as usize).saturating_sub(input.as_ptr() as usize);
+        (at, at + part.len())
+    };
+    let has = |scheme: &str| {
+        trimmed
+            .get(..scheme.len())
             .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
     };
-    let sip_body = if has(b"sip:") {
-        Some(start + 4)
-    } else if has(b"sips:") {
-        Some(start + 5)
-    } else {
-        None
-    };
-    let Some(body) = sip_body else {
-        let body = if has(b"tel:") { start + 4 } else { start };
-        return Ok(split_params(input, (body, end)));
-    };
-    // RFC 3261 §19.1.1: userinfo = user [":" password] "@"; the user may carry ";params".
-    let rest = input.get(body..end).unwrap_or("");
-    let userinfo = rest.find('@').ok_or(NumberError::NoUser)?;
-    let user = rest.get(..userinfo).unwrap_or("");
-    let user_end = body + user.find(':').unwrap_or(user.len());
-    if user_end == body {
-        return Err(NumberError::NoUser);
+    match Uri::parse(trimmed) {
+        Some(Uri {
+            scheme: Scheme::Tel,
+            user: Some(number),
+            params,
+            ..
+        }) => {
+            let (n, p) = (span_of(number), span_of(params));
+            // No parameters: an empty span at the end of the number.
+            Ok((n, if params.is_empty() { (n.1, n.1) } else { p }))
+        }
+        // RFC 3261 §19.1.1: the user may carry ";params".
+        Some(Uri {
+            user: Some(user), ..
+        }) if !user.is_empty() => Ok(split_params(input, span_of(user))),
+        Some(_) => Err(NumberError::NoUser),
+        // A sip/sips URI the URI reader refuses names no number.
+        None if has("sip:") || has("sips:") => Err(NumberError::NoUser),
+        None => Ok(split_params(input, (start, end))),
     }
-    Ok(split_params(input, (body, user_end)))
 }
 
 /// Splits `number;params` at the first `;`.
