@@ -609,16 +609,19 @@ fn route(
         Decision::Reply {
             status,
             reason,
-            reason_header,
-            contact,
+            cause,
+            redirect_to,
             ..
         } => {
             println!("decision:  answer {status} {reason}");
-            if let Some(r) = reason_header {
-                println!("           Reason: {r}");
+            if let Some(c) = cause {
+                println!("           Reason: {}", dualgate::sip::header::reason(&c));
             }
-            if let Some(c) = contact {
-                println!("           Contact: {c}");
+            if let Some(n) = redirect_to {
+                println!(
+                    "           Contact: {}",
+                    dualgate::sip::header::contact(n, &snap.gateway.advertised)
+                );
             }
         }
     }

@@ -5,7 +5,7 @@ use crate::calendar::{phase_at, Phase, Treatment};
 use crate::config::{Snapshot, Trunk};
 use crate::mapping::{Area, Entry, Legacy};
 use crate::number::{normalize, Dialling};
-use crate::sip::Method;
+use crate::sip::{Cause, Method, Q850};
 use std::borrow::Cow;
 use std::time::SystemTime;
 
@@ -131,11 +131,11 @@ pub enum Decision<'s> {
         /// Status code.
         status: u16,
         /// Reason phrase.
-        reason: Cow<'static, str>,
-        /// Value of a Reason header (RFC 3326), if any.
-        reason_header: Option<String>,
-        /// Value of a Contact header (redirects), if any.
-        contact: Option<String>,
+        reason: Cow<'s, str>,
+        /// Why, as a Reason header (RFC 3326), if any.
+        cause: Option<Cause<'s>>,
+        /// For a redirect: the number to dial instead (its Contact points at the gateway).
+        redirect_to: Option<&'s str>,
         /// Why, when it is a refusal.
         reject: Option<RejectReason>,
     },
@@ -155,17 +155,17 @@ pub struct Routed<'s> {
     pub phase: &'static str,
 }
 
-fn reply(
+fn reply<'s>(
     status: u16,
     reason: &'static str,
-    reason_header: Option<String>,
+    cause: Option<Cause<'s>>,
     reject: Option<RejectReason>,
-) -> Decision<'static> {
+) -> Decision<'s> {
     Decision::Reply {
         status,
         reason: Cow::Borrowed(reason),
-        reason_header,
-        contact: None,
+        cause,
+        redirect_to: None,
         reject,
     }
 }
@@ -178,7 +178,10 @@ pub fn decide<'s>(f: &Facts<'_, 's>, snap: &'s Snapshot, now: SystemTime) -> Rou
             return unrouted(reply(
                 403,
                 "Forbidden",
-                Some("SIP;cause=403;text=\"source is not a configured trunk\"".into()),
+                Some(Cause::Sip {
+                    status: 403,
+                    text: "source is not a configured trunk".into(),
+                }),
                 Some(RejectReason::UnknownSource),
             ));
         }
@@ -199,7 +202,7 @@ pub fn decide<'s>(f: &Facts<'_, 's>, snap: &'s Snapshot, now: SystemTime) -> Rou
         return unrouted(reply(
             404,
             "Not Found",
-            Some(UNALLOCATED.into()),
+            Some(UNALLOCATED),
             Some(RejectReason::UnknownNumber),
         ));
     };
@@ -208,7 +211,7 @@ pub fn decide<'s>(f: &Facts<'_, 's>, snap: &'s Snapshot, now: SystemTime) -> Rou
         return unrouted(reply(
             404,
             "Not Found",
-            Some(UNALLOCATED.into()),
+            Some(UNALLOCATED),
             Some(RejectReason::UnknownNumber),
         ));
     };
@@ -237,21 +240,21 @@ fn new_number<'s>(area: Option<&'s Area>, launched: bool, snap: &'s Snapshot) ->
             ..unrouted(reply(
                 404,
                 "Not Found",
-                Some(UNALLOCATED.into()),
+                Some(UNALLOCATED),
                 Some(RejectReason::UnknownNumber),
             ))
         };
     };
     if !launched {
-        let text = format!(
-            "SIP;cause=404;text=\"{} is not yet in service in this area\"",
-            m.new_number
-        );
+        let cause = Cause::Sip {
+            status: 404,
+            text: format!("{} is not yet in service in this area", m.new_number).into(),
+        };
         return Routed {
             decision: reply(
                 404,
                 "Not Found",
-                Some(text),
+                Some(cause),
                 Some(RejectReason::NotLaunched),
             ),
             number,
@@ -301,8 +304,6 @@ fn legacy<'s>(l: &'s Legacy, phase: Phase<'s>, snap: &'s Snapshot) -> Routed<'s>
             let area = l
                 .area(&m.areas)
                 .map_or(m.new_number.as_str(), |a| a.new_number.as_str());
-            let g = &snap.gateway;
-            let contact = format!("<sip:{area}@{};user=phone>", g.advertised);
             let reason = if *status == 301 {
                 "Moved Permanently"
             } else {
@@ -311,11 +312,11 @@ fn legacy<'s>(l: &'s Legacy, phase: Phase<'s>, snap: &'s Snapshot) -> Routed<'s>
             let decision = Decision::Reply {
                 status: *status,
                 reason: Cow::Borrowed(reason),
-                reason_header: Some(format!(
-                    "SIP;cause={status};text=\"number changed to {}\"",
-                    m.new_number
-                )),
-                contact: Some(contact),
+                cause: Some(Cause::Sip {
+                    status: *status,
+                    text: format!("number changed to {}", m.new_number).into(),
+                }),
+                redirect_to: Some(area),
                 reject: None,
             };
             Routed {
@@ -328,9 +329,12 @@ fn legacy<'s>(l: &'s Legacy, phase: Phase<'s>, snap: &'s Snapshot) -> Routed<'s>
         Phase::Retired(Treatment::Reject { status, reason }) => {
             let decision = Decision::Reply {
                 status: *status,
-                reason: Cow::Owned(reason.clone()),
-                reason_header: Some(format!("SIP;cause={status};text=\"{reason}\"")),
-                contact: None,
+                reason: Cow::Borrowed(reason.as_str()),
+                cause: Some(Cause::Sip {
+                    status: *status,
+                    text: Cow::Borrowed(reason.as_str()),
+                }),
+                redirect_to: None,
                 reject: Some(RejectReason::Retired),
             };
             Routed {
@@ -345,7 +349,7 @@ fn legacy<'s>(l: &'s Legacy, phase: Phase<'s>, snap: &'s Snapshot) -> Routed<'s>
             decision: reply(
                 410,
                 "Gone",
-                Some(NUMBER_CHANGED.into()),
+                Some(Cause::Q850(Q850::NumberChanged)),
                 Some(RejectReason::Retired),
             ),
             number: &l.number,
@@ -419,10 +423,8 @@ fn unrouted(decision: Decision<'static>) -> Routed<'static> {
     }
 }
 
-/// RFC 3326 Reason for a number that is not configured (Q.850 cause 1).
-const UNALLOCATED: &str = "Q.850;cause=1;text=\"Unallocated (unassigned) number\"";
-/// RFC 3326 Reason for a decommissioned legacy number (Q.850 cause 22).
-const NUMBER_CHANGED: &str = "Q.850;cause=22;text=\"Number changed\"";
+/// The Reason for a number that is not configured (Q.850 cause 1).
+const UNALLOCATED: Cause<'static> = Cause::Q850(Q850::Unallocated);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -594,9 +596,13 @@ when_retired = { treatment = "reject", status = 410, reason = "Number Changed, D
         let r = route(&s, "sip:059185666222@gw", "fuzhou-trunk", AFTER);
         match r.decision {
             Decision::Reply {
-                status, contact, ..
+                status,
+                redirect_to,
+                ..
             } => {
                 assert_eq!(status, 301);
+                let contact =
+                    redirect_to.map(|n| crate::sip::header::contact(n, &s.gateway.advertised));
                 assert_eq!(
                     contact.as_deref(),
                     Some("<sip:059112356@192.0.2.10:5060;user=phone>")
@@ -610,10 +616,11 @@ when_retired = { treatment = "reject", status = 410, reason = "Number Changed, D
             Decision::Reply {
                 status,
                 reason,
-                reason_header,
+                cause,
                 reject,
                 ..
             } => {
+                let reason_header = cause.as_ref().map(crate::sip::header::reason);
                 assert_eq!(
                     (status, reason.as_ref(), reject),
                     (
@@ -728,10 +735,11 @@ when_retired = { treatment = "reject", status = 410, reason = "Number Changed, D
             Decision::Reply {
                 status,
                 reason,
-                reason_header,
+                cause,
                 reject,
                 ..
             } => {
+                let reason_header = cause.as_ref().map(crate::sip::header::reason);
                 assert_eq!(
                     (status, reason.as_ref(), reject),
                     (410, "Gone", Some(RejectReason::Retired))

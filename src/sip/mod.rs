@@ -11,6 +11,7 @@ pub mod edit;
 #[cfg(test)]
 mod fixture;
 pub mod frame;
+pub mod header;
 pub mod parse;
 pub mod probe;
 pub mod reply;
@@ -19,6 +20,7 @@ pub mod uri;
 pub use branch::{hash64, rendezvous, Branch, Key, BRANCH_PREFIX};
 pub use edit::{forward_request, forward_response, stamp_via, RequestEdit};
 pub use frame::{frame, Frame, FrameError};
+pub use header::{Cause, Q850};
 pub use parse::{
     header_params, param, parse, split_first, split_list, Header, HeaderName, Message, Method,
     ParseError, Start, Via,

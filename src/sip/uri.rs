@@ -365,7 +365,8 @@ mod tests {
                 u.host_port.map(|hp| (hp.host.to_string(), hp.port, t))
             })
         };
-        let cases: &[(&str, Option<(&str, Option<u16>, Option<Transport>)>)] = &[
+        type Target<'a> = Option<(&'a str, Option<u16>, Option<Transport>)>;
+        let cases: &[(&str, Target<'_>)] = &[
             (
                 "<sip:127.0.0.1:5060;lr>",
                 Some(("127.0.0.1", Some(5060), None)),

@@ -1,0 +1,194 @@
+//! The header values the gateway writes itself: its Via and Record-Route, the Request-URI for
+//! a backend, History-Info and Diversion marks, Reason and Contact. Routing decides *what*
+//! (plain data); the text is written here and nowhere else. No I/O here.
+
+use super::parse::{param, HeaderName, Message};
+use super::uri::{Host, HostPort};
+use crate::peer::Transport;
+use std::borrow::Cow;
+use std::fmt::Write;
+use std::net::SocketAddr;
+
+/// A Q.850 cause the gateway gives (RFC 3326 `Reason: Q.850;cause=N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Q850 {
+    /// Cause 1, "Unallocated (unassigned) number": a number that is not configured.
+    Unallocated,
+    /// Cause 22, "Number changed": a decommissioned legacy number (RFC 3398 maps it to 410).
+    NumberChanged,
+}
+
+/// Why the gateway answered a request as it did: the value of its Reason header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause<'s> {
+    /// A Q.850 cause with its standard text.
+    Q850(Q850),
+    /// A SIP status with an explanation: `SIP;cause=STATUS;text="TEXT"`.
+    Sip {
+        /// The status the cause names.
+        status: u16,
+        /// The explanation (quotes and backslashes are escaped when written).
+        text: Cow<'s, str>,
+    },
+}
+
+/// The Reason header value (RFC 3326) for `cause`.
+pub fn reason(cause: &Cause<'_>) -> String {
+    match cause {
+        Cause::Q850(Q850::Unallocated) => {
+            "Q.850;cause=1;text=\"Unallocated (unassigned) number\"".to_string()
+        }
+        Cause::Q850(Q850::NumberChanged) => "Q.850;cause=22;text=\"Number changed\"".to_string(),
+        Cause::Sip { status, text } => {
+            let text = text.replace('\\', "\\\\").replace('"', "\\\"");
+            format!("SIP;cause={status};text=\"{text}\"")
+        }
+    }
+}
+
+/// The Contact of a redirect to `number` through the gateway at `at`.
+pub fn contact(number: &str, at: &HostPort) -> String {
+    format!("<sip:{number}@{at};user=phone>")
+}
+
+/// The Request-URI a backend at `addr` receives for `user`.
+pub fn request_uri(user: &str, addr: SocketAddr, transport: Transport) -> String {
+    let at = HostPort {
+        host: Host::Ip(addr.ip()),
+        port: Some(addr.port()),
+    };
+    match transport {
+        Transport::Udp => format!("sip:{user}@{at}"),
+        Transport::Tcp => format!("sip:{user}@{at};transport=tcp"),
+    }
+}
+
+/// The Record-Route for a dialog from an `inbound` caller to an `outbound` backend through the
+/// gateway at `at`: one entry, or two when the transports differ (RFC 5658 double
+/// record-routing), the top one facing the backend, so that each side reaches the gateway over
+/// the transport it already uses.
+pub fn record_route(at: &HostPort, inbound: Transport, outbound: Transport) -> String {
+    let entry = |t: Transport| match t {
+        Transport::Udp => format!("<sip:{at};lr>"),
+        Transport::Tcp => format!("<sip:{at};transport=tcp;lr>"),
+    };
+    if inbound == outbound {
+        entry(inbound)
+    } else {
+        format!("{}, {}", entry(outbound), entry(inbound))
+    }
+}
+
+/// What the gateway's Via carries besides its address and branch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ViaMarks<'a> {
+    /// The dialled number (`dgn`), so responses are counted without state.
+    pub number: Option<&'a str>,
+    /// The queue (`dgq`).
+    pub queue: Option<&'a str>,
+    /// The source port of the TCP connection the request came in on (`dgc`), so responses go
+    /// back on it (RFC 3261 §18.2.2).
+    pub connection: Option<u16>,
+}
+
+/// The gateway's own Via at `at` over `transport`, with the branch parameter `branch`.
+pub fn via(transport: Transport, at: &HostPort, branch: &str, marks: &ViaMarks<'_>) -> String {
+    let mut v = format!("SIP/2.0/{} {at};branch={branch}", transport.as_via());
+    if let Some(n) = marks.number {
+        let _ = write!(v, ";dgn={n}");
+    }
+    if let Some(q) = marks.queue {
+        let _ = write!(v, ";dgq={q}");
+    }
+    if let Some(port) = marks.connection {
+        let _ = write!(v, ";dgc={port}");
+    }
+    v
+}
+
+/// The URI of legacy `number` as dialled at the gateway at `at`.
+pub fn dialled(number: &str, at: &HostPort) -> String {
+    format!("<sip:{number}@{at};user=phone>")
+}
+
+/// History-Info entries (RFC 7044) for a call to `dialled` (see [`dialled`]) translated to
+/// `target`: the dialled entry and the target with the RFC 4458 `cause=380` URI parameter
+/// (service number translation, RFC 8119), or only the target under the request's last entry
+/// when it already has History-Info.
+pub fn history_info(msg: &Message<'_>, dialled: &str, target: &str) -> Vec<String> {
+    let last = msg
+        .headers
+        .iter()
+        .filter(|h| h.name == HeaderName::HistoryInfo)
+        .flat_map(|h| h.value.rsplit(',').next().map(str::to_string))
+        .last()
+        .and_then(|entry| param(&entry, "index").flatten().map(str::to_string));
+    match last {
+        None => vec![
+            format!("{dialled};index=1"),
+            format!("<{target};cause=380>;index=1.1;mp=1"),
+        ],
+        Some(idx) => vec![format!("<{target};cause=380>;index={idx}.1;mp={idx}")],
+    }
+}
+
+/// A Diversion entry (RFC 5806) recording the dialled legacy number.
+pub fn diversion(dialled: &str) -> String {
+    format!("{dialled};reason=unconditional;counter=1")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_written_per_rfc_3326() {
+        assert_eq!(
+            reason(&Cause::Q850(Q850::Unallocated)),
+            "Q.850;cause=1;text=\"Unallocated (unassigned) number\""
+        );
+        assert_eq!(
+            reason(&Cause::Q850(Q850::NumberChanged)),
+            "Q.850;cause=22;text=\"Number changed\""
+        );
+        assert_eq!(
+            reason(&Cause::Sip {
+                status: 410,
+                text: "say \"12356\"".into()
+            }),
+            "SIP;cause=410;text=\"say \\\"12356\\\"\""
+        );
+    }
+
+    #[test]
+    fn addresses_are_written_with_ipv6_brackets() {
+        let v6: SocketAddr = "[2001:db8::5]:5091".parse().unwrap();
+        assert_eq!(
+            request_uri("12356", v6, Transport::Tcp),
+            "sip:12356@[2001:db8::5]:5091;transport=tcp"
+        );
+        let at = HostPort::parse("192.0.2.10:5060").unwrap();
+        assert_eq!(
+            record_route(&at, Transport::Udp, Transport::Tcp),
+            "<sip:192.0.2.10:5060;transport=tcp;lr>, <sip:192.0.2.10:5060;lr>"
+        );
+        assert_eq!(
+            contact("059112356", &at),
+            "<sip:059112356@192.0.2.10:5060;user=phone>"
+        );
+        assert_eq!(
+            via(
+                Transport::Tcp,
+                &at,
+                "z9hG4bKdgX",
+                &ViaMarks {
+                    number: Some("059185666661"),
+                    queue: Some("fuzhou"),
+                    connection: Some(40000)
+                }
+            ),
+            "SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bKdgX;dgn=059185666661;dgq=fuzhou;dgc=40000"
+        );
+    }
+}
