@@ -1,6 +1,6 @@
 //! Reading a mapping file from disk: the only file I/O of the configuration.
 
-use super::{validate, ConfigError, Snapshot};
+use super::{check, Checked, ConfigError, Snapshot};
 use std::path::Path;
 
 /// Reads and validates the mapping file at `path`.
@@ -9,9 +9,17 @@ use std::path::Path;
 /// [`ConfigError::Read`] if the file cannot be read, [`ConfigError::Invalid`] with every
 /// problem (line and field) otherwise.
 pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
+    load_checked(path).map(|c| c.snapshot)
+}
+
+/// [`load()`], with the warnings of a file that loads.
+///
+/// # Errors
+/// As [`load()`].
+pub fn load_checked(path: &Path) -> Result<Checked, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    validate(path, &text)
+    check(path, &text)
 }
