@@ -2,6 +2,7 @@
 //! [`Snapshot`] ([`validate()`], pure), and reading it from disk ([`load()`], the edge).
 
 pub mod cidr;
+pub mod diff;
 pub mod lint;
 pub mod load;
 pub mod parse;
