@@ -438,9 +438,8 @@ pub fn record_calendar(snap: &Snapshot, now: SystemTime) {
             .set(crate::timeline::launch(a).map_or(0.0, unix_seconds));
     }
     for l in &snap.mappings.legacy {
-        gauge!(NEXT_BOUNDARY, "number" => l.number.clone()).set(
-            crate::timeline::next_for(l, now).map_or(0.0, |(at, _)| unix_seconds(at)),
-        );
+        gauge!(NEXT_BOUNDARY, "number" => l.number.clone())
+            .set(crate::timeline::next_for(l, now).map_or(0.0, |(at, _)| unix_seconds(at)));
     }
 }
 

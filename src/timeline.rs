@@ -34,9 +34,9 @@ pub enum What<'m> {
     },
 }
 
-impl What<'_> {
+impl<'m> What<'m> {
     /// The number whose routing changes (the legacy number, or the area's new number).
-    pub fn number(&self) -> &str {
+    pub fn number(&self) -> &'m str {
         match self {
             What::Legacy { legacy, .. } => &legacy.number,
             What::Launch { area } => &area.new_number,
@@ -277,7 +277,10 @@ mod tests {
         assert_eq!(countdown(t - s * 7, t), "in 7s");
         assert_eq!(countdown(t - s * 125, t), "in 2m 5s");
         assert_eq!(countdown(t - s * 3700, t), "in 1h 1m");
-        assert_eq!(countdown(t - s * (86_400 * 16 + 3600 * 14 + 300), t), "in 16d 14h 5m");
+        assert_eq!(
+            countdown(t - s * (86_400 * 16 + 3600 * 14 + 300), t),
+            "in 16d 14h 5m"
+        );
         assert_eq!(countdown(t + s * 3600, t), "1h 0m ago");
     }
 
@@ -286,8 +289,14 @@ mod tests {
         let snap = validate(Path::new("fujian.toml"), FILE).unwrap();
         let l = &snap.mappings.legacy[0];
         let cases = [
-            ("2025-04-06T00:00:00+08:00", Some(("2025-04-07T00:00:00+08:00", "parallel"))),
-            ("2025-04-07T00:00:00+08:00", Some(("2025-05-07T00:00:00+08:00", "retired"))),
+            (
+                "2025-04-06T00:00:00+08:00",
+                Some(("2025-04-07T00:00:00+08:00", "parallel")),
+            ),
+            (
+                "2025-04-07T00:00:00+08:00",
+                Some(("2025-05-07T00:00:00+08:00", "retired")),
+            ),
             ("2025-05-07T00:00:00+08:00", None),
         ];
         for (now, want) in cases {

@@ -110,7 +110,11 @@ pub fn render(path: &Path, c: &Checked, now: SystemTime) -> String {
     for l in &m.legacy {
         let s = &l.schedule;
         let _ = writeln!(o, "  {} {} -> {}", l.number, l.name, queue(snap, l.queue));
-        let _ = writeln!(o, "    before          until {}", local_and_utc(s.parallel_from));
+        let _ = writeln!(
+            o,
+            "    before          until {}",
+            local_and_utc(s.parallel_from)
+        );
         let _ = writeln!(
             o,
             "    parallel        {} .. {}",
@@ -333,7 +337,11 @@ mod tests {
 
     #[test]
     fn addresses_print_as_written_or_off() {
-        let c = check(Path::new("f.toml"), &FILE.replace("\"127.0.0.1:9090\"", "\"off\"")).unwrap();
+        let c = check(
+            Path::new("f.toml"),
+            &FILE.replace("\"127.0.0.1:9090\"", "\"off\""),
+        )
+        .unwrap();
         let out = render(Path::new("f.toml"), &c, at("2025-04-20T10:00:00+08:00"));
         assert!(
             out.contains("gateway: sip udp 127.0.0.1:5060, tcp 127.0.0.1:5060, metrics off,"),
@@ -352,19 +360,36 @@ mod tests {
             "{out}"
         );
         let out = render(Path::new("f.toml"), &c, at("2025-05-07T00:00:00+08:00"));
-        assert_eq!(out.matches("    now: retired (no further change)\n").count(), 3, "{out}");
+        assert_eq!(
+            out.matches("    now: retired (no further change)\n")
+                .count(),
+            3,
+            "{out}"
+        );
     }
 
     #[test]
     fn upcoming_lists_boundaries_in_both_zones_with_a_countdown() {
         let c = check(Path::new("f.toml"), FILE).unwrap();
-        let out = upcoming(Path::new("f.toml"), &c.snapshot, at("2025-04-06T23:00:00+08:00"));
+        let out = upcoming(
+            Path::new("f.toml"),
+            &c.snapshot,
+            at("2025-04-06T23:00:00+08:00"),
+        );
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[0], "f.toml: 15 upcoming boundaries after 2025-04-06T23:00:00+08:00 (2025-04-06T15:00:00Z)");
-        assert_eq!(lines[1], "  2025-04-07T00:00:00+08:00  2025-04-06T16:00:00Z  in 1h 0m          legacy 059185666661: parallel: routes to queue fuzhou, marked as a legacy call");
-        assert!(out.contains("  2025-04-07T00:00:00+08:00  2025-04-06T16:00:00Z  in 1h 0m          area 0592 059212356: 059212356 starts answering in Xiamen (queue xiamen)\n"), "{out}");
-        assert!(out.contains("  2025-05-07T00:00:00+08:00  2025-05-06T16:00:00Z  in 30d 1h 0m      legacy 059185666222: retired: announce via queue announcement\n"), "{out}");
-        let json: Value = serde_json::from_str(&upcoming_json(Path::new("f.toml"), &c.snapshot, at("2025-04-06T23:00:00+08:00"))).unwrap();
+        assert_eq!(
+            lines[0],
+            "f.toml: 15 upcoming boundaries after 2025-04-06T23:00:00+08:00 (2025-04-06T15:00:00Z)"
+        );
+        assert_eq!(lines[1], "  2025-04-07T00:00:00+08:00  2025-04-06T16:00:00Z  in 1h 0m         legacy 059185666661: parallel: routes to queue fuzhou, marked as a legacy call");
+        assert!(out.contains("  2025-04-07T00:00:00+08:00  2025-04-06T16:00:00Z  in 1h 0m         area 0592 059212356: 059212356 starts answering in Xiamen (queue xiamen)\n"), "{out}");
+        assert!(out.contains("  2025-05-07T00:00:00+08:00  2025-05-06T16:00:00Z  in 30d 1h 0m     legacy 059185666222: retired: announce via queue announcement\n"), "{out}");
+        let json: Value = serde_json::from_str(&upcoming_json(
+            Path::new("f.toml"),
+            &c.snapshot,
+            at("2025-04-06T23:00:00+08:00"),
+        ))
+        .unwrap();
         let first = &json["boundaries"][0];
         assert_eq!(first["at"], "2025-04-06T16:00:00Z");
         assert_eq!(first["at_local"], "2025-04-07T00:00:00+08:00");
@@ -378,7 +403,12 @@ mod tests {
     #[test]
     fn json_has_the_documented_fields() {
         let c = check(Path::new("f.toml"), FILE).unwrap();
-        let v: Value = serde_json::from_str(&render_json(Path::new("f.toml"), &c, at("2025-04-20T10:00:00+08:00"))).unwrap();
+        let v: Value = serde_json::from_str(&render_json(
+            Path::new("f.toml"),
+            &c,
+            at("2025-04-20T10:00:00+08:00"),
+        ))
+        .unwrap();
         assert_eq!(v["ok"], true);
         assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
         assert_eq!(v["gateway"]["metrics"], "127.0.0.1:9090");

@@ -108,22 +108,23 @@ pub struct Next {
 /// [`RouteError::UnknownTrunk`] when `q.trunk` names no trunk.
 pub fn rehearse(snap: &Snapshot, q: &Query<'_>, now: SystemTime) -> Result<Rehearsal, RouteError> {
     let synthetic;
-    let t: &Trunk = match q.trunk {
-        Some(name) => snap.trunks.iter().find(|t| t.name == name).ok_or_else(|| {
-            RouteError::UnknownTrunk {
-                name: name.to_string(),
-                known: snap.trunks.iter().map(|t| t.name.clone()).collect(),
+    let t: &Trunk =
+        match q.trunk {
+            Some(name) => snap.trunks.iter().find(|t| t.name == name).ok_or_else(|| {
+                RouteError::UnknownTrunk {
+                    name: name.to_string(),
+                    known: snap.trunks.iter().map(|t| t.name.clone()).collect(),
+                }
+            })?,
+            None => {
+                synthetic = Trunk {
+                    name: "(command line)".into(),
+                    sources: Vec::new(),
+                    origin_area: q.from_area.clone(),
+                };
+                &synthetic
             }
-        })?,
-        None => {
-            synthetic = Trunk {
-                name: "(command line)".into(),
-                sources: Vec::new(),
-                origin_area: q.from_area.clone(),
-            };
-            &synthetic
-        }
-    };
+        };
     let uri = if q.number.contains(':') {
         q.number.to_string()
     } else {
@@ -197,21 +198,19 @@ pub fn rehearse(snap: &Snapshot, q: &Query<'_>, now: SystemTime) -> Result<Rehea
             r.contact = contact;
         }
     }
-    let next = dialled
-        .ok()
-        .and_then(|d| match snap.mappings.lookup(&d)? {
-            Entry::Legacy(l) => next_for(l, now).map(|(at, phase)| Boundary {
+    let next = dialled.ok().and_then(|d| match snap.mappings.lookup(&d)? {
+        Entry::Legacy(l) => next_for(l, now).map(|(at, phase)| Boundary {
+            at,
+            what: What::Legacy { legacy: l, phase },
+        }),
+        Entry::NewNumber { area: Some(a) } => {
+            timeline::launch(a).filter(|l| *l > now).map(|at| Boundary {
                 at,
-                what: What::Legacy { legacy: l, phase },
-            }),
-            Entry::NewNumber { area: Some(a) } => timeline::launch(a)
-                .filter(|l| *l > now)
-                .map(|at| Boundary {
-                    at,
-                    what: What::Launch { area: a },
-                }),
-            Entry::NewNumber { area: None } => None,
-        });
+                what: What::Launch { area: a },
+            })
+        }
+        Entry::NewNumber { area: None } => None,
+    });
     r.until = next.map(|b| Next {
         instant: b.at,
         at: utc(b.at),
@@ -365,7 +364,10 @@ mod tests {
         };
         let text = render(&rehearse(&snap, &q, now).unwrap(), now);
         assert!(text.contains("decision:  answer 404 Not Found\n"), "{text}");
-        assert!(text.contains("until:     no further change in the calendar\n"), "{text}");
+        assert!(
+            text.contains("until:     no further change in the calendar\n"),
+            "{text}"
+        );
         let q = Query {
             number: "12356",
             trunk: Some("lopback"),

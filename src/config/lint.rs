@@ -162,10 +162,7 @@ fn raw_area<'r>(raw: &'r RawFile, code: &AreaCode) -> Option<(usize, &'r RawArea
 
 /// When the new number starts answering in `area` (none if it always has), and the line saying
 /// so.
-fn effective_launch(
-    area: &Area,
-    raw: &RawArea,
-) -> Option<(SystemTime, std::ops::Range<usize>)> {
+fn effective_launch(area: &Area, raw: &RawArea) -> Option<(SystemTime, std::ops::Range<usize>)> {
     if area.answer_before_launch {
         return None;
     }

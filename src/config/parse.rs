@@ -110,7 +110,9 @@ pub fn parse(text: &str) -> Parsed {
         };
         let (field, problem) = describe(&kind, &hit.path);
         let suppressed = matches!(kind, Kind::Missing { .. })
-            && covered.iter().any(|c| c == &field || c.starts_with(&format!("{field}.")));
+            && covered
+                .iter()
+                .any(|c| c == &field || c.starts_with(&format!("{field}.")));
         if !suppressed {
             out.problems.push(Problem {
                 span: span.clone(),
@@ -174,10 +176,7 @@ fn blank(work: &mut String, ranges: &[Range<usize>]) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
     /// `unknown field `x`, expected one of `a`, `b``.
-    Unknown {
-        name: String,
-        expected: Vec<String>,
-    },
+    Unknown { name: String, expected: Vec<String> },
     /// `missing field `x``.
     Missing { name: String },
     /// `invalid type: FOUND, expected WANT`.
@@ -225,7 +224,6 @@ impl Kind {
         }
         Kind::Other(msg.to_string())
     }
-
 }
 
 /// The known name closest to `name`, if it is close enough to be a typo of it.
@@ -272,7 +270,11 @@ fn describe(kind: &Kind, path: &[Seg]) -> (String, String) {
             };
             (
                 field,
-                format!("expected {}, found {}{hint}", plain(want), plain_found(found)),
+                format!(
+                    "expected {}, found {}{hint}",
+                    plain(want),
+                    plain_found(found)
+                ),
             )
         }
         Kind::Value { found, want } => (
@@ -589,6 +591,83 @@ fn with_comma(text: &str, entry: Range<usize>, sep: Sep) -> Range<usize> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    const MIN: &str = "[new_number]\nnumber = \"12356\"\n[[queue]]\nname = \"q\"\nbackends = [\"sip:127.0.0.1\"]\n";
+
+    fn problems(extra: &str) -> Vec<(usize, String, String)> {
+        let text = format!("{MIN}{extra}");
+        let p = parse(&text);
+        p.problems
+            .iter()
+            .map(|p| {
+                let line = text[..p.span.start].matches('\n').count() + 1;
+                (line, p.field.clone(), p.problem.clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_shape_problem_is_reported_with_its_path_in_plain_words() {
+        let got = problems(
+            "[[trunk]]\nname = \"a\"\nsources = [\"10.0.0.0/8\", 7]\norgin_area = \"0591\"\n\
+             [[legacy]]\nnumber = \"0591-85666661\"\nqueue = \"q\"\nparallel_from = 2025-04-07T00:00:00+08:00\n\
+             retired_from = \"soon\"\nwhen_retired = { treatment = \"redirect\", staus = 301, status = 70000 }\n\
+             [gateway]\nrecord_route = \"yes\"\nzz = 1\n",
+        );
+        let want = [
+            (8, "trunk[0].sources[1]", "expected text in quotes, found the number 7"),
+            (9, "trunk[0].orgin_area", "unknown field `orgin_area`; did you mean `origin_area`?"),
+            (14, "legacy[0].retired_from", "expected a datetime with an offset, e.g. 2025-04-07T00:00:00+08:00, found the text \"soon\""),
+            (15, "legacy[0].when_retired.staus", "unknown field `staus`; did you mean `status`?"),
+            (15, "legacy[0].when_retired.status", "70000 is out of range: expected a whole number from 0 to 65535"),
+            (17, "gateway.record_route", "expected true or false, found the text \"yes\""),
+            (18, "gateway.zz", "unknown field `zz`; expected one of `sip_udp`, `sip_tcp`, `metrics`, `advertised`, `record_route`, `mark_legacy`, `replica`"),
+        ];
+        let mut got_sorted = got.clone();
+        got_sorted.sort();
+        let mut want: Vec<(usize, String, String)> = want
+            .iter()
+            .map(|(l, f, p)| (*l, f.to_string(), p.to_string()))
+            .collect();
+        want.sort();
+        // `retired_from` set aside leaves it missing: reported once, not twice.
+        assert_eq!(got_sorted, want);
+    }
+
+    #[test]
+    fn a_table_written_once_instead_of_as_a_list_says_so() {
+        let text = "[new_number]\nnumber = \"12356\"\n[queue]\nname = \"q\"\nbackends = []\n";
+        let p = parse(text);
+        assert_eq!(p.problems.len(), 1, "{:?}", p.problems);
+        assert_eq!(p.problems[0].field, "queue");
+        assert_eq!(
+            p.problems[0].problem,
+            "expected a list in brackets, e.g. [\"a\", \"b\"], found a table; write [[queue]] for each entry"
+        );
+        assert!(p.raw.is_some());
+    }
+
+    #[test]
+    fn an_entry_missing_a_required_field_is_set_aside_and_later_entries_keep_their_index() {
+        let p = parse(&format!(
+            "{MIN}[[legacy]]\nnumber = \"0591-85666661\"\n[[legacy]]\nnumber = \"0591-85666221\"\nqueue = \"q\"\n\
+             parallel_from = 2025-04-07T00:00:00+08:00\nretired_from = 2025-05-07T00:00:00+08:00\n\
+             when_retired = {{ treatment = \"route\" }}\n"
+        ));
+        assert_eq!(p.problems[0].field, "legacy[0].queue");
+        assert_eq!(p.problems[0].problem, "required field is missing");
+        let raw = p.raw.as_ref().unwrap();
+        assert_eq!(raw.legacy.len(), 1);
+        assert_eq!(p.field_in_file("legacy[0].number"), "legacy[1].number");
+    }
+
+    #[test]
+    fn syntax_errors_stop_reading_with_toml_s_message() {
+        let p = parse("[new_number\nnumber = 1\n");
+        assert!(p.raw.is_none());
+        assert_eq!(p.problems.len(), 1);
+        assert_eq!(p.problems[0].field, "(syntax)");
+    }
 
     #[test]
     fn field_paths_follow_removed_entries() {

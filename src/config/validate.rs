@@ -553,7 +553,9 @@ fn trunks(raw: &RawFile, issues: &mut Issues<'_>) -> Vec<Trunk> {
             issues.push(
                 r.name.span(),
                 format!("trunk[{i}].name"),
-                format!("trunk name `{name}` is taken (it labels calls from backends and strangers)"),
+                format!(
+                    "trunk name `{name}` is taken (it labels calls from backends and strangers)"
+                ),
             );
         }
         let mut sources = Vec::new();
