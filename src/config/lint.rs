@@ -1,7 +1,7 @@
 //! Checks of the mapping file as a whole: dates and references that are each valid alone but
 //! contradict each other (a legacy number retired before 12356 answers in its area, a trunk
 //! whose origin area has no 12356). Each problem names both lines. Pure: runs after
-//! [`super::validate`] has built what it could.
+//! [`super::validate()`] has built what it could.
 
 use super::raw::{RawArea, RawFile};
 use super::validate::{instant, Issues};
