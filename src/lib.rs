@@ -11,6 +11,8 @@
 //! - [`config`]: mapping files: serde shape -> validated [`config::Snapshot`].
 //! - [`report`]: the retirement report: the Prometheus client and its queries
 //!   ([`report::prometheus`]), the assessment, the trend and the rendering.
+//! - [`timeline`]: every instant at which routing changes by itself, and how instants are shown.
+//! - [`cli`]: what `check` and `route` print (text and JSON).
 //!
 //! Edges (effects live here and only here): [`transport`] (sockets), [`metrics`] (the
 //! Prometheus exporter), [`clock`] (the only clock reads), [`report::prometheus`] (the query client),
@@ -18,6 +20,7 @@
 
 pub mod backend;
 pub mod calendar;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod health;
@@ -31,6 +34,7 @@ pub mod proxy;
 pub mod report;
 pub mod route;
 pub mod sip;
+pub mod timeline;
 pub mod transport;
 
 use crate::clock::Clock;
@@ -164,10 +168,15 @@ pub async fn run(
         // Keep the phase gauges true as calendar boundaries pass, and the kernel's drop count
         // on the UDP socket visible (the sign of overload a stateless UDP proxy cannot see).
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last = clock.now();
         loop {
             tick.tick().await;
             let snap = rx.borrow_and_update().clone();
-            metrics::record_phases(&snap, clock.now());
+            let now = clock.now();
+            log_boundaries(&snap, last, now);
+            last = now;
+            metrics::record_phases(&snap, now);
+            metrics::record_calendar(&snap, now);
             if let Some(drops) = udp_port.and_then(transport::udp::kernel_drops) {
                 metrics::record_udp_drops(drops);
             }
@@ -209,5 +218,26 @@ async fn watch_backlog(shared: Arc<transport::Shared>, port: u16, rcvbuf: u64) {
                 tracing::info!("backlog cleared: taking new calls again");
             }
         }
+    }
+}
+
+/// Logs every calendar boundary passed in `(after, now]`: the number, its area and what callers
+/// get from now on.
+fn log_boundaries(snap: &Snapshot, after: std::time::SystemTime, now: std::time::SystemTime) {
+    for b in timeline::passed(&snap.mappings, after, now) {
+        let area = match b.what {
+            timeline::What::Legacy { legacy, .. } => legacy
+                .area(&snap.mappings.areas)
+                .map_or("none", |a| a.code.as_str()),
+            timeline::What::Launch { area } => area.code.as_str(),
+        };
+        tracing::info!(
+            number = b.what.number(),
+            area,
+            phase = b.what.state(),
+            at = %timeline::local_and_utc(b.at),
+            change = %timeline::describe(&b, snap),
+            "calendar boundary passed"
+        );
     }
 }

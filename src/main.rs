@@ -4,11 +4,15 @@
 use anyhow::{anyhow, Context};
 use clap::{Args, Parser, Subcommand};
 use dualgate::calendar::phase_at;
+use dualgate::cli::{self, Format};
 use dualgate::clock::{Clock, SystemClock};
-use dualgate::config::{self, parse_instant, ConfigError, Snapshot, Trunk};
-use dualgate::number::{normalize, AreaCode, Dialling};
-use dualgate::route::{decide, Decision, Facts, Source};
-use dualgate::sip::Method;
+use dualgate::config::diff::{diff, fingerprint};
+use dualgate::config::{self, parse_instant, Checked, ConfigError, Snapshot};
+use dualgate::number::AreaCode;
+use dualgate::report::{prometheus, Window};
+use dualgate::sip::HostPort;
+use dualgate::timeline::local_and_utc;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,6 +20,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::sync::watch;
 
+/// sysexits.h EX_USAGE: the command line is wrong (a flag, a datetime, a window, a URL).
+const EX_USAGE: u8 = 64;
 /// sysexits.h EX_CONFIG: the configuration is wrong.
 const EX_CONFIG: u8 = 78;
 /// sysexits.h EX_UNAVAILABLE: a service the command needs did not answer.
@@ -24,6 +30,10 @@ const EX_UNAVAILABLE: u8 = 69;
 const DEFAULT_CONFIG: &str = "mappings/fujian.toml";
 
 /// Stateless SIP gateway moving a hotline from legacy numbers to a new short number.
+///
+/// Exit statuses: 0 success; 1 `retirement` found a retired number still in use; 64 a usage
+/// error (flags, datetimes, windows, URLs); 69 Prometheus could not be queried; 75
+/// `retirement` cannot judge a number (a gap in Prometheus' data); 78 a bad mapping file.
 #[derive(Parser, Debug)]
 #[command(name = "dualgate", version, about)]
 struct Cli {
@@ -35,15 +45,26 @@ struct Cli {
 enum Command {
     /// Run the gateway (the default when no command is given).
     Run(RunArgs),
-    /// Validate a mapping file and print its routing table and each legacy number's timeline.
+    /// Validate a mapping file and print its routing table and each legacy number's timeline;
+    /// or list the boundaries still ahead (--upcoming); or show what a new file would change
+    /// (--diff RUNNING NEW). Exit status 78 when a file is invalid.
     Check {
         #[command(flatten)]
         config: ConfigArg,
         /// Show phases at this instant instead of now (e.g. 2025-04-07T00:00:00+08:00).
-        #[arg(long)]
-        at: Option<String>,
+        #[arg(long, value_parser = instant_arg)]
+        at: Option<SystemTime>,
+        /// List every future boundary (legacy phases, area launches) with a countdown.
+        #[arg(long, conflicts_with = "diff")]
+        upcoming: bool,
+        /// Compare the running mapping file with a new one: what a reload would change.
+        #[arg(long, num_args = 2, value_names = ["RUNNING", "NEW"], conflicts_with = "config")]
+        diff: Option<Vec<PathBuf>>,
+        /// Output: text for a person, or JSON for automation.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
     },
-    /// Print what a call to NUMBER would do, without sending anything.
+    /// Print what a call to NUMBER would do, and until when, without sending anything.
     Route {
         /// The dialled number or Request-URI (85666661, 059112356, tel:+86-591-12356, sip:12356@gw).
         number: String,
@@ -53,14 +74,17 @@ enum Command {
         #[arg(long, conflicts_with = "from_area")]
         trunk: Option<String>,
         /// The caller's area code, e.g. 0591, instead of a trunk.
-        #[arg(long)]
-        from_area: Option<String>,
+        #[arg(long, value_parser = area_arg)]
+        from_area: Option<AreaCode>,
         /// The instant to route at (default: now), e.g. 2025-05-07T00:00:00+08:00.
-        #[arg(long)]
-        at: Option<String>,
+        #[arg(long, value_parser = instant_arg)]
+        at: Option<SystemTime>,
         /// A Call-ID, to show which backend of the queue this call would reach.
         #[arg(long)]
         call_id: Option<String>,
+        /// Output: text for a person, or JSON for automation.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
     },
     /// Ask Prometheus how much traffic each legacy number still gets, from which trunks, whether
     /// it is dying down and whether it is safe to retire. Exit status: 0 every retired number is
@@ -68,16 +92,16 @@ enum Command {
     /// Prometheus could not be queried.
     Retirement {
         /// Prometheus base URL, e.g. http://127.0.0.1:9091
-        #[arg(long)]
+        #[arg(long, value_parser = prometheus_arg)]
         prometheus: String,
         /// Window of traffic to judge by (Prometheus duration: 7d, 24h, 90m).
-        #[arg(long, default_value = "7d")]
-        window: String,
+        #[arg(long, default_value = "7d", value_parser = window_arg)]
+        window: Window,
         #[command(flatten)]
         config: ConfigArg,
         /// Judge phases at this instant instead of now; traffic is always queried up to now.
-        #[arg(long)]
-        at: Option<String>,
+        #[arg(long, value_parser = instant_arg)]
+        at: Option<SystemTime>,
         /// Output: a table for a person, or JSON for automation.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -90,15 +114,6 @@ enum Command {
     },
 }
 
-/// How a report is printed.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    /// An aligned text table.
-    Table,
-    /// One JSON document.
-    Json,
-}
-
 #[derive(Args, Debug, Default)]
 struct ConfigArg {
     /// Mapping file (default: mappings/fujian.toml).
@@ -106,28 +121,70 @@ struct ConfigArg {
     config: Option<PathBuf>,
 }
 
+/// A listen-address flag: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Listen(Option<SocketAddr>);
+
 #[derive(Args, Debug, Default)]
 struct RunArgs {
     #[command(flatten)]
     config: ConfigArg,
     /// SIP over UDP listen address, overriding the file's gateway.sip_udp ("off" disables).
-    #[arg(long)]
-    sip_udp: Option<String>,
+    #[arg(long, value_parser = listen_arg)]
+    sip_udp: Option<Listen>,
     /// SIP over TCP listen address, overriding the file's gateway.sip_tcp ("off" disables).
-    #[arg(long)]
-    sip_tcp: Option<String>,
+    #[arg(long, value_parser = listen_arg)]
+    sip_tcp: Option<Listen>,
     /// Prometheus listen address, overriding the file's gateway.metrics ("off" disables).
-    #[arg(long)]
-    metrics: Option<String>,
+    #[arg(long, value_parser = listen_arg)]
+    metrics: Option<Listen>,
     /// host:port written in Via and Record-Route, overriding gateway.advertised.
-    #[arg(long)]
-    advertised: Option<String>,
+    #[arg(long, value_parser = advertised_arg)]
+    advertised: Option<HostPort>,
     /// Rehearse another date: the gateway's clock starts at this instant and runs on.
-    #[arg(long)]
-    now: Option<String>,
+    #[arg(long, value_parser = instant_arg)]
+    now: Option<SystemTime>,
     /// UDP worker threads, each with its own socket (SO_REUSEPORT); default: one per core.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     udp_workers: Option<u16>,
+}
+
+fn instant_arg(s: &str) -> Result<SystemTime, String> {
+    parse_instant(s)
+}
+
+fn area_arg(s: &str) -> Result<AreaCode, String> {
+    AreaCode::new(s.trim()).map_err(|e| e.to_string())
+}
+
+fn window_arg(s: &str) -> Result<Window, String> {
+    dualgate::report::parse_window(s).map_err(|e| e.to_string())
+}
+
+fn prometheus_arg(s: &str) -> Result<String, String> {
+    prometheus::check_url(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn listen_arg(s: &str) -> Result<Listen, String> {
+    match s.trim() {
+        "off" => Ok(Listen(None)),
+        a => a
+            .parse()
+            .map(|a| Listen(Some(a)))
+            .map_err(|_| format!("`{s}` is not an ip:port address or \"off\"")),
+    }
+}
+
+fn advertised_arg(s: &str) -> Result<HostPort, String> {
+    let hp: HostPort = s
+        .parse()
+        .map_err(|e: dualgate::sip::uri::HostPortError| e.to_string())?;
+    Ok(HostPort {
+        port: Some(hp.port_or_default()),
+        ..hp
+    })
 }
 
 fn config_path(c: &ConfigArg) -> PathBuf {
@@ -145,8 +202,37 @@ fn config_path(c: &ConfigArg) -> PathBuf {
     }
 }
 
+/// A command-line value the library rejected (a trunk that is not configured): exit 64.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Usage(String);
+
+/// Standard output was closed by its reader (`dualgate check | head`): stop quietly.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output closed")]
+struct Closed;
+
+/// Writes a command's output; a closed pipe becomes [`Closed`].
+fn emit(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Closed.into()),
+        Err(e) => Err(anyhow!(e).context("writing to standard output")),
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version print to stdout and succeed; every other clap error is a
+            // usage error.
+            let code = if e.use_stderr() { EX_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -157,7 +243,16 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
         Command::Run(args) => run(args),
-        Command::Check { config, at } => check(&config_path(&config), at.as_deref()),
+        Command::Check {
+            config,
+            at,
+            upcoming,
+            diff,
+            format,
+        } => match diff.as_deref() {
+            Some([running, new]) => check_diff(running, new, format),
+            _ => check(&config_path(&config), at, upcoming, format),
+        },
         Command::Route {
             number,
             config,
@@ -165,13 +260,17 @@ fn main() -> ExitCode {
             from_area,
             at,
             call_id,
+            format,
         } => route(
             &config_path(&config),
-            &number,
-            trunk.as_deref(),
-            from_area.as_deref(),
-            at.as_deref(),
-            call_id.as_deref(),
+            &cli::route::Query {
+                number: &number,
+                trunk: trunk.as_deref(),
+                from_area,
+                call_id: call_id.as_deref(),
+            },
+            at,
+            format,
         ),
         Command::Retirement {
             prometheus,
@@ -184,10 +283,10 @@ fn main() -> ExitCode {
         } => retirement(
             &config_path(&config),
             &prometheus,
-            &window,
-            at.as_deref(),
+            window,
+            at,
             format,
-            &dualgate::report::prometheus::Access {
+            &prometheus::Access {
                 ca_file,
                 bearer_token_file,
                 timeout: None,
@@ -196,10 +295,13 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(e) if e.downcast_ref::<Closed>().is_some() => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dualgate: {e:#}");
             if e.downcast_ref::<ConfigError>().is_some() {
                 ExitCode::from(EX_CONFIG)
+            } else if e.downcast_ref::<Usage>().is_some() {
+                ExitCode::from(EX_USAGE)
             } else {
                 ExitCode::FAILURE
             }
@@ -207,10 +309,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn instant_or_now(at: Option<&str>) -> anyhow::Result<SystemTime> {
-    match at {
-        Some(s) => parse_instant(s).map_err(|e| anyhow!(e)),
-        None => Ok(SystemClock::real().now()),
+fn instant_or_now(at: Option<SystemTime>) -> SystemTime {
+    at.unwrap_or_else(|| SystemClock::real().now())
+}
+
+/// Prints a valid file's warnings on standard error (the output stays machine-readable).
+fn print_warnings(path: &Path, c: &Checked) {
+    for w in &c.warnings {
+        eprintln!("warning: {}", w.display(path));
     }
 }
 
@@ -219,43 +325,21 @@ struct Overrides {
     sip_udp: Option<Option<SocketAddr>>,
     sip_tcp: Option<Option<SocketAddr>>,
     metrics: Option<Option<SocketAddr>>,
-    advertised: Option<dualgate::sip::HostPort>,
-    /// The branch key when the file sets none: random, for this process's life (reloads too).
+    advertised: Option<HostPort>,
+    /// The branch key when the file sets none: random, drawn once per process.
     secret: dualgate::sip::Key,
-}
-
-fn addr_flag(name: &str, v: Option<&str>) -> anyhow::Result<Option<Option<SocketAddr>>> {
-    match v {
-        None => Ok(None),
-        Some("off") => Ok(Some(None)),
-        Some(s) => s
-            .parse()
-            .map(|a| Some(Some(a)))
-            .map_err(|_| anyhow!("--{name} `{s}` is not an ip:port address")),
-    }
 }
 
 impl Overrides {
     fn from(args: &RunArgs) -> anyhow::Result<Overrides> {
-        let advertised = match args.advertised.as_deref() {
-            None => None,
-            Some(s) => {
-                let hp: dualgate::sip::HostPort =
-                    s.parse().map_err(|e| anyhow!("--advertised: {e}"))?;
-                Some(dualgate::sip::HostPort {
-                    port: Some(hp.port_or_default()),
-                    ..hp
-                })
-            }
-        };
         let mut secret = [0u8; 16];
         getrandom::fill(&mut secret)
             .map_err(|e| anyhow!("no randomness for the branch key: {e}"))?;
         Ok(Overrides {
-            sip_udp: addr_flag("sip-udp", args.sip_udp.as_deref())?,
-            sip_tcp: addr_flag("sip-tcp", args.sip_tcp.as_deref())?,
-            metrics: addr_flag("metrics", args.metrics.as_deref())?,
-            advertised,
+            sip_udp: args.sip_udp.map(|l| l.0),
+            sip_tcp: args.sip_tcp.map(|l| l.0),
+            metrics: args.metrics.map(|l| l.0),
+            advertised: args.advertised.clone(),
             secret: dualgate::sip::Key::from_bytes(secret),
         })
     }
@@ -298,10 +382,17 @@ impl Overrides {
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let path = config_path(&args.config);
     let overrides = Overrides::from(&args)?;
-    let clock: Arc<dyn Clock> = match args.now.as_deref() {
-        Some(s) => Arc::new(SystemClock::starting_at(
-            parse_instant(s).map_err(|e| anyhow!("--now: {e}"))?,
-        )),
+    let clock: Arc<dyn Clock> = match args.now {
+        Some(start) => {
+            let real = SystemClock::real().now();
+            let offset = dualgate::clock::unix_seconds(start) - dualgate::clock::unix_seconds(real);
+            tracing::warn!(
+                now = %local_and_utc(start),
+                offset_seconds = offset.round() as i64,
+                "--now: the gateway's clock starts at this instant (not the real time) and runs on; the calendar follows it"
+            );
+            Arc::new(SystemClock::starting_at(start))
+        }
         None => Arc::new(SystemClock::real()),
     };
     // Connection budgets derive from the descriptor limit: take all the hard limit allows.
@@ -316,7 +407,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "cannot raise the file-descriptor limit; connection budgets follow the current one"
         ),
     }
-    let snap = overrides.apply(config::load(&path)?);
+    let checked = config::load_checked(&path)?;
+    log_warnings(&path, &checked);
+    let snap = overrides.apply(checked.snapshot);
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
     let udp_workers = args.udp_workers;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -326,22 +419,34 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .context("starting the runtime")?;
     rt.block_on(async move {
         let g = snap.gateway.clone();
-        dualgate::metrics::install(g.metrics, &g.replica)
-            .with_context(|| format!("starting the metrics listener on {:?}", g.metrics))?;
-        let sockets = dualgate::Sockets::bind(&g)
-            .await
-            .with_context(|| format!("binding SIP on udp {:?} / tcp {:?}", g.sip_udp, g.sip_tcp))?;
+        dualgate::metrics::install(g.metrics, &g.replica).with_context(|| {
+            format!(
+                "starting the metrics listener on {}",
+                cli::check::addr(g.metrics)
+            )
+        })?;
+        let sockets = dualgate::Sockets::bind(&g).await.with_context(|| {
+            format!(
+                "binding SIP on udp {} / tcp {}",
+                cli::check::addr(g.sip_udp),
+                cli::check::addr(g.sip_tcp)
+            )
+        })?;
         let now = clock.now();
+        let sha256 = fingerprint(&snap);
         dualgate::metrics::register(&snap, now);
         dualgate::metrics::register_failover(&snap);
+        dualgate::metrics::record_calendar(&snap, now);
+        dualgate::metrics::record_config(None, &sha256);
         dualgate::metrics::record_reload(true, now);
         tracing::info!(
             config = %path.display(),
-            sip_udp = ?g.sip_udp,
-            sip_tcp = ?g.sip_tcp,
-            metrics = ?g.metrics,
+            sip_udp = %cli::check::addr(g.sip_udp),
+            sip_tcp = %cli::check::addr(g.sip_tcp),
+            metrics = %cli::check::addr(g.metrics),
             advertised = %g.advertised,
             numbers = snap.mappings.numbers().count(),
+            sha256 = %sha256,
             "dualgate listening"
         );
         let (tx, rx) = watch::channel(Arc::new(snap));
@@ -353,6 +458,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::info!("dualgate stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn log_warnings(path: &Path, c: &Checked) {
+    for w in &c.warnings {
+        tracing::warn!(config = %path.display(), warning = %w.display(path), "mapping file warning");
+    }
 }
 
 async fn shutdown_signal() {
@@ -367,8 +478,9 @@ async fn shutdown_signal() {
     }
 }
 
-/// SIGHUP reloads the mapping file: a valid file replaces the snapshot for the next message; a
-/// bad one is logged and counted, and the old snapshot keeps serving.
+/// SIGHUP reloads the mapping file: a valid file replaces the snapshot for the next message,
+/// and what changed is logged (`[gateway]` fields read only at start-up as warnings); a bad one
+/// is logged and counted, and the old snapshot keeps serving.
 async fn reload_on_sighup(
     path: PathBuf,
     overrides: Overrides,
@@ -382,22 +494,34 @@ async fn reload_on_sighup(
     };
     while hup.recv().await.is_some() {
         let now = clock.now();
-        match config::load(&path) {
-            Ok(new) => {
-                let new = overrides.apply(new);
-                let old = tx.borrow().gateway.clone();
-                let g = &new.gateway;
-                if (g.sip_udp, g.sip_tcp, g.metrics) != (old.sip_udp, old.sip_tcp, old.metrics) {
-                    tracing::warn!(
-                        "listen addresses changed in {}: they take effect on restart",
-                        path.display()
-                    );
+        match config::load_checked(&path) {
+            Ok(checked) => {
+                log_warnings(&path, &checked);
+                let new = overrides.apply(checked.snapshot);
+                let old = tx.borrow().clone();
+                let changes = diff(&old, &new);
+                for c in changes.needing_restart() {
+                    tracing::warn!(config = %path.display(), field = %format!("gateway.{}", c.field), change = %c, "this change takes effect on restart only");
                 }
+                for c in changes.applied() {
+                    tracing::info!(config = %path.display(), change = %c, "reload changes");
+                }
+                let (old_sha, new_sha) = (fingerprint(&old), fingerprint(&new));
                 dualgate::metrics::register(&new, now);
                 dualgate::metrics::register_failover(&new);
-                dualgate::metrics::record_reload(true, now);
-                tracing::info!(config = %path.display(), numbers = new.mappings.numbers().count(), "mappings reloaded");
+                dualgate::metrics::record_calendar(&new, now);
+                dualgate::metrics::record_config(Some(&old_sha), &new_sha);
+                tracing::info!(
+                    config = %path.display(),
+                    numbers = new.mappings.numbers().count(),
+                    changes = changes.applied().count(),
+                    restart_needed = changes.needing_restart().count(),
+                    sha256 = %new_sha,
+                    "mappings reloaded"
+                );
+                // Swap, then count: whoever waits on the counter sees the new mappings.
                 tx.send_replace(Arc::new(new));
+                dualgate::metrics::record_reload(true, now);
             }
             Err(e) => {
                 dualgate::metrics::record_reload(false, now);
@@ -407,239 +531,72 @@ async fn reload_on_sighup(
     }
 }
 
-fn fmt_instant(t: SystemTime) -> String {
-    // Shown in China Standard Time, as the shipped mappings are written, and in UTC.
-    let secs = dualgate::clock::unix_seconds(t).floor() as i64;
-    let cst = dualgate::report::iso8601(secs + 8 * 3600).replace('Z', "+08:00");
-    format!("{cst} ({})", dualgate::report::iso8601(secs))
+fn check(
+    path: &Path,
+    at: Option<SystemTime>,
+    upcoming: bool,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let checked = match config::load_checked(path) {
+        Ok(c) => c,
+        Err(ConfigError::Invalid { path, issues }) if format == Format::Json => {
+            emit(&cli::problems_json(&path, &issues))?;
+            return Err(ConfigError::Invalid { path, issues }.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let now = instant_or_now(at);
+    print_warnings(path, &checked);
+    let text = match (upcoming, format) {
+        (true, Format::Table) => cli::check::upcoming(path, &checked.snapshot, now),
+        (true, Format::Json) => cli::check::upcoming_json(path, &checked.snapshot, now),
+        (false, Format::Table) => cli::check::render(path, &checked, now),
+        (false, Format::Json) => cli::check::render_json(path, &checked, now),
+    };
+    emit(&text)?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn check(path: &Path, at: Option<&str>) -> anyhow::Result<ExitCode> {
-    let snap = config::load(path)?;
-    let now = instant_or_now(at)?;
-    let m = &snap.mappings;
-    let g = &snap.gateway;
-    println!("{}: OK", path.display());
-    println!("\ngateway: sip udp {:?}, tcp {:?}, metrics {:?}, advertised {}, record-route {}, replica {}", g.sip_udp, g.sip_tcp, g.metrics, g.advertised, g.record_route, g.replica);
-    println!(
-        "branch key: {}; strangers: {}; tcp message deadline {:?}, output budget {} bytes per connection",
-        if g.secret.is_some() { "configured" } else { "none (random per process: replicas cannot share responses)" },
-        if g.answer_strangers { "answered 403 (never larger than the request)" } else { "dropped silently" },
-        g.tcp.message_deadline,
-        g.tcp.output_budget,
-    );
-    println!("\nqueues:");
-    for q in &snap.queues {
-        let backends: Vec<&str> = q.backends.iter().map(|b| b.uri.as_str()).collect();
-        println!(
-            "  {:<14} target {:<16} backends {}",
-            q.name,
-            q.target,
-            backends.join(", ")
-        );
-    }
-    println!("\ntrunks:");
-    for t in &snap.trunks {
-        let sources: Vec<String> = t.sources.iter().map(ToString::to_string).collect();
-        println!(
-            "  {:<14} origin area {:<6} sources {}",
-            t.name,
-            t.origin_area.as_ref().map_or("-", AreaCode::as_str),
-            sources.join(", ")
-        );
-    }
-    println!(
-        "\nnew number {} (no area known: queue {}):",
-        m.new_number,
-        m.default_queue
-            .and_then(|i| snap.queues.get(i))
-            .map_or("none (404)", |q| &q.name)
-    );
-    for a in &m.areas {
-        let launch = a.launch.map_or_else(
-            || "always".to_string(),
-            |l| format!("from {}", fmt_instant(l)),
-        );
-        let queue = snap.queues.get(a.queue).map_or("?", |q| &q.name);
-        println!(
-            "  {:<10} {:<24} -> {:<12} {launch}",
-            a.new_number, a.name, queue
-        );
-    }
-    println!("\nlegacy numbers (phase at {}):", fmt_instant(now));
-    for l in &m.legacy {
-        let s = &l.schedule;
-        let queue = snap.queues.get(l.queue).map_or("?", |q| &q.name);
-        println!("  {} {} -> {queue}", l.number, l.name);
-        println!("    before          until {}", fmt_instant(s.parallel_from));
-        println!(
-            "    parallel        {} .. {}",
-            fmt_instant(s.parallel_from),
-            fmt_instant(s.retired_from)
-        );
-        let treatment = match &s.when_retired {
-            dualgate::calendar::Treatment::Announce { queue } => format!(
-                "announce via queue {}",
-                snap.queues.get(*queue).map_or("?", |q| &q.name)
-            ),
-            dualgate::calendar::Treatment::Redirect { status } => {
-                format!("redirect {status} to the area's new number")
-            }
-            dualgate::calendar::Treatment::Reject { status, reason } => {
-                format!("reject {status} \"{reason}\"")
-            }
-            dualgate::calendar::Treatment::Route => "route (grace period, marked)".to_string(),
-        };
-        println!(
-            "    retired         from {}: {treatment}",
-            fmt_instant(s.retired_from)
-        );
-        if let Some(d) = s.decommissioned_from {
-            println!("    decommissioned  from {}: 404", fmt_instant(d));
-        }
-        println!("    now: {}", phase_at(s, now).as_str());
-    }
+fn check_diff(running: &Path, new: &Path, format: Format) -> anyhow::Result<ExitCode> {
+    let old = config::load(running)?;
+    let checked = config::load_checked(new)?;
+    print_warnings(new, &checked);
+    let d = diff(&old, &checked.snapshot);
+    emit(&match format {
+        Format::Table => cli::check::diff(running, new, &d),
+        Format::Json => cli::check::diff_json(running, new, &d),
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn route(
     path: &Path,
-    number: &str,
-    trunk: Option<&str>,
-    from_area: Option<&str>,
-    at: Option<&str>,
-    call_id: Option<&str>,
+    query: &cli::route::Query<'_>,
+    at: Option<SystemTime>,
+    format: Format,
 ) -> anyhow::Result<ExitCode> {
     let snap = config::load(path)?;
-    let now = instant_or_now(at)?;
-    let synthetic;
-    let t: &Trunk = match (trunk, from_area) {
-        (Some(name), _) => snap
-            .trunks
-            .iter()
-            .find(|t| t.name == name)
-            .ok_or_else(|| anyhow!("no trunk named `{name}` in {}", path.display()))?,
-        (None, area) => {
-            let origin_area = area
-                .map(AreaCode::new)
-                .transpose()
-                .map_err(|e| anyhow!("--from-area: {e}"))?;
-            synthetic = Trunk {
-                name: "(command line)".into(),
-                sources: Vec::new(),
-                origin_area,
-                limits: dualgate::limit::Limits::default(),
-            };
-            &synthetic
-        }
-    };
-    let uri = if number.contains(':') {
-        number.to_string()
-    } else {
-        format!(
-            "sip:{}@{}",
-            number.replace(' ', ""),
-            snap.gateway.advertised
-        )
-    };
-    println!("at:        {}", fmt_instant(now));
-    println!(
-        "trunk:     {} (origin area {})",
-        t.name,
-        t.origin_area.as_ref().map_or("none", AreaCode::as_str)
-    );
-    match normalize(
-        &uri,
-        &Dialling {
-            origin_area: t.origin_area.clone(),
-        },
-    ) {
-        Ok(d) => println!("canonical: {}", d.as_str()),
-        Err(e) => println!("canonical: not a number: {e}"),
-    }
-    let routed = decide(
-        &Facts {
-            method: Method::Invite,
-            request_uri: &uri,
-            source: Source::Trunk(t),
-        },
-        &snap,
-        now,
-    );
-    println!("number:    {} (phase {})", routed.number, routed.phase);
-    match routed.decision {
-        Decision::Forward { queue, user, mark } => {
-            let q = snap
-                .queues
-                .get(queue)
-                .ok_or_else(|| anyhow!("queue index {queue} out of range"))?;
-            println!(
-                "decision:  forward to queue {} as sip:{user}@<backend>{}",
-                q.name,
-                if mark {
-                    ", marked as a legacy call (History-Info/Diversion)"
-                } else {
-                    ""
-                }
-            );
-            for line in dualgate::backend::explain(&snap, queue, now) {
-                println!("           {line}");
-            }
-            let down = dualgate::health::Down::none();
-            let taken = match dualgate::backend::pick(&snap, queue, b"", &down, now) {
-                dualgate::backend::Pick::To { queue, .. } => snap.queues.get(queue).unwrap_or(q),
-                dualgate::backend::Pick::Nowhere { .. } => q,
-            };
-            let q = taken;
-            match call_id {
-                Some(c) => {
-                    let b = dualgate::proxy::choose(&q.backends, c.as_bytes())
-                        .ok_or_else(|| anyhow!("queue {} has no backends", q.name))?;
-                    println!("backend:   {} (Call-ID {c})", b.uri);
-                }
-                None => {
-                    let all: Vec<&str> = q.backends.iter().map(|b| b.uri.as_str()).collect();
-                    println!(
-                        "backend:   one of {} by Call-ID (give --call-id to see which)",
-                        all.join(", ")
-                    );
-                }
-            }
-        }
-        Decision::Reply {
-            status,
-            reason,
-            cause,
-            redirect_to,
-            ..
-        } => {
-            println!("decision:  answer {status} {reason}");
-            if let Some(c) = cause {
-                println!("           Reason: {}", dualgate::sip::header::reason(&c));
-            }
-            if let Some(n) = redirect_to {
-                println!(
-                    "           Contact: {}",
-                    dualgate::sip::header::contact(n, &snap.gateway.advertised)
-                );
-            }
-        }
-    }
+    let now = instant_or_now(at);
+    let r = cli::route::rehearse(&snap, query, now)
+        .map_err(|e| Usage(format!("--trunk: {e} (in {})", path.display())))?;
+    emit(&match format {
+        Format::Table => cli::route::render(&r, now),
+        Format::Json => cli::route::render_json(&r),
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn retirement(
     path: &Path,
-    prometheus: &str,
-    window: &str,
-    at: Option<&str>,
+    url: &str,
+    window: Window,
+    at: Option<SystemTime>,
     format: Format,
-    access: &dualgate::report::prometheus::Access,
+    access: &prometheus::Access,
 ) -> anyhow::Result<ExitCode> {
-    use dualgate::report::{assess, outcome, parse_window, render, render_json, LegacyLine};
+    use dualgate::report::{assess, outcome, render, render_json, LegacyLine};
     let snap = config::load(path)?;
-    let phase_instant = instant_or_now(at)?;
-    let window = parse_window(window).map_err(|e| anyhow!("--window: {e}"))?;
+    let phase_instant = instant_or_now(at);
     let m = &snap.mappings;
     let lines: Vec<LegacyLine> = m
         .legacy
@@ -654,11 +611,11 @@ fn retirement(
             max_share: l.max_share,
         })
         .collect();
-    let shown = dualgate::report::prometheus::mask(prometheus);
     // Traffic is what Prometheus holds up to now; `--at` only moves the calendar.
     let now = dualgate::clock::unix_seconds(SystemClock::real().now()).floor() as i64;
-    let observed = match dualgate::report::prometheus::Client::new(prometheus, access)
-        .and_then(|client| dualgate::report::prometheus::observe(&client, &window, now))
+    let shown = prometheus::mask(url);
+    let observed = match prometheus::Client::new(url, access)
+        .and_then(|client| prometheus::observe(&client, &window, now))
     {
         Ok(o) => o,
         Err(e) => {
@@ -681,9 +638,9 @@ fn retirement(
         );
     }
     let rows = assess(&lines, &observed, now, window.seconds());
-    match format {
-        Format::Table => print!("{}", render(&rows, &window.to_string(), now)),
-        Format::Json => print!("{}", render_json(&rows, &window, now)),
-    }
+    emit(&match format {
+        Format::Table => render(&rows, &window.to_string(), now),
+        Format::Json => render_json(&rows, &window, now),
+    })?;
     Ok(ExitCode::from(outcome(&rows).exit_code()))
 }

@@ -37,6 +37,9 @@ const TCP_CUT: &str = "dualgate_tcp_cut_total";
 const TCP_OPEN: &str = "dualgate_tcp_connections";
 const TCP_BUDGET: &str = "dualgate_tcp_connection_budget";
 const OPEN_FILES: &str = "dualgate_open_files_limit";
+const AREA_LAUNCH: &str = "dualgate_area_launch_timestamp_seconds";
+const NEXT_BOUNDARY: &str = "dualgate_legacy_next_boundary_timestamp_seconds";
+const CONFIG_INFO: &str = "dualgate_config_info";
 
 /// Histogram buckets for time spent inside the gateway: 10 µs to 100 ms.
 const DURATION_BUCKETS: [f64; 13] = [
@@ -154,6 +157,24 @@ fn describe() {
     for result in ["success", "failure"] {
         counter!(RELOADS, "result" => result).absolute(0);
     }
+    describe_cutover();
+}
+
+fn describe_cutover() {
+    describe_gauge!(
+        AREA_LAUNCH,
+        Unit::Seconds,
+        "Unix time the new number starts answering in an area (0: it always answers)."
+    );
+    describe_gauge!(
+        NEXT_BOUNDARY,
+        Unit::Seconds,
+        "Unix time of a legacy number's next phase boundary (0: none remains)."
+    );
+    describe_gauge!(
+        CONFIG_INFO,
+        "1 for the routing fingerprint (sha256) of the mappings this replica serves, 0 for the ones it served before a reload."
+    );
 }
 
 /// Creates at 0 every series a message can increment for a configured number (they never
@@ -592,6 +613,28 @@ pub fn record_limited(trunk: &str, limit: &'static str) {
 /// Sets the shedding gauge.
 pub fn record_shedding(on: bool) {
     gauge!(SHEDDING).set(if on { 1.0 } else { 0.0 });
+}
+
+/// Sets the calendar gauges for `now`: each area's launch instant and each legacy number's next
+/// boundary. Called at start-up, on reload and as boundaries pass.
+pub fn record_calendar(snap: &Snapshot, now: SystemTime) {
+    for a in &snap.mappings.areas {
+        gauge!(AREA_LAUNCH, "area" => a.code.as_str().to_string())
+            .set(crate::timeline::launch(a).map_or(0.0, unix_seconds));
+    }
+    for l in &snap.mappings.legacy {
+        gauge!(NEXT_BOUNDARY, "number" => l.number.clone())
+            .set(crate::timeline::next_for(l, now).map_or(0.0, |(at, _)| unix_seconds(at)));
+    }
+}
+
+/// Marks `sha256` as the routing fingerprint served (1), and `previous`, if another, as no
+/// longer served (0): series never expire, so the old one must read 0, not 1.
+pub fn record_config(previous: Option<&str>, sha256: &str) {
+    if let Some(p) = previous.filter(|p| *p != sha256) {
+        gauge!(CONFIG_INFO, "sha256" => p.to_string()).set(0.0);
+    }
+    gauge!(CONFIG_INFO, "sha256" => sha256.to_string()).set(1.0);
 }
 
 #[cfg(test)]

@@ -183,7 +183,9 @@ fn toml_syntax_and_unknown_fields_name_the_line() {
     let (code, _, err) = dualgate(&["check", "--config", &p]);
     assert_eq!(code, 78);
     assert!(
-        err.contains(&format!("{p}:5: backend: unknown field `backend`")),
+        err.contains(&format!(
+            "{p}:5: queue[0].backend: unknown field `backend`; did you mean `backends`?"
+        )),
         "{err}"
     );
     let (code, _, err) = dualgate(&["check", "--config", "/nonexistent/dualgate.toml"]);

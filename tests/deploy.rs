@@ -27,6 +27,9 @@ const METRICS: &[&str] = &[
     "dualgate_build_info",
     "dualgate_responses_total",
     "dualgate_udp_receive_drops_total",
+    "dualgate_area_launch_timestamp_seconds",
+    "dualgate_legacy_next_boundary_timestamp_seconds",
+    "dualgate_config_info",
 ];
 
 /// Histograms: their series are exported with these suffixes only.

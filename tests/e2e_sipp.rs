@@ -195,6 +195,54 @@ async fn every_spelling_of_fuzhou_12356_and_its_legacy_numbers_lands_on_the_fuzh
     );
 }
 
+const REDIRECT_301: &str = r#"{ treatment = "redirect", status = 301 }"#;
+
+#[tokio::test]
+async fn a_retired_legacy_number_with_redirect_sends_the_caller_to_its_area_s_12356() {
+    let dir = Scratch::new();
+    let b = Backends::new();
+    let gw = b.gateway(REDIRECT_301, RETIRED).await;
+    let dir = dir.holding(&gw);
+    let moved = Sipp::uac(
+        &dir.0,
+        "uac-059185666661",
+        gw.sip,
+        "uac_expect_redirect.xml",
+        "059185666661",
+        &["-key", "expected", "301", "-key", "contact", "059112356"],
+    )
+    .finish();
+    moved.assert_calls_succeeded(1);
+    assert!(
+        moved
+            .log
+            .contains("final status 301 expected 301 contact 059112356 expected 059112356"),
+        "{}",
+        moved.log
+    );
+    // The scenario fails on another Contact: the same call expecting Xiamen's 12356 fails.
+    let wrong = Sipp::uac(
+        &dir.0,
+        "uac-wrong-contact",
+        gw.sip,
+        "uac_expect_redirect.xml",
+        "059185666661",
+        &["-key", "expected", "301", "-key", "contact", "059212356"],
+    )
+    .finish();
+    assert!(
+        !wrong.status.success(),
+        "a wrong Contact must fail the call"
+    );
+    let m = gw.scrape();
+    let redirected = [("number", "059185666661"), ("outcome", "redirected")];
+    assert_eq!(
+        metric(&m, "dualgate_call_outcomes_total", &redirected),
+        Some(2.0),
+        "{m}"
+    );
+}
+
 #[tokio::test]
 async fn a_retired_legacy_number_is_refused_with_410_while_12356_still_completes() {
     let dir = Scratch::new();

@@ -1,6 +1,6 @@
 //! Reading a mapping file from disk: the only file I/O of the configuration.
 
-use super::{validate, ConfigError, Snapshot};
+use super::{check, Checked, ConfigError, Snapshot};
 use crate::sip::Key;
 use std::path::Path;
 
@@ -11,11 +11,20 @@ use std::path::Path;
 /// [`ConfigError::Read`] if the file cannot be read, [`ConfigError::Invalid`] with every
 /// problem (line and field) otherwise.
 pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
+    load_checked(path).map(|c| c.snapshot)
+}
+
+/// [`load()`], with the warnings of a file that loads.
+///
+/// # Errors
+/// As [`load()`].
+pub fn load_checked(path: &Path) -> Result<Checked, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut snap = validate(path, &text)?;
+    let mut checked = check(path, &text)?;
+    let snap = &mut checked.snapshot;
     if let Some(file) = snap.gateway.secret_file.clone() {
         let read = |e: std::io::Error| ConfigError::Read {
             path: file.clone(),
@@ -30,5 +39,5 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
         })?;
         snap.gateway.secret = Some(key);
     }
-    Ok(snap)
+    Ok(checked)
 }

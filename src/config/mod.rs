@@ -2,13 +2,16 @@
 //! [`Snapshot`] ([`validate()`], pure), and reading it from disk ([`load()`], the edge).
 
 pub mod cidr;
+pub mod diff;
+pub mod lint;
 pub mod load;
+pub mod parse;
 pub mod raw;
 pub mod validate;
 
 pub use cidr::Cidr;
-pub use load::load;
-pub use validate::{parse_instant, validate};
+pub use load::{load, load_checked};
+pub use validate::{check, parse_instant, validate};
 
 use crate::health::Policy;
 use crate::hours::Hours;
@@ -213,6 +216,45 @@ pub struct ConfigIssue {
     pub field: String,
     /// What is wrong.
     pub problem: String,
+    /// The other place the problem involves (the first of two duplicates, the area launch a
+    /// legacy date contradicts), if any.
+    pub also: Option<Related>,
+}
+
+/// The second place a [`ConfigIssue`] names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Related {
+    /// 1-based line number.
+    pub line: usize,
+    /// Dotted field path.
+    pub field: String,
+}
+
+impl ConfigIssue {
+    /// `FILE:LINE: field: problem (FILE:LINE: other field)`, as printed for the operator.
+    pub fn display<'a>(&'a self, path: &'a std::path::Path) -> impl fmt::Display + 'a {
+        struct D<'a>(&'a ConfigIssue, &'a std::path::Path);
+        impl fmt::Display for D<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let (i, p) = (self.0, self.1.display());
+                write!(f, "{p}:{}: {}: {}", i.line, i.field, i.problem)?;
+                if let Some(a) = &i.also {
+                    write!(f, " ({p}:{}: {})", a.line, a.field)?;
+                }
+                Ok(())
+            }
+        }
+        D(self, path)
+    }
+}
+
+/// A valid mapping file: the snapshot to serve, and what is allowed but probably not meant.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// What the gateway serves.
+    pub snapshot: Snapshot,
+    /// Problems that do not stop the file from loading, each with line and field.
+    pub warnings: Vec<ConfigIssue>,
 }
 
 /// Why a mapping file was rejected.
@@ -251,14 +293,7 @@ impl fmt::Display for Invalid<'_> {
             if n == 1 { "" } else { "s" }
         )?;
         for i in self.issues {
-            write!(
-                f,
-                "\n  {}:{}: {}: {}",
-                self.path.display(),
-                i.line,
-                i.field,
-                i.problem
-            )?;
+            write!(f, "\n  {}", i.display(self.path))?;
         }
         Ok(())
     }

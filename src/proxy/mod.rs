@@ -2,10 +2,10 @@
 //! message out, plus the labels it is counted under. Pure: the snapshot, the sender and the
 //! instant are parameters; the transport edge sends what this returns.
 //!
-//! [`handle_with`] parses and dispatches; requests go through the pipeline in [`request`]
+//! [`handle_with`] parses and dispatches; requests go through the pipeline in `request.rs`
 //! (checks → loose routing → overload control → routing → answer or forward), responses
-//! through [`response`]; [`auth`] holds the authenticated branch both rely on. Header text is
-//! written in `sip::header`.
+//! through `response.rs`; `auth.rs` holds the authenticated branch both rely on. Header text
+//! is written in [`crate::sip::header`].
 
 mod auth;
 mod request;

@@ -147,6 +147,14 @@ fn split_user_info(url: &str) -> Result<(String, Option<String>), PromError> {
     Ok((base, user_info))
 }
 
+/// Checks that `url` is one [`Client::new`] accepts (for command-line parsing).
+///
+/// # Errors
+/// [`PromError::BadUrl`] naming what is wrong.
+pub fn check_url(url: &str) -> Result<(), PromError> {
+    split_user_info(url).map(|_| ())
+}
+
 /// The URL with `user:password@` replaced by `***@`, for messages.
 pub fn mask(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
