@@ -13,7 +13,8 @@
 //!   ([`report::prometheus`]), the assessment, the trend and the rendering.
 //!
 //! Edges (effects live here and only here): [`transport`] (sockets), [`metrics`] (the
-//! Prometheus exporter), [`clock`] (the only clock reads), [`report::prometheus`] (the query client),
+//! Prometheus exporter), [`http`] (/metrics, /healthz, /readyz and the status page; its
+//! [`http::status`] model is pure), [`clock`] (the only clock reads), [`report::prometheus`] (the query client),
 //! [`config::load()`] (file reads), and `main.rs` (CLI, signals, exit codes).
 
 pub mod backend;
@@ -22,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod health;
 pub mod hours;
+pub mod http;
 pub mod limit;
 pub mod mapping;
 pub mod metrics;
