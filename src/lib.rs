@@ -15,7 +15,7 @@
 //! Edges (effects live here and only here): [`transport`] (sockets), [`metrics`] (the
 //! Prometheus exporter), [`http`] (/metrics, /healthz, /readyz and the status page; its
 //! [`http::status`] model is pure), [`clock`] (the only clock reads), [`report::prometheus`] (the query client),
-//! [`config::load()`] (file reads), and `main.rs` (CLI, signals, exit codes).
+//! [`config::load()`] (file reads), [`watcher`] (reload when the mapping file changes), and `main.rs` (CLI, signals, exit codes).
 
 pub mod backend;
 pub mod calendar;
@@ -34,6 +34,7 @@ pub mod report;
 pub mod route;
 pub mod sip;
 pub mod transport;
+pub mod watcher;
 
 use crate::clock::Clock;
 use crate::config::{Gateway, Snapshot};

@@ -372,6 +372,13 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             numbers = snap.mappings.numbers().count(),
             "dualgate listening"
         );
+        if dualgate::watcher::enabled() {
+            // A changed file (a ConfigMap update) takes the SIGHUP path below.
+            tokio::spawn(dualgate::watcher::mapping_file(
+                path.clone(),
+                dualgate::watcher::EVERY,
+            ));
+        }
         tokio::spawn(reload_on_sighup(path, overrides, tx, clock.clone()));
         let udp_workers = udp_workers.map_or(workers, usize::from);
         dualgate::run(sockets, udp_workers, rx, clock, shutdown_signal())
