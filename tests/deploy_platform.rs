@@ -80,7 +80,12 @@ fn kustomize_renders_manifests_that_validate_against_the_kubernetes_schemas() {
     std::fs::write(&file, rendered()).unwrap();
     let out = run(
         "python3",
-        &["-m", "kubernetes_validate", "--strict", file.to_str().unwrap()],
+        &[
+            "-m",
+            "kubernetes_validate",
+            "--strict",
+            file.to_str().unwrap(),
+        ],
         "install it with `pip install kubernetes-validate` (PyPI; .ci/run does)",
     );
     let _ = std::fs::remove_dir_all(&dir);
