@@ -15,8 +15,9 @@
 //! - [`cli`]: what `check` and `route` print (text and JSON).
 //!
 //! Edges (effects live here and only here): [`transport`] (sockets), [`metrics`] (the
-//! Prometheus exporter), [`clock`] (the only clock reads), [`report::prometheus`] (the query client),
-//! [`config::load()`] (file reads), and `main.rs` (CLI, signals, exit codes).
+//! Prometheus exporter), [`http`] (/metrics, /healthz, /readyz and the status page; its
+//! [`http::status`] model is pure), [`clock`] (the only clock reads), [`report::prometheus`] (the query client),
+//! [`config::load()`] (file reads), [`watcher`] (reload when the mapping file changes), and `main.rs` (CLI, signals, exit codes).
 
 pub mod backend;
 pub mod calendar;
@@ -25,6 +26,7 @@ pub mod clock;
 pub mod config;
 pub mod health;
 pub mod hours;
+pub mod http;
 pub mod limit;
 pub mod mapping;
 pub mod metrics;
@@ -36,6 +38,7 @@ pub mod route;
 pub mod sip;
 pub mod timeline;
 pub mod transport;
+pub mod watcher;
 
 use crate::clock::Clock;
 use crate::config::{Gateway, Snapshot};

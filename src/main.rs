@@ -419,12 +419,22 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .context("starting the runtime")?;
     rt.block_on(async move {
         let g = snap.gateway.clone();
-        dualgate::metrics::install(g.metrics, &g.replica).with_context(|| {
-            format!(
-                "starting the metrics listener on {}",
-                cli::check::addr(g.metrics)
-            )
-        })?;
+        let registry =
+            dualgate::metrics::install(&g.replica).context("installing the metrics recorder")?;
+        // The HTTP listener (metrics, health, status page) comes up before SIP, so /readyz can
+        // say what is missing; `--metrics off` opens none.
+        let (tx, rx) = watch::channel(Arc::new(snap.clone()));
+        let http = match g.metrics {
+            Some(addr) => {
+                let l = dualgate::http::bind(addr)
+                    .await
+                    .with_context(|| format!("starting the metrics listener on {addr}"))?;
+                let ctx = dualgate::http::Context::new(registry, rx.clone(), clock.clone());
+                tokio::spawn(dualgate::http::serve(l, ctx.clone()));
+                Some(ctx)
+            }
+            None => None,
+        };
         let sockets = dualgate::Sockets::bind(&g).await.with_context(|| {
             format!(
                 "binding SIP on udp {} / tcp {}",
@@ -432,6 +442,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 cli::check::addr(g.sip_tcp)
             )
         })?;
+        if let Some(ctx) = &http {
+            ctx.sip_bound();
+        }
         let now = clock.now();
         let sha256 = fingerprint(&snap);
         dualgate::metrics::register(&snap, now);
@@ -449,7 +462,13 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             sha256 = %sha256,
             "dualgate listening"
         );
-        let (tx, rx) = watch::channel(Arc::new(snap));
+        if dualgate::watcher::enabled() {
+            // A changed file (a ConfigMap update) takes the SIGHUP path below.
+            tokio::spawn(dualgate::watcher::mapping_file(
+                path.clone(),
+                dualgate::watcher::EVERY,
+            ));
+        }
         tokio::spawn(reload_on_sighup(path, overrides, tx, clock.clone()));
         let udp_workers = udp_workers.map_or(workers, usize::from);
         dualgate::run(sockets, udp_workers, rx, clock, shutdown_signal())

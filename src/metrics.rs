@@ -12,25 +12,24 @@ use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
     Gauge, Histogram, Unit,
 };
-use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 const REQUESTS: &str = "dualgate_requests_total";
 const RESPONSES: &str = "dualgate_responses_total";
-const ATTEMPTS: &str = "dualgate_call_attempts_total";
+pub(crate) const ATTEMPTS: &str = "dualgate_call_attempts_total";
 const OUTCOMES: &str = "dualgate_call_outcomes_total";
 const LAST_CALL: &str = "dualgate_last_call_timestamp_seconds";
 const PHASE: &str = "dualgate_legacy_phase";
 const RETIRED_FROM: &str = "dualgate_legacy_retired_from_timestamp_seconds";
 const REJECTED: &str = "dualgate_rejected_total";
-const RELOADS: &str = "dualgate_config_reloads_total";
-const LAST_RELOAD: &str = "dualgate_config_last_reload_success_timestamp_seconds";
+pub(crate) const RELOADS: &str = "dualgate_config_reloads_total";
+pub(crate) const LAST_RELOAD: &str = "dualgate_config_last_reload_success_timestamp_seconds";
 const BACKEND_ERRORS: &str = "dualgate_backend_errors_total";
 const DURATION: &str = "dualgate_request_duration_seconds";
-const BUILD_INFO: &str = "dualgate_build_info";
+pub(crate) const BUILD_INFO: &str = "dualgate_build_info";
 const UDP_DROPS: &str = "dualgate_udp_receive_drops_total";
 const TCP_REFUSED: &str = "dualgate_tcp_refused_total";
 const TCP_CUT: &str = "dualgate_tcp_cut_total";
@@ -39,7 +38,8 @@ const TCP_BUDGET: &str = "dualgate_tcp_connection_budget";
 const OPEN_FILES: &str = "dualgate_open_files_limit";
 const AREA_LAUNCH: &str = "dualgate_area_launch_timestamp_seconds";
 const NEXT_BOUNDARY: &str = "dualgate_legacy_next_boundary_timestamp_seconds";
-const CONFIG_INFO: &str = "dualgate_config_info";
+/// The routing fingerprint gauge (`sha256` label); the status page reads it back.
+pub(crate) const CONFIG_INFO: &str = "dualgate_config_info";
 
 /// Histogram buckets for time spent inside the gateway: 10 µs to 100 ms.
 const DURATION_BUCKETS: [f64; 13] = [
@@ -47,32 +47,27 @@ const DURATION_BUCKETS: [f64; 13] = [
     0.1,
 ];
 
-/// Installs the Prometheus exporter (its HTTP listener on `listen`, when set) with a `replica`
-/// label on every series, and describes every metric. Must run inside the tokio runtime.
+/// Installs the Prometheus recorder with a `replica` label on every series, describes every
+/// metric and keeps the registry drained (histograms would otherwise buffer without bound).
+/// It opens no listener: `src/http` serves the returned handle's text on `/metrics`.
 ///
 /// # Errors
-/// The exporter's [`BuildError`] (e.g. the listen address is taken).
-pub fn install(listen: Option<SocketAddr>, replica: &str) -> Result<(), BuildError> {
-    let b = PrometheusBuilder::new()
+/// The exporter's [`BuildError`] (e.g. a recorder is already installed).
+pub fn install(replica: &str) -> Result<PrometheusHandle, BuildError> {
+    let handle = PrometheusBuilder::new()
         .add_global_label("replica", replica)
-        .set_buckets_for_metric(Matcher::Full(DURATION.to_string()), &DURATION_BUCKETS)?;
-    match listen {
-        Some(addr) => b.with_http_listener(addr).install()?,
-        None => {
-            // No listener at all (the builder's default would listen on 0.0.0.0:9000); the
-            // registry is still kept drained so histograms do not buffer without bound.
-            let handle = b.install_recorder()?;
-            std::thread::Builder::new()
-                .name("dualgate-metrics-upkeep".into())
-                .spawn(move || loop {
-                    std::thread::sleep(Duration::from_secs(5));
-                    handle.run_upkeep();
-                })
-                .map_err(|e| BuildError::FailedToCreateHTTPListener(e.to_string()))?;
-        }
-    }
+        .set_buckets_for_metric(Matcher::Full(DURATION.to_string()), &DURATION_BUCKETS)?
+        .install_recorder()?;
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("dualgate-metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(5));
+            upkeep.run_upkeep();
+        })
+        .map_err(|e| BuildError::FailedToCreateHTTPListener(e.to_string()))?;
     describe();
-    Ok(())
+    Ok(handle)
 }
 
 fn describe() {
@@ -507,7 +502,7 @@ pub fn record_tcp_budgets(nofile: u64, b: &Budgets) {
     }
 }
 
-const BACKEND_UP: &str = "dualgate_backend_up";
+pub(crate) const BACKEND_UP: &str = "dualgate_backend_up";
 const PROBES: &str = "dualgate_backend_probes_total";
 const BACKEND_503: &str = "dualgate_backend_503_total";
 const OVERFLOWS: &str = "dualgate_overflow_total";

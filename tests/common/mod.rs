@@ -2,6 +2,7 @@
 //! file, and talks to it over real UDP/TCP sockets and its real /metrics endpoint.
 #![allow(clippy::unwrap_used, dead_code)]
 
+pub mod http;
 pub mod sipp;
 
 use std::io::{Read, Write};
