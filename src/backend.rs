@@ -2,7 +2,7 @@
 //! are up, and its overflow queue when it cannot answer. Pure: the down-set and the instant are
 //! parameters.
 
-use crate::config::{Backend, Queue, Snapshot};
+use crate::config::{Backend, Queue, QueueId, Snapshot};
 use crate::health::Down;
 use crate::sip;
 use std::time::SystemTime;
@@ -35,7 +35,7 @@ pub enum Pick<'s> {
     /// To `backend` of queue `queue`; `overflowed` says why the call left its first queue.
     To {
         /// Index of the queue that takes the call.
-        queue: usize,
+        queue: QueueId,
         /// The chosen backend.
         backend: &'s Backend,
         /// Why the first queue did not take it, when it overflowed.
@@ -44,7 +44,7 @@ pub enum Pick<'s> {
     /// Nowhere: the last queue tried (with no overflow left) could not take it, because of `why`.
     Nowhere {
         /// Index of the last queue tried.
-        queue: usize,
+        queue: QueueId,
         /// Why it could not.
         why: Why,
     },
@@ -90,7 +90,7 @@ pub fn available(q: &Queue, down: &Down, now: SystemTime) -> Result<(), Why> {
 /// overflow chain (validation refuses cycles; the walk is bounded anyway).
 pub fn pick<'s>(
     snap: &'s Snapshot,
-    queue: usize,
+    queue: QueueId,
     call_id: &[u8],
     down: &Down,
     now: SystemTime,
@@ -99,7 +99,7 @@ pub fn pick<'s>(
     let mut first_why = None;
     let mut why = Why::AllDown;
     for _ in 0..=snap.queues.len() {
-        let Some(q) = snap.queues.get(at) else { break };
+        let q = snap.queue(at);
         match available(q, down, now) {
             Ok(()) => {
                 if let Some(backend) = choose_up(&q.backends, call_id, down, q.probe) {
@@ -123,14 +123,14 @@ pub fn pick<'s>(
 
 /// What happens to a new call for `queue` at `now` with every backend up, and what would if its
 /// backends were down: one line per step, for `dualgate route`.
-pub fn explain(snap: &Snapshot, queue: usize, now: SystemTime) -> Vec<String> {
-    let name = |i: usize| snap.queues.get(i).map_or("?", |q| q.name.as_str());
+pub fn explain(snap: &Snapshot, queue: QueueId, now: SystemTime) -> Vec<String> {
+    let name = |i: QueueId| snap.queue(i).name.as_str();
     let f = snap.failover;
     let nowhere = format!("{} with Retry-After: {}", f.status, f.retry_after);
     let mut lines = Vec::new();
     let mut at = queue;
     for _ in 0..=snap.queues.len() {
-        let Some(q) = snap.queues.get(at) else { break };
+        let q = snap.queue(at);
         let open = q.hours.open_at(now);
         let next = q
             .overflow
@@ -216,10 +216,12 @@ queue = "fuzhou"
         let dead = down(&["10.0.0.2"]);
         let mut moved_to = std::collections::HashMap::new();
         for (c, was) in calls.iter().zip(&before) {
-            let Pick::To { backend, queue, .. } = pick(&s, 0, c.as_bytes(), &dead, now) else {
+            let Pick::To { backend, queue, .. } =
+                pick(&s, QueueId::new(0), c.as_bytes(), &dead, now)
+            else {
                 panic!("fuzhou has three backends up");
             };
-            assert_eq!(queue, 0);
+            assert_eq!(queue, QueueId::new(0));
             if was.key.starts_with("10.0.0.2:") {
                 assert_ne!(backend.key, was.key);
                 *moved_to.entry(backend.key.clone()).or_insert(0u32) += 1;
@@ -241,7 +243,11 @@ queue = "fuzhou"
     #[test]
     fn route_explains_hours_and_overflow() {
         let s = snap();
-        let night = explain(&s, 0, parse_instant("2025-06-01T23:00:00+08:00").unwrap());
+        let night = explain(
+            &s,
+            QueueId::new(0),
+            parse_instant("2025-06-01T23:00:00+08:00").unwrap(),
+        );
         assert_eq!(
             night,
             vec![
@@ -251,7 +257,7 @@ queue = "fuzhou"
                 "takes the call (backends up): provincial",
             ]
         );
-        let day = explain(&s, 0, parse_instant(DAY).unwrap());
+        let day = explain(&s, QueueId::new(0), parse_instant(DAY).unwrap());
         assert_eq!(day.last().unwrap(), "takes the call (backends up): fuzhou");
     }
 
@@ -277,12 +283,12 @@ queue = "fuzhou"
             ),
         ];
         for (t, d, want) in cases {
-            let got = match pick(&s, 0, b"c1", &d, at(t)) {
+            let got = match pick(&s, QueueId::new(0), b"c1", &d, at(t)) {
                 Pick::To {
                     queue, overflowed, ..
-                } => Some((queue, overflowed)),
+                } => Some((queue.index(), overflowed)),
                 Pick::Nowhere { queue, why } => {
-                    assert_eq!((queue, why), (1, Why::AllDown));
+                    assert_eq!((queue.index(), why), (1, Why::AllDown));
                     None
                 }
             };

@@ -12,7 +12,7 @@ pub enum Treatment {
     /// the number has changed and may transfer the caller to the new number.
     Announce {
         /// Index of the announcement queue.
-        queue: usize,
+        queue: crate::config::QueueId,
     },
     /// Answer 301/302 with a Contact for the new number, for switches that follow redirects.
     Redirect {
@@ -181,7 +181,9 @@ mod tests {
     fn every_treatment_applies_from_the_end_of_the_parallel_period() {
         let treatments = [
             Treatment::Route,
-            Treatment::Announce { queue: 3 },
+            Treatment::Announce {
+                queue: crate::config::QueueId::new(3),
+            },
             Treatment::Redirect { status: 301 },
             Treatment::Reject {
                 status: 410,

@@ -2,6 +2,7 @@
 //! lookups; no I/O, no clock.
 
 use crate::calendar::Schedule;
+use crate::config::QueueId;
 use crate::number::{AreaCode, Dialled};
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -14,7 +15,7 @@ pub struct Area {
     /// Human name, e.g. `Fuzhou (and Pingtan)`.
     pub name: String,
     /// Index of the area's queue.
-    pub queue: usize,
+    pub queue: QueueId,
     /// When the new number starts answering in this area, if configured.
     pub launch: Option<SystemTime>,
     /// Whether the new number already answers before `launch`.
@@ -31,7 +32,7 @@ pub struct Legacy {
     /// Human name, e.g. `Fujian provincial psychological-aid hotline`.
     pub name: String,
     /// Index of the queue it routes to.
-    pub queue: usize,
+    pub queue: QueueId,
     /// The migration calendar.
     pub schedule: Schedule,
     /// Share of its area's calls below which `dualgate retirement` calls it safe to retire.
@@ -62,7 +63,7 @@ pub enum Entry<'m> {
 impl Entry<'_> {
     /// Index of the queue the entry's calls go to outside any retired treatment: the legacy
     /// number's queue, the area's queue, or the default queue for the new number without area.
-    pub fn queue(&self, m: &Mappings) -> Option<usize> {
+    pub fn queue(&self, m: &Mappings) -> Option<QueueId> {
         match self {
             Entry::Legacy(l) => Some(l.queue),
             Entry::NewNumber { area: Some(a) } => Some(a.queue),
@@ -77,7 +78,7 @@ pub struct Mappings {
     /// The new short number, e.g. `12356`.
     pub new_number: String,
     /// Queue for the new number dialled with no area known.
-    pub default_queue: Option<usize>,
+    pub default_queue: Option<QueueId>,
     /// Areas answering the new number.
     pub areas: Vec<Area>,
     /// Legacy numbers.
@@ -95,7 +96,7 @@ impl Mappings {
     /// Builds the index; `areas` and `legacy` must already be free of duplicates.
     pub fn new(
         new_number: String,
-        default_queue: Option<usize>,
+        default_queue: Option<QueueId>,
         areas: Vec<Area>,
         legacy: Vec<Legacy>,
     ) -> Mappings {

@@ -539,7 +539,7 @@ pub fn register_failover(snap: &Snapshot) {
             counter!(UNAVAILABLE, "queue" => q.to_string(), "reason" => why.as_str()).increment(0);
         }
     }
-    for (i, q) in snap.queues.iter().enumerate() {
+    for (i, q) in snap.queue_ids() {
         for b in &q.backends {
             for result in ["answered", "missed"] {
                 counter!(PROBES, "queue" => q.name.clone(), "backend" => b.uri.clone(), "result" => result).increment(0);
@@ -549,7 +549,7 @@ pub fn register_failover(snap: &Snapshot) {
         let mut at = q.overflow;
         let mut steps = 0;
         while let (Some(j), true) = (at, steps < snap.queues.len()) {
-            let Some(to) = snap.queues.get(j) else { break };
+            let to = snap.queue(j);
             if j != i {
                 for why in Why::ALL {
                     counter!(OVERFLOWS, "queue" => q.name.clone(), "to" => to.name.clone(), "reason" => why.as_str()).increment(0);

@@ -2,7 +2,7 @@
 //! or how the gateway answers it. Pure: the snapshot and the instant are parameters.
 
 use crate::calendar::{phase_at, Phase, Treatment};
-use crate::config::{Snapshot, Trunk};
+use crate::config::{QueueId, Snapshot, Trunk};
 use crate::mapping::{Area, Entry, Legacy};
 use crate::number::{normalize, Dialling};
 use crate::sip::{Cause, Method, Q850};
@@ -120,7 +120,7 @@ pub enum Decision<'s> {
     /// Forward to one of the queue's backends, with `user` as the Request-URI user part.
     Forward {
         /// Index of the queue.
-        queue: usize,
+        queue: QueueId,
         /// User part for the backend.
         user: &'s str,
         /// Mark the call as having come in on a legacy number (History-Info / Diversion).
@@ -231,10 +231,7 @@ fn new_number<'s>(area: Option<&'s Area>, launched: bool, snap: &'s Snapshot) ->
     let m = &snap.mappings;
     let number = area.map_or(m.new_number.as_str(), |a| a.new_number.as_str());
     let entry = Entry::NewNumber { area };
-    let Some(q) = entry
-        .queue(m)
-        .and_then(|i| snap.queues.get(i).map(|q| (i, q)))
-    else {
+    let Some(q) = entry.queue(m).map(|i| (i, snap.queue(i))) else {
         return Routed {
             number,
             ..unrouted(reply(
@@ -277,9 +274,9 @@ fn new_number<'s>(area: Option<&'s Area>, launched: bool, snap: &'s Snapshot) ->
 /// The decision for legacy number `l` in `phase`.
 fn legacy<'s>(l: &'s Legacy, phase: Phase<'s>, snap: &'s Snapshot) -> Routed<'s> {
     let m = &snap.mappings;
-    let home = snap.queues.get(l.queue);
-    let forward = |queue: usize, mark: bool| match snap.queues.get(queue) {
-        Some(q) => Routed {
+    let forward = |queue: QueueId, mark: bool| {
+        let q = snap.queue(queue);
+        Routed {
             decision: Decision::Forward {
                 queue,
                 user: &q.target,
@@ -288,14 +285,9 @@ fn legacy<'s>(l: &'s Legacy, phase: Phase<'s>, snap: &'s Snapshot) -> Routed<'s>
             number: &l.number,
             queue: &q.name,
             phase: phase.as_str(),
-        },
-        None => Routed {
-            number: &l.number,
-            phase: phase.as_str(),
-            ..unrouted(reply(500, "Server Internal Error", None, None))
-        },
+        }
     };
-    let queue_name = home.map_or("none", |q| q.name.as_str());
+    let queue_name = snap.queue(l.queue).name.as_str();
     match phase {
         Phase::Before => forward(l.queue, false),
         Phase::Parallel | Phase::Retired(Treatment::Route) => forward(l.queue, true),

@@ -4,7 +4,7 @@
 //! and what the next-boundary gauges show. Pure: the instant is a parameter.
 
 use crate::calendar::{phase_at, PhaseName, Treatment};
-use crate::config::Snapshot;
+use crate::config::{QueueId, Snapshot};
 use crate::mapping::{Area, Legacy, Mappings};
 use std::time::SystemTime;
 
@@ -171,7 +171,7 @@ pub fn countdown(now: SystemTime, t: SystemTime) -> String {
 
 /// What callers get from the boundary on, in words: "announce via queue announcement".
 pub fn describe(b: &Boundary<'_>, snap: &Snapshot) -> String {
-    let queue = |i: usize| snap.queues.get(i).map_or("?", |q| q.name.as_str());
+    let queue = |i: QueueId| snap.queue(i).name.as_str();
     match b.what {
         What::Launch { area } => format!(
             "{} starts answering in {} (queue {})",

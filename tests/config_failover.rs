@@ -92,7 +92,7 @@ fn every_setting_is_read() {
         (p.interval, p.down_after, p.up_after, p.require_2xx),
         (Duration::from_millis(500), 4, 1, true)
     );
-    assert_eq!(s.queues[0].overflow, Some(1));
+    assert_eq!(s.queues[0].overflow.map(|q| q.index()), Some(1));
     assert_eq!(s.queues[0].hours.to_string(), "08:00-22:00 CST");
     assert!(!s.queues[1].probe);
     let l = s.trunks[0].limits;

@@ -4,7 +4,7 @@
 use super::{seconds_until, utc, IssueJson};
 use crate::calendar::{phase_at, Treatment};
 use crate::config::diff::{fingerprint, Diff};
-use crate::config::{Checked, Snapshot};
+use crate::config::{Checked, QueueId, Snapshot};
 use crate::number::AreaCode;
 use crate::timeline::{self, countdown, describe, local, local_and_utc, next_for, Boundary, What};
 use serde_json::{json, Value};
@@ -18,8 +18,8 @@ pub fn addr(a: Option<SocketAddr>) -> String {
     a.map_or_else(|| "off".to_string(), |a| a.to_string())
 }
 
-fn queue(s: &Snapshot, i: usize) -> &str {
-    s.queues.get(i).map_or("?", |q| q.name.as_str())
+fn queue(s: &Snapshot, i: QueueId) -> &str {
+    s.queue(i).name.as_str()
 }
 
 fn treatment(s: &Snapshot, t: &Treatment) -> String {

@@ -188,10 +188,9 @@ pub fn rehearse(snap: &Snapshot, q: &Query<'_>, now: SystemTime) -> Result<Rehea
                 crate::backend::Pick::To { queue, .. } => queue,
                 crate::backend::Pick::Nowhere { .. } => queue,
             };
-            if let Some(routed) = snap.queues.get(queue) {
-                r.queue = Some(routed.name.clone());
-            }
-            if let Some(qu) = snap.queues.get(taken) {
+            r.queue = Some(snap.queue(queue).name.clone());
+            {
+                let qu = snap.queue(taken);
                 r.backends = qu.backends.iter().map(|b| b.uri.clone()).collect();
                 r.backend = q
                     .call_id

@@ -3,7 +3,7 @@
 //! effect on restart. Also the routing fingerprint (`dualgate_config_info{sha256}`), computed
 //! from the same description so that two files that route alike have the same one. Pure.
 
-use super::Snapshot;
+use super::{QueueId, Snapshot};
 use crate::calendar::Treatment;
 use crate::timeline::local;
 use serde::Serialize;
@@ -88,7 +88,7 @@ const RESTART_FIELDS: [&str; 4] = ["sip_udp", "sip_tcp", "metrics", "replica"];
 
 /// Every entry of a snapshot as (entry, [(field, value)]), values as an operator reads them.
 fn entries(s: &Snapshot) -> Vec<(String, Vec<(&'static str, String)>)> {
-    let queue = |i: usize| s.queues.get(i).map_or("?".to_string(), |q| q.name.clone());
+    let queue = |i: QueueId| s.queue(i).name.clone();
     let addr = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
     let g = &s.gateway;
     let mut marks = Vec::new();
@@ -117,7 +117,7 @@ fn entries(s: &Snapshot) -> Vec<(String, Vec<(&'static str, String)>)> {
 /// The entries that decide routing and the calendar (everything but `[gateway]`).
 fn routing(
     s: &Snapshot,
-    queue: &dyn Fn(usize) -> String,
+    queue: &dyn Fn(QueueId) -> String,
 ) -> Vec<(String, Vec<(&'static str, String)>)> {
     let m = &s.mappings;
     let mut out = vec![(
@@ -252,7 +252,7 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Diff {
 /// equal for two files that route alike whatever their comments, order of keys or `[gateway]`
 /// (which differs per replica); what `dualgate_config_info{sha256}` exports and `check` prints.
 pub fn fingerprint(s: &Snapshot) -> String {
-    let queue = |i: usize| s.queues.get(i).map_or("?".to_string(), |q| q.name.clone());
+    let queue = |i: QueueId| s.queue(i).name.clone();
     let mut h = Sha256::new();
     for (entry, fields) in routing(s, &queue) {
         for (k, v) in fields {

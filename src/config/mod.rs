@@ -130,8 +130,8 @@ pub struct Queue {
     pub target: String,
     /// Backends, chosen per call by rendezvous hashing of the Call-ID.
     pub backends: Vec<Backend>,
-    /// Index of the queue that takes calls when this one is closed or has no backend up.
-    pub overflow: Option<usize>,
+    /// The queue that takes calls when this one is closed or has no backend up.
+    pub overflow: Option<QueueId>,
     /// When the queue answers.
     pub hours: Hours,
     /// Whether its backends are probed (when off they always count as up).
@@ -201,9 +201,39 @@ impl Snapshot {
             .unwrap_or(self.trunks.len())
     }
 
-    /// Index of the queue named `name`.
-    pub fn queue_index(&self, name: &str) -> Option<usize> {
-        self.queues.iter().position(|q| q.name == name)
+    /// The queue `id` names: it cannot fail, because only validation makes a [`QueueId`], for
+    /// the snapshot it builds.
+    pub fn queue(&self, id: QueueId) -> &Queue {
+        self.queues
+            .get(id.0)
+            .expect("invariant: a QueueId indexes the snapshot whose validation made it")
+    }
+
+    /// The queue named `name`.
+    pub fn queue_id(&self, name: &str) -> Option<QueueId> {
+        self.queues.iter().position(|q| q.name == name).map(QueueId)
+    }
+
+    /// Every queue with its id.
+    pub fn queue_ids(&self) -> impl Iterator<Item = (QueueId, &Queue)> {
+        self.queues.iter().enumerate().map(|(i, q)| (QueueId(i), q))
+    }
+}
+
+/// A queue of a [`Snapshot`]. Only the validator builds one (for the snapshot it returns), so
+/// [`Snapshot::queue`] cannot fail and nothing re-checks an index with an invented fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueId(usize);
+
+impl QueueId {
+    /// The id of the `i`-th queue of a snapshot being validated.
+    pub(crate) fn new(i: usize) -> QueueId {
+        QueueId(i)
+    }
+
+    /// Its position among the snapshot's queues.
+    pub fn index(self) -> usize {
+        self.0
     }
 }
 

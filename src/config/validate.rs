@@ -3,8 +3,8 @@
 
 use super::raw::{RawFile, RawLegacy, RawTreatment};
 use super::{
-    Backend, Checked, Cidr, ConfigError, ConfigIssue, Failover, Gateway, Overload, Queue, Related,
-    Snapshot, TcpLimits, Trunk,
+    Backend, Checked, Cidr, ConfigError, ConfigIssue, Failover, Gateway, Overload, Queue, QueueId,
+    Related, Snapshot, TcpLimits, Trunk,
 };
 use crate::calendar::{Schedule, Treatment};
 use crate::health::Policy;
@@ -177,7 +177,10 @@ fn build(path: &Path, raw: &RawFile, issues: &mut Issues<'_>) -> Snapshot {
     let mut queues = queues(raw, issues);
     overflows(raw, &mut queues, issues);
     let queue_index = |name: &Spanned<String>, field: String, issues: &mut Issues<'_>| {
-        let found = queues.iter().position(|q| q.name == *name.get_ref());
+        let found = queues
+            .iter()
+            .position(|q| q.name == *name.get_ref())
+            .map(QueueId::new);
         if found.is_none() {
             issues.push(name.span(), field, unknown_queue(name.get_ref(), &queues));
         }
@@ -235,7 +238,7 @@ fn build(path: &Path, raw: &RawFile, issues: &mut Issues<'_>) -> Snapshot {
         areas.push(Area {
             name: r.name.clone().unwrap_or_else(|| code.as_str().to_string()),
             code,
-            queue: queue.unwrap_or(0),
+            queue: queue.unwrap_or(QueueId::new(0)),
             launch,
             answer_before_launch: r.answer_before_launch.unwrap_or(false),
             new_number,
@@ -444,7 +447,7 @@ fn overflows(raw: &RawFile, queues: &mut [Queue], issues: &mut Issues<'_>) {
             }
             Some(j) => {
                 if let Some(q) = queues.get_mut(i) {
-                    q.overflow = Some(j);
+                    q.overflow = Some(QueueId::new(j));
                 }
             }
             None => issues.push(
@@ -464,7 +467,7 @@ fn overflows(raw: &RawFile, queues: &mut [Queue], issues: &mut Issues<'_>) {
         for _ in 0..=queues.len() {
             let Some(k) = at else { break };
             path.push(queues.get(k).map_or("?", |q| q.name.as_str()).to_string());
-            at = queues.get(k).and_then(|q| q.overflow);
+            at = queues.get(k).and_then(|q| q.overflow).map(QueueId::index);
             if at == Some(i) {
                 path.push(queues.get(i).map_or("?", |q| q.name.as_str()).to_string());
                 issues.push(
@@ -923,7 +926,10 @@ fn legacy_entry(
             return None;
         }
     };
-    let queue = queues.iter().position(|q| q.name == *r.queue.get_ref());
+    let queue = queues
+        .iter()
+        .position(|q| q.name == *r.queue.get_ref())
+        .map(QueueId::new);
     if queue.is_none() {
         issues.push(
             r.queue.span(),
@@ -1027,6 +1033,7 @@ fn treatment(t: &RawTreatment, queues: &[Queue]) -> Result<Treatment, String> {
             let queue = queues
                 .iter()
                 .position(|q| q.name == name)
+                .map(QueueId::new)
                 .ok_or_else(|| unknown_queue(name, queues))?;
             Ok(Treatment::Announce { queue })
         }

@@ -5,7 +5,7 @@
 
 use super::reading::Readings;
 use crate::calendar::{phase_at, Phase, PhaseName, Treatment};
-use crate::config::Snapshot;
+use crate::config::{QueueId, Snapshot};
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
@@ -182,7 +182,7 @@ pub fn next_boundary(s: &crate::calendar::Schedule, now: SystemTime) -> Option<B
 }
 
 fn treatment(snap: &Snapshot, t: &Treatment) -> String {
-    let queue = |i: usize| snap.queues.get(i).map_or("?", |q| q.name.as_str());
+    let queue = |i: QueueId| snap.queue(i).name.as_str();
     match t {
         Treatment::Route => "route to its queue (grace period, marked as legacy)".to_string(),
         Treatment::Announce { queue: q } => format!("announce via queue {}", queue(*q)),
@@ -200,7 +200,7 @@ pub fn status(
     sip_bound: bool,
 ) -> Status {
     let m = &snap.mappings;
-    let queue_name = |i: usize| snap.queues.get(i).map(|q| q.name.clone());
+    let queue_name = |i: QueueId| Some(snap.queue(i).name.clone());
     let numbers = m
         .legacy
         .iter()

@@ -530,10 +530,7 @@ fn forward<'s>(
             backend,
             overflowed,
         } => {
-            let Some(q) = snap.queues.get(taken) else {
-                let r = refusal(500, "Server Internal Error", RejectReason::BadRequest);
-                return ctx.refuse(label, &r, out);
-            };
+            let q = snap.queue(taken);
             if let Some(why) = overflowed {
                 *event = Some(Event::Overflow {
                     from: routed.queue,
