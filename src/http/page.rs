@@ -62,18 +62,12 @@ pub fn escape(s: &str) -> String {
 /// `2025-05-07 00:00:00 +08:00`: China Standard Time, as the shipped mappings are written (the
 /// same as `dualgate check`).
 pub fn local(t: SystemTime) -> String {
-    let secs = unix_seconds(t).floor() as i64;
-    crate::report::iso8601(secs + 8 * 3600)
-        .replace('T', " ")
-        .replace('Z', " +08:00")
+    crate::timeline::local(t).replacen('T', " ", 1).replace("+08:00", " +08:00")
 }
 
 /// `2025-05-06 16:00:00 UTC`.
 pub fn utc(t: SystemTime) -> String {
-    let secs = unix_seconds(t).floor() as i64;
-    crate::report::iso8601(secs)
-        .replace('T', " ")
-        .replace('Z', " UTC")
+    crate::timeline::utc(t).replacen('T', " ", 1).replace('Z', " UTC")
 }
 
 /// `16d 14h 00m 00s`; days only when there are any.

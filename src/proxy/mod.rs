@@ -171,14 +171,26 @@ pub struct Outcome<'s> {
 
 /// The method as a metric label: extension methods are one value, `other`.
 fn method_label(m: Method<'_>) -> &'static str {
-    match m {
-        Method::Invite => "INVITE",
-        Method::Ack => "ACK",
-        Method::Bye => "BYE",
-        Method::Cancel => "CANCEL",
-        Method::Options => "OPTIONS",
-        Method::Register => "REGISTER",
-        Method::Other(_) => "other",
+    m.known().unwrap_or("other")
+}
+
+impl Label<'_> {
+    /// The label a response of status class `class` starts with: from a backend, dropped until
+    /// the response path says otherwise.
+    fn response(class: u8) -> Label<'static> {
+        Label {
+            kind: Kind::Response {
+                class,
+                outcome: None,
+            },
+            number: "none",
+            queue: "none",
+            trunk: "backend",
+            phase: "none",
+            act: Act::Dropped,
+            reject: None,
+            call: 0,
+        }
     }
 }
 
@@ -318,19 +330,7 @@ pub fn handle_with<'s>(
                     outcome: Outcome {
                         send: None,
                         reconnect: None,
-                        label: Label {
-                            kind: Kind::Response {
-                                class,
-                                outcome: None,
-                            },
-                            number: "none",
-                            queue: "none",
-                            trunk: "backend",
-                            phase: "none",
-                            act: Act::Dropped,
-                            reject: None,
-                            call: 0,
-                        },
+                        label: Label::response(class),
                     },
                     event: Some(Event::ProbeReply { id, status }),
                 };

@@ -21,19 +21,7 @@ pub(super) fn response<'s>(
     let invite = msg.cseq().is_some_and(|(_, m)| m == "INVITE");
     let outcome = if invite { CallOutcome::of(code) } else { None };
     let class = u8::try_from(code / 100).unwrap_or(0);
-    let mut label = Label {
-        kind: Kind::Response {
-            class,
-            outcome: None,
-        },
-        number: "none",
-        queue: "none",
-        trunk: "backend",
-        phase: "none",
-        act: Act::Dropped,
-        reject: None,
-        call: 0,
-    };
+    let mut label = Label::response(class);
     let drop = |mut label: Label<'s>, why: RejectReason| {
         label.reject = Some(why);
         Outcome {

@@ -457,31 +457,15 @@ pub fn summary(rows: &[Row]) -> String {
     }
 }
 
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    // day is 1..=31 and month 1..=12 by construction.
-    (year, month as u32, day as u32)
-}
-
-/// Unix seconds as an ISO-8601 UTC datetime, `2025-05-07T00:00:00Z`.
+/// Unix seconds as an ISO-8601 UTC datetime, `2025-05-07T00:00:00Z` (written by
+/// [`crate::timeline::utc`], the one place instants are formatted).
 pub fn iso8601(unix: i64) -> String {
-    let (y, mo, d) = civil_from_days(unix.div_euclid(DAY as i64));
-    let secs = unix.rem_euclid(DAY as i64);
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    let t = if unix >= 0 {
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.unsigned_abs())
+    } else {
+        std::time::UNIX_EPOCH - std::time::Duration::from_secs(unix.unsigned_abs())
+    };
+    crate::timeline::utc(t)
 }
 
 #[cfg(test)]

@@ -421,13 +421,21 @@ impl<'a> Method<'a> {
     /// The method token as it goes on the wire.
     pub fn as_str(&self) -> &'a str {
         match self {
-            Method::Invite => "INVITE",
-            Method::Ack => "ACK",
-            Method::Bye => "BYE",
-            Method::Cancel => "CANCEL",
-            Method::Options => "OPTIONS",
-            Method::Register => "REGISTER",
             Method::Other(s) => s,
+            known => known.known().unwrap_or_default(),
+        }
+    }
+
+    /// The token of a method dualgate knows by name; `None` for an extension method.
+    pub fn known(&self) -> Option<&'static str> {
+        match self {
+            Method::Invite => Some("INVITE"),
+            Method::Ack => Some("ACK"),
+            Method::Bye => Some("BYE"),
+            Method::Cancel => Some("CANCEL"),
+            Method::Options => Some("OPTIONS"),
+            Method::Register => Some("REGISTER"),
+            Method::Other(_) => None,
         }
     }
 }
