@@ -98,7 +98,7 @@ pub async fn run(
 ) -> io::Result<()> {
     let out = match &sockets.udp {
         Some(s) => s.try_clone()?,
-        None => std::net::UdpSocket::bind("0.0.0.0:0")?,
+        None => transport::udp_sender()?,
     };
     let gateway = config.borrow().gateway.clone();
     let nofile = transport::open_files_limit();

@@ -136,6 +136,44 @@ impl Worker {
     }
 }
 
+/// The socket for UDP sends when SIP over UDP is not served: dual-stack IPv6, so IPv4 and IPv6
+/// backends are both reachable (IPv4 ones as mapped addresses, see [`send_udp`]); plain IPv4
+/// where the host has no IPv6.
+///
+/// # Errors
+/// The bind error of the IPv4 fallback.
+pub fn udp_sender() -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let dual = || -> io::Result<UdpSocket> {
+        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_only_v6(false)?;
+        s.bind(&std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)).into())?;
+        Ok(s.into())
+    };
+    dual().or_else(|_| UdpSocket::bind(std::net::SocketAddr::from(([0, 0, 0, 0], 0))))
+}
+
+/// Sends a datagram on `sock`; an IPv4 peer that an IPv6 socket cannot address directly is
+/// retried as its IPv4-mapped address (no cost on the usual path).
+///
+/// # Errors
+/// The send error.
+pub fn send_udp(sock: &UdpSocket, bytes: &[u8], to: std::net::SocketAddr) -> io::Result<usize> {
+    match sock.send_to(bytes, to) {
+        Err(e) if to.is_ipv4() => {
+            let mapped = std::net::SocketAddr::new(
+                match to.ip() {
+                    std::net::IpAddr::V4(v4) => std::net::IpAddr::V6(v4.to_ipv6_mapped()),
+                    v6 => v6,
+                },
+                to.port(),
+            );
+            sock.send_to(bytes, mapped).map_err(|_| e)
+        }
+        other => other,
+    }
+}
+
 /// Handles one message and sends its outcome. Synchronous: UDP sends are direct, TCP sends are
 /// queued to the connection's writer task.
 pub fn process(shared: &Arc<Shared>, worker: &mut Worker, bytes: &[u8], from: Peer) {
@@ -173,7 +211,7 @@ pub fn process(shared: &Arc<Shared>, worker: &mut Worker, bytes: &[u8], from: Pe
     }
     if let Some(to) = outcome.send {
         let sent = match to.transport {
-            Transport::Udp => shared.udp.send_to(out, to.addr).map(|_| ()),
+            Transport::Udp => send_udp(&shared.udp, out, to.addr).map(|_| ()),
             Transport::Tcp => shared.tcp.send(
                 shared,
                 to.addr,
@@ -208,5 +246,30 @@ fn on_event(shared: &Shared, e: Event<'_>, from: Peer) {
         }
         Event::Limited { trunk, by } => crate::metrics::record_limited(trunk, by.as_str()),
         Event::Shed { trunk } => crate::metrics::record_limited(trunk, "shed"),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// With SIP over UDP off, the sending socket still reaches IPv4 and IPv6 backends (it was
+    /// bound to 0.0.0.0:0, so an IPv6 backend could never be sent to).
+    #[test]
+    fn the_sender_reaches_ipv4_and_ipv6_peers() {
+        let sender = udp_sender().unwrap();
+        for peer in ["127.0.0.1:0", "[::1]:0"] {
+            let Ok(rx) = UdpSocket::bind(peer) else {
+                assert!(peer.starts_with('['), "IPv4 loopback must be there");
+                continue; // a host without IPv6 loopback
+            };
+            rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            send_udp(&sender, b"ping", rx.local_addr().unwrap()).unwrap();
+            let mut buf = [0u8; 8];
+            let (n, _) = rx.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"ping", "{peer}");
+        }
     }
 }

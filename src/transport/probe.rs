@@ -171,7 +171,7 @@ fn send(shared: &Arc<Shared>, snap: &Snapshot, t: &Target, id: u64) {
         crate::sip::probe::options(&snap.gateway.advertised.to_string(), addr, transport, id);
     let queue = t.labels.first().map_or("none", |(q, _)| q.as_str());
     let sent = match transport {
-        Transport::Udp => shared.udp.send_to(&bytes, addr).map(|_| ()),
+        Transport::Udp => super::send_udp(&shared.udp, &bytes, addr).map(|_| ()),
         Transport::Tcp => shared.tcp.send(shared, addr, None, bytes, queue),
     };
     if let Err(e) = sent {
