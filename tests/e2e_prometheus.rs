@@ -530,6 +530,8 @@ async fn retired_numbers_are_counted_exactly_under_every_treatment() {
         "uas.xml",
         &["-p", &fuzhou_port.to_string(), "-m", "2", "-timeout", "30s"],
     );
+    common::wait_udp_bound(announcement_port);
+    common::wait_udp_bound(fuzhou_port);
     let gw_sip = gw.sip.to_string();
     let caller = |name: &str, number: &str, calls: &str| {
         let p = free_port().to_string();

@@ -62,12 +62,16 @@ pub fn escape(s: &str) -> String {
 /// `2025-05-07 00:00:00 +08:00`: China Standard Time, as the shipped mappings are written (the
 /// same as `dualgate check`).
 pub fn local(t: SystemTime) -> String {
-    crate::timeline::local(t).replacen('T', " ", 1).replace("+08:00", " +08:00")
+    crate::timeline::local(t)
+        .replacen('T', " ", 1)
+        .replace("+08:00", " +08:00")
 }
 
 /// `2025-05-06 16:00:00 UTC`.
 pub fn utc(t: SystemTime) -> String {
-    crate::timeline::utc(t).replacen('T', " ", 1).replace('Z', " UTC")
+    crate::timeline::utc(t)
+        .replacen('T', " ", 1)
+        .replace('Z', " UTC")
 }
 
 /// `16d 14h 00m 00s`; days only when there are any.

@@ -22,16 +22,44 @@ pub const PARALLEL: &str = "2025-04-20T10:00:00+08:00";
 /// The first instant after it.
 pub const RETIRED: &str = "2025-05-07T00:00:00+08:00";
 
-/// A port free for both UDP and TCP on 127.0.0.1.
+/// A port free for both UDP and TCP on 127.0.0.1 when asked, distinct from every other port
+/// this test process was given. Ports come from 20000-31999, below the kernel's ephemeral range
+/// (32768-60999), so no client socket, scrape or sipp call leg takes one between the pick and
+/// the bind; if another process does, [`Gateway::start`] notices (the child exits or never
+/// answers) and starts again on fresh ports.
 pub fn free_port() -> u16 {
-    for _ in 0..100 {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = t.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+    free_port_on("127.0.0.1")
+}
+
+static NEXT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// [`free_port`] on `ip` (e.g. `::1`).
+pub fn free_port_on(ip: &str) -> u16 {
+    let ip: std::net::IpAddr = ip.parse().unwrap();
+    // Test processes run one after another; the offset keeps a rerun off the last one's ports.
+    let offset = std::process::id() % 12_000;
+    for _ in 0..12_000 {
+        let n = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
+        let port = u16::try_from(20_000 + (offset + n) % 12_000).unwrap();
+        let tcp = TcpListener::bind((ip, port));
+        let udp = std::net::UdpSocket::bind((ip, port));
+        if tcp.is_ok() && udp.is_ok() {
             return port;
         }
     }
     panic!("no free port");
+}
+
+/// Waits (at most 5 s) until something has bound UDP `port` on 127.0.0.1: a peer started in
+/// the background (a sipp UAS) is listening before the first call is placed.
+pub fn wait_udp_bound(port: u16) {
+    for _ in 0..100 {
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on udp 127.0.0.1:{port} after 5 s");
 }
 
 static DIRS: AtomicUsize = AtomicUsize::new(0);
@@ -193,47 +221,58 @@ impl Gateway {
         caller_ip: &str,
         soft_nofile: Option<u64>,
     ) -> Gateway {
-        let sip = SocketAddr::new(sip_ip.parse().unwrap(), free_port());
-        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config = temp_dir().join("mappings.toml");
-        let text = mappings
-            .replace("@SIP@", &sip.to_string())
-            .replace("@METRICS@", &metrics.to_string());
-        std::fs::write(&config, text).unwrap();
-        let mut cmd = match soft_nofile {
-            None => Command::new(env!("CARGO_BIN_EXE_dualgate")),
-            Some(n) => {
-                let mut c = Command::new("sh");
-                c.arg("-c")
-                    .arg(format!("ulimit -Sn {n} && exec \"$0\" \"$@\""))
-                    .arg(env!("CARGO_BIN_EXE_dualgate"));
-                c
+        // A port picked free can be taken before the child binds it: then the child exits
+        // (or never answers) and the gateway starts again on fresh ports.
+        for _attempt in 0..5 {
+            let sip = SocketAddr::new(sip_ip.parse().unwrap(), free_port_on(sip_ip));
+            let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let config = temp_dir().join("mappings.toml");
+            let text = mappings
+                .replace("@SIP@", &sip.to_string())
+                .replace("@METRICS@", &metrics.to_string());
+            std::fs::write(&config, text).unwrap();
+            let mut cmd = match soft_nofile {
+                None => Command::new(env!("CARGO_BIN_EXE_dualgate")),
+                Some(n) => {
+                    let mut c = Command::new("sh");
+                    c.arg("-c")
+                        .arg(format!("ulimit -Sn {n} && exec \"$0\" \"$@\""))
+                        .arg(env!("CARGO_BIN_EXE_dualgate"));
+                    c
+                }
+            };
+            let child = cmd
+                .arg("run")
+                .arg("--config")
+                .arg(&config)
+                .args(args)
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut gw = Gateway {
+                child,
+                sip,
+                metrics,
+                config,
+            };
+            if gw.wait_ready(caller_ip).await {
+                return gw;
             }
-        };
-        let child = cmd
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let gw = Gateway {
-            child,
-            sip,
-            metrics,
-            config,
-        };
-        gw.wait_ready(caller_ip).await;
-        gw
+            eprintln!("gateway on {sip} did not come up (a port taken meanwhile?): starting again");
+        }
+        panic!("gateway did not start in 5 attempts");
     }
 
-    async fn wait_ready(&self, caller_ip: &str) {
+    /// Whether the child answers OPTIONS and serves /metrics; `false` when it exited first.
+    async fn wait_ready(&mut self, caller_ip: &str) -> bool {
         let sock = UdpSocket::bind(SocketAddr::new(caller_ip.parse().unwrap(), 0))
             .await
             .unwrap();
         for i in 0..100 {
+            if self.child.try_wait().unwrap().is_some() {
+                return false;
+            }
             let msg = options(&sock.local_addr().unwrap(), &format!("ready-{i}"));
             sock.send_to(msg.as_bytes(), self.sip).await.unwrap();
             let mut buf = vec![0u8; 4096];
@@ -243,11 +282,11 @@ impl Gateway {
                 if String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200")
                     && scrape_once(self.metrics).is_some()
                 {
-                    return;
+                    return true;
                 }
             }
         }
-        panic!("gateway did not start");
+        false
     }
 
     /// The process id, for signals.

@@ -201,7 +201,10 @@ impl Sipp {
             "-timeout".into(),
             "20s".into(),
         ];
-        Sipp::spawn(dir, name, &args)
+        let uas = Sipp::spawn(dir, name, &args);
+        // Listening before any caller starts: a call placed earlier would meet no backend.
+        super::wait_udp_bound(port);
+        uas
     }
 
     /// A carrier trunk calling the gateway at `gw`: `number` is the dialled Request-URI user;
