@@ -182,6 +182,8 @@ fn receive_error(e: &io::Error) {
     }
 }
 
+pub use mmsg::Inbox;
+
 /// Datagrams waiting to be sent by one worker, flushed with one `sendmmsg` at the end of each
 /// receive batch (or when full). With a batch of 1 every send is a direct `sendto`.
 pub struct Outbox {
@@ -281,7 +283,7 @@ mod mmsg {
     use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
     use std::os::fd::AsRawFd;
 
-    /// Receive buffers for one batch.
+    /// Receive buffers for one `recvmmsg` batch (also used by bench/loadgen).
     pub struct Inbox {
         bufs: Vec<u8>,
         addrs: Vec<libc::sockaddr_storage>,
@@ -291,18 +293,23 @@ mod mmsg {
     }
 
     impl Inbox {
+        /// Buffers for up to `batch` datagrams of up to [`MAX_DATAGRAM`] bytes each.
         pub fn new(batch: usize) -> Inbox {
             Inbox {
-                bufs: vec![0u8; batch * MAX_DATAGRAM],
+                bufs: vec![0u8; batch.max(1) * MAX_DATAGRAM],
                 // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
-                addrs: vec![unsafe { zeroed() }; batch],
-                lens: vec![0; batch],
+                addrs: vec![unsafe { zeroed() }; batch.max(1)],
+                lens: vec![0; batch.max(1)],
                 iovs: Vec::with_capacity(batch),
                 hdrs: Vec::with_capacity(batch),
             }
         }
 
-        /// Waits for at least one datagram and takes up to a batch; their count.
+        /// Waits for at least one datagram (on a blocking socket) and takes up to a batch;
+        /// their count.
+        ///
+        /// # Errors
+        /// The `recvmmsg` error (`WouldBlock` on a non-blocking socket with nothing queued).
         pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
             let batch = self.lens.len();
             self.iovs.clear();
