@@ -57,6 +57,7 @@ fn main() -> ExitCode {
     let r = match args.first().map(String::as_str) {
         Some("gen") => Opts::parse(&args[1..]).and_then(|o| generate(&o)),
         Some("relay") => Opts::parse(&args[1..]).and_then(|o| relay(&o)),
+        Some("national") => Opts::parse(&args[1..]).and_then(|o| national_file(&o)),
         _ => Err("usage: loadgen gen|relay [--option value ...] (see the source's header)".into()),
     };
     match r {
@@ -530,4 +531,23 @@ fn own_cpu() -> f64 {
         .ok()
         .and_then(|s| ticks(&s))
         .unwrap_or(0.0)
+}
+
+#[path = "../../national.rs"]
+mod national;
+
+/// `loadgen national [--areas 340] [--legacy 10000] [--port 5060] [--metrics 9190]
+/// [--backend 5090]`: prints the national mapping file.
+fn national_file(o: &Opts) -> Result<(), String> {
+    print!(
+        "{}",
+        national::mapping(
+            o.get("areas", 340)?,
+            o.get("legacy", 10_000)?,
+            o.get("port", 5060)?,
+            o.get("metrics", 9190)?,
+            o.get("backend", 5090)?
+        )
+    );
+    Ok(())
 }
