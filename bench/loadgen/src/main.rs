@@ -19,6 +19,9 @@
 //! `--rate 0` is a closed loop: `--window` calls in flight, a new one as each ends. With `--pid`
 //! the proxy's CPU (all threads, per thread too) and memory are reported.
 
+// A load generator times itself; the gateway's clock discipline (clippy.toml) is for the gateway.
+#![allow(clippy::disallowed_methods)]
+
 use dualgate::transport::udp::{Inbox, Outbox};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -167,8 +170,12 @@ fn generate(o: &Opts) -> Result<(), String> {
         target,
         number: o.get("number", "12356".to_string())?,
         run: std::process::id(),
-        uac: (0..flows).map(|i| bind(uac_base + i)).collect::<Result<_, _>>()?,
-        uas: (0..flows).map(|i| bind(uas_base + i)).collect::<Result<_, _>>()?,
+        uac: (0..flows)
+            .map(|i| bind(uac_base + i))
+            .collect::<Result<_, _>>()?,
+        uas: (0..flows)
+            .map(|i| bind(uas_base + i))
+            .collect::<Result<_, _>>()?,
         uac_out: (0..flows).map(|_| Outbox::new(64)).collect(),
         uas_out: (0..flows).map(|_| Outbox::new(64)).collect(),
         calls: HashMap::with_capacity(window * 2),
@@ -230,7 +237,11 @@ fn generate(o: &Opts) -> Result<(), String> {
                 continue;
             }
             f.revents = 0;
-            let (uas_side, k) = if i < n_uac { (false, i) } else { (true, i - n_uac) };
+            let (uas_side, k) = if i < n_uac {
+                (false, i)
+            } else {
+                (true, i - n_uac)
+            };
             loop {
                 let sock = if uas_side { &g.uas[k] } else { &g.uac[k] };
                 let n = match inbox.recv(sock) {
@@ -332,20 +343,32 @@ impl Gen {
                 acked: false,
             },
         );
-        Self::push(&mut self.uac_out[flow], &self.uac[flow], &self.msg, self.target, &mut self.sent);
+        Self::push(
+            &mut self.uac_out[flow],
+            &self.uac[flow],
+            &self.msg,
+            self.target,
+            &mut self.sent,
+        );
     }
 
     /// The call centre's side: 100, 180, 200 to an INVITE; 200 to a BYE; nothing to an ACK.
     fn uas_answer(&mut self, k: usize, bytes: &[u8], from: SocketAddr) {
-        let Ok(text) = std::str::from_utf8(bytes) else { return };
-        let Some((head, _)) = text.split_once("\r\n\r\n") else { return };
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return;
+        };
+        let Some((head, _)) = text.split_once("\r\n\r\n") else {
+            return;
+        };
         let mut lines = head.split("\r\n");
         let Some(start) = lines.next() else { return };
         let method = start.split(' ').next().unwrap_or("");
         let (mut via, mut rr) = (Vec::new(), Vec::new());
         let (mut fr, mut to, mut cid, mut cseq) = ("", "", "", "");
         for l in lines {
-            let Some((name, _)) = l.split_once(':') else { continue };
+            let Some((name, _)) = l.split_once(':') else {
+                continue;
+            };
             match name.trim().to_ascii_lowercase().as_str() {
                 "via" | "v" => via.push(l),
                 "record-route" => rr.push(l),
@@ -387,18 +410,32 @@ impl Gen {
             }
             if method == "INVITE" && code == 200 {
                 let sdp = "v=0\r\no=cc 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
-                let _ = write!(m, "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}", sdp.len());
+                let _ = write!(
+                    m,
+                    "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                    sdp.len()
+                );
             } else {
                 m.push_str("Content-Length: 0\r\n\r\n");
             }
-            Self::push(&mut self.uas_out[k], &self.uas[k], &self.msg, from, &mut self.sent);
+            Self::push(
+                &mut self.uas_out[k],
+                &self.uas[k],
+                &self.msg,
+                from,
+                &mut self.sent,
+            );
         }
     }
 
     /// The carrier's side: ACK and BYE on the INVITE's 200, the call done on the BYE's 200.
     fn uac_answer(&mut self, k: usize, bytes: &[u8], _now: Instant) {
-        let Ok(text) = std::str::from_utf8(bytes) else { return };
-        let Some((head, _)) = text.split_once("\r\n\r\n") else { return };
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return;
+        };
+        let Some((head, _)) = text.split_once("\r\n\r\n") else {
+            return;
+        };
         let mut lines = head.split("\r\n");
         let Some(start) = lines.next() else { return };
         if !start.starts_with("SIP/2.0 200") {
@@ -406,7 +443,9 @@ impl Gen {
         }
         let (mut rr, mut to, mut cid, mut cseq, mut contact) = (Vec::new(), "", "", "", "");
         for l in lines {
-            let Some((name, value)) = l.split_once(':') else { continue };
+            let Some((name, value)) = l.split_once(':') else {
+                continue;
+            };
             let value = value.trim();
             match name.trim().to_ascii_lowercase().as_str() {
                 "record-route" => rr.push(value),
@@ -429,7 +468,9 @@ impl Gen {
             }
             return;
         }
-        let Some(call) = self.calls.get_mut(&id) else { return };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         if call.acked || !cseq.ends_with("INVITE") {
             return;
         }
@@ -454,12 +495,19 @@ impl Gen {
                 m,
                 "From: \"trunk\" <sip:13800000000@127.0.0.1:{port}>;tag=lg{id}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {n} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
             );
-            Self::push(&mut self.uac_out[k], &self.uac[k], &self.msg, self.target, &mut self.sent);
+            Self::push(
+                &mut self.uac_out[k],
+                &self.uac[k],
+                &self.msg,
+                self.target,
+                &mut self.sent,
+            );
         }
     }
 }
 
-/// The proxy's CPU (all threads, and per thread) and memory, from /proc.
+/// The proxy's CPU (all threads and direct child processes; per thread of the main process)
+/// and memory (of the main process), from /proc.
 struct Usage {
     total: f64,
     threads: HashMap<String, f64>,
@@ -481,9 +529,20 @@ impl Usage {
         if pid == 0 {
             return None;
         }
-        let total = ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+        let mut total = ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+        // A multi-process proxy (Kamailio's children): add its direct children.
+        let kids =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for kid in kids.split_whitespace() {
+            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{kid}/stat")) {
+                total += ticks(&stat).unwrap_or(0.0);
+            }
+        }
         let mut threads = HashMap::new();
-        for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+        {
             let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
             let name = stat
                 .split_once('(')
