@@ -27,7 +27,8 @@ NOW="${NOW:-2025-04-20T10:00:00+08:00}"
 WORK="${WORK:-$HERE/out/lg-$(date -u +%Y%m%dT%H%M%SZ)}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
 CONFIGS="${CONFIGS:-relay-w1 relay-w2 dualgate-w1 dualgate-w2 dualgate-w1-b1 dualgate-w2-b1 relay-w1-pin dualgate-w1-pin kamailio-n2 kamailio-n1-pin}"
-DG_PORT=5060; DG_METRICS=9190; K_PORT=5070; UAS_BASE=5090; UAC_BASE=5200
+# Ports away from the usual 5060: other gateways on this machine could join an SO_REUSEPORT group.
+DG_PORT=15060; DG_METRICS=19190; K_PORT=5070; UAS_BASE=15090; UAC_BASE=15200
 mkdir -p "$WORK"
 RES="$WORK/results.txt"; : >"$RES"
 
@@ -57,7 +58,7 @@ step() { # step CONFIG REP
   case "$c" in *-b1*) batch=1;; esac
   case "$c" in
     relay-w*) local w=${c#relay-w}; w=${w%%-*}
-      $pin "$LG" relay --workers "$w" --batch "${batch:-16}" --flows "$FLOWS" --max-secs 90 \
+      $pin "$LG" relay --listen "127.0.0.1:$DG_PORT" --uas-base $UAS_BASE --uac-base $UAC_BASE --workers "$w" --batch "${batch:-16}" --flows "$FLOWS" --max-secs 90 \
         >"$WORK/$c-$rep.log" 2>&1 & PID=$!;;
     dualgate-w*) local w=${c#dualgate-w}; w=${w%%-*}
       DUALGATE_UDP_BATCH="${batch:-16}" RUST_LOG=warn $pin "$BIN" run --config "$CONF" \
@@ -65,7 +66,7 @@ step() { # step CONFIG REP
         --now "$NOW" --udp-workers "$w" >"$WORK/$c-$rep.log" 2>&1 & PID=$!;;
     kamailio-n*) command -v kamailio >/dev/null || { echo "SKIP $c (no kamailio)"; return; }
       local n=${c#kamailio-n}; n=${n%%-*}; port=$K_PORT
-      $pin kamailio -f "$HERE/kamailio.cfg" -DD -E -m 64 -M 8 -x tlsf -n "$n" \
+      $pin kamailio -f "$HERE/kamailio.cfg" -A "BACKEND=\"sip:127.0.0.1:$UAS_BASE\"" -DD -E -m 64 -M 8 -x tlsf -n "$n" \
         -P "$WORK/kamailio.pid" -w "$WORK" >"$WORK/$c-$rep.log" 2>&1 & PID=$!;;
   esac
   wait_port $port || { echo "$c did not start"; cat "$WORK/$c-$rep.log"; stop; return; }
