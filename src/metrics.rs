@@ -44,14 +44,20 @@ const DURATION_BUCKETS: [f64; 13] = [
     0.1,
 ];
 
+/// How often the exporter drains buffered histogram samples (its default is 5 s).
+const UPKEEP: Duration = Duration::from_secs(1);
+
 /// Installs the Prometheus exporter (its HTTP listener on `listen`, when set) with a `replica`
 /// label on every series, and describes every metric. Must run inside the tokio runtime.
 ///
 /// # Errors
 /// The exporter's [`BuildError`] (e.g. the listen address is taken).
 pub fn install(listen: Option<SocketAddr>, replica: &str) -> Result<(), BuildError> {
+    // The exporter buffers every histogram sample until its upkeep drains them into buckets:
+    // at 8 000 calls/s that is 56 000 samples a second, so the drain interval bounds that memory.
     let b = PrometheusBuilder::new()
         .add_global_label("replica", replica)
+        .upkeep_timeout(UPKEEP)
         .set_buckets_for_metric(Matcher::Full(DURATION.to_string()), &DURATION_BUCKETS)?;
     match listen {
         Some(addr) => b.with_http_listener(addr).install()?,
@@ -62,7 +68,7 @@ pub fn install(listen: Option<SocketAddr>, replica: &str) -> Result<(), BuildErr
             std::thread::Builder::new()
                 .name("dualgate-metrics-upkeep".into())
                 .spawn(move || loop {
-                    std::thread::sleep(Duration::from_secs(5));
+                    std::thread::sleep(UPKEEP);
                     handle.run_upkeep();
                 })
                 .map_err(|e| BuildError::FailedToCreateHTTPListener(e.to_string()))?;
