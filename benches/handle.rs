@@ -157,6 +157,7 @@ fn bench(c: &mut Criterion) {
             ("INVITE 12356 + metrics", &invites, carrier(), true),
             ("200 OK, core only", &oks, backend(), false),
             ("200 OK + metrics", &oks, backend(), true),
+            ("INVITE legacy, core only", &legacy, carrier(), false),
             ("INVITE legacy + metrics", &legacy, carrier(), true),
         ] {
             let mut i = 0usize;
