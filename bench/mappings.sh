@@ -48,3 +48,15 @@ retired_from = 2025-05-07T00:00:00+08:00
 when_retired = { treatment = "route" }
 TOML
 }
+
+# write_loadgen_mappings FILE DG_PORT DG_METRICS UAS_BASE FLOWS: the bench mapping with FLOWS
+# backends on UAS_BASE.. (bench/loadgen's UAS sockets): the gateway picks one per Call-ID, so
+# the backends' replies come back on FLOWS flows and SO_REUSEPORT spreads them over the workers.
+write_loadgen_mappings() {
+  local backends="" i
+  for ((i = 0; i < $5; i++)); do
+    backends="$backends${backends:+, }\"sip:127.0.0.1:$(($4 + i));transport=udp\""
+  done
+  write_bench_mappings "$1" "$2" "$3" "$4"
+  sed -i "s|^backends = .*|backends = [$backends]|" "$1"
+}

@@ -6,7 +6,7 @@
 # when `kamailio` is installed -- against Kamailio as a stateless proxy, interleaved step by
 # step in the same run, so CPU per call is compared on the same machine at the same moment.
 #
-#   bench/run.sh                       # default ladder 1000 2000 4000 6000 8000
+#   bench/run.sh                       # default ladder 1000 2000 4000 5000 ... 10000 (fine steps)
 #   bench/run.sh 500 1000              # your own rates
 #
 # Environment (defaults in brackets):
@@ -27,7 +27,7 @@
 set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
-RATES=("$@"); [ ${#RATES[@]} -gt 0 ] || RATES=(1000 2000 4000 6000 8000)
+RATES=("$@"); [ ${#RATES[@]} -gt 0 ] || RATES=(1000 2000 4000 5000 6000 7000 8000 9000 10000)
 DUR="${DUR:-10}"
 REPEAT_FROM="${REPEAT_FROM:-4000}"
 REPEATS="${REPEATS:-3}"

@@ -543,8 +543,9 @@ async fn reload_on_sighup(
                 dualgate::metrics::record_reload(true, now);
             }
             Err(e) => {
-                dualgate::metrics::record_reload(false, now);
+                // Log, then count: whoever waits on the counter finds the reason logged.
                 tracing::error!(error = %e, "reload rejected; the previous mappings keep serving");
+                dualgate::metrics::record_reload(false, now);
             }
         }
     }

@@ -145,8 +145,64 @@ impl Mappings {
             .chain(std::iter::once(self.new_number.as_str()))
     }
 
+    /// The configured number equal to `n`, as [`Mappings::numbers`] lists it (the label a
+    /// response's `dgn` mark is counted under); one hash lookup, whatever the table's size.
+    pub fn label(&self, n: &str) -> Option<&str> {
+        match self.index.get(n) {
+            Some(Slot::Legacy(i)) => self.legacy.get(*i).map(|l| l.number.as_str()),
+            Some(Slot::Area(i)) => self.areas.get(*i).map(|a| a.new_number.as_str()),
+            None => (n == self.new_number).then_some(self.new_number.as_str()),
+        }
+    }
+
     /// The area entry for an area code.
     pub fn area(&self, code: &str) -> Option<&Area> {
         self.areas.iter().find(|a| a.code.as_str() == code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calendar::Treatment;
+    use std::time::UNIX_EPOCH;
+
+    #[test]
+    fn every_listed_number_is_its_own_label_and_nothing_else_is() {
+        let schedule = Schedule {
+            parallel_from: UNIX_EPOCH,
+            retired_from: UNIX_EPOCH,
+            decommissioned_from: None,
+            when_retired: Treatment::Route,
+        };
+        let legacy = |n: &str| Legacy {
+            number: n.to_string(),
+            name: n.to_string(),
+            queue: QueueId::new(0),
+            schedule: schedule.clone(),
+            max_share: 0.1,
+        };
+        let area = Area {
+            code: AreaCode::new("0591").expect("invariant: a valid code"),
+            name: "Fuzhou".into(),
+            queue: QueueId::new(0),
+            launch: None,
+            answer_before_launch: true,
+            new_number: "059112356".into(),
+        };
+        let m = Mappings::new(
+            "12356".into(),
+            Some(QueueId::new(0)),
+            vec![area],
+            vec![legacy("059185666661"), legacy("059187000000")],
+        );
+        let listed: Vec<&str> = m.numbers().collect();
+        assert_eq!(listed.len(), 4);
+        for n in &listed {
+            assert_eq!(m.label(n), Some(*n), "{n}");
+        }
+        for other in ["", "1235", "059185666662", "0591123567"] {
+            assert_eq!(m.label(other), None, "{other}");
+        }
     }
 }

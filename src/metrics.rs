@@ -47,6 +47,10 @@ const DURATION_BUCKETS: [f64; 13] = [
     0.1,
 ];
 
+/// How often the registry drains buffered histogram samples (the exporter's default is 5 s):
+/// at 8 000 calls/s that is 56 000 samples a second, so the interval bounds that memory.
+const UPKEEP: Duration = Duration::from_secs(1);
+
 /// Installs the Prometheus recorder with a `replica` label on every series, describes every
 /// metric and keeps the registry drained (histograms would otherwise buffer without bound).
 /// It opens no listener: `src/http` serves the returned handle's text on `/metrics`.
@@ -62,7 +66,7 @@ pub fn install(replica: &str) -> Result<PrometheusHandle, BuildError> {
     std::thread::Builder::new()
         .name("dualgate-metrics-upkeep".into())
         .spawn(move || loop {
-            std::thread::sleep(Duration::from_secs(5));
+            std::thread::sleep(UPKEEP);
             upkeep.run_upkeep();
         })
         .map_err(|e| BuildError::FailedToCreateHTTPListener(e.to_string()))?;

@@ -68,7 +68,7 @@ pub(super) fn response<'s>(
         return drop(label, RejectReason::ForgedResponse);
     }
     if let Some(n) = number {
-        label.number = snap.mappings.numbers().find(|c| *c == n).unwrap_or("other");
+        label.number = snap.mappings.label(n).unwrap_or("other");
     }
     if let Some(q) = queue {
         label.queue = snap

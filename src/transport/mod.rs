@@ -2,9 +2,10 @@
 //! [`proxy::handle`] with the current snapshot and the time, send what it
 //! returns, and count it. No routing decision is made here.
 //!
-//! UDP is served by plain OS threads blocking on one shared socket (like Kamailio's children):
-//! a datagram costs one `recvfrom` and one `sendto`, with no reactor wake-up in between, and any
-//! idle thread takes the next datagram whichever flow it belongs to. TCP runs on tokio.
+//! UDP is served by plain OS threads, each blocking on its own socket of one `SO_REUSEPORT`
+//! group (like Kamailio's children, with no reactor wake-up in between): a worker takes what is
+//! queued with one `recvmmsg`, handles it, and sends the replies with one `sendmmsg`
+//! ([`udp::Outbox`]). TCP runs on tokio.
 
 pub mod probe;
 pub mod tcp;
@@ -122,6 +123,8 @@ pub struct Worker {
     down: DownCache,
     recorder: crate::metrics::Recorder,
     out: Vec<u8>,
+    /// UDP sends: direct (TCP tasks, and a batch of 1) or held until the receive batch is done.
+    pub outbox: udp::Outbox,
 }
 
 impl Worker {
@@ -132,6 +135,7 @@ impl Worker {
             down: DownCache::new(&shared.health),
             recorder: crate::metrics::Recorder::default(),
             out: Vec::with_capacity(4096),
+            outbox: udp::Outbox::new(1),
         }
     }
 }
@@ -211,7 +215,9 @@ pub fn process(shared: &Arc<Shared>, worker: &mut Worker, bytes: &[u8], from: Pe
     }
     if let Some(to) = outcome.send {
         let sent = match to.transport {
-            Transport::Udp => send_udp(&shared.udp, out, to.addr).map(|_| ()),
+            Transport::Udp => worker
+                .outbox
+                .send(&shared.udp, out, to.addr, outcome.label.queue),
             Transport::Tcp => shared.tcp.send(
                 shared,
                 to.addr,

@@ -37,40 +37,57 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(s.into())
 }
 
+/// Datagrams taken per `recvmmsg` and sent per `sendmmsg` when `DUALGATE_UDP_BATCH` does not
+/// say otherwise. A batch never waits to fill: the receive returns what is queued once one
+/// datagram is in (`MSG_WAITFORONE`), and the replies go out as soon as that batch is handled.
+pub const BATCH: usize = 16;
+
+/// Datagrams per batch: `DUALGATE_UDP_BATCH` (1 to 64; 1 = one `recvfrom` and one `sendto` per
+/// message, the unbatched loop) or [`BATCH`]. An environment knob for the A/B measurements in
+/// bench/ (BENCHMARKS.md), not a setting to tune per deployment.
+pub fn batch_size() -> usize {
+    std::env::var("DUALGATE_UDP_BATCH")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(BATCH, |n| n.clamp(1, 64))
+}
+
+/// What a receive loop does with the datagrams it reads.
+pub trait Handler {
+    /// One datagram from `from`.
+    fn datagram(&mut self, bytes: &[u8], from: SocketAddr);
+    /// The datagrams of one receive call are all handled: send what is pending.
+    fn batch_done(&mut self);
+}
+
 /// Reads datagrams on `sock` until `stop` is set. Nothing a peer sends ends this loop.
 pub fn serve(sock: UdpSocket, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
     // TCP connections opened from this thread are spawned on the runtime.
     let _runtime = shared.runtime.enter();
-    if let Err(e) = sock.set_read_timeout(Some(STOP_POLL)) {
-        tracing::warn!(error = %e, "udp worker cannot poll for stop");
-    }
+    let batch = batch_size();
     let mut worker = Worker::new(&shared);
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    while !stop.load(Ordering::Relaxed) {
-        let (n, addr) = match sock.recv_from(&mut buf) {
-            Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
-            Err(e) => {
-                // ICMP port unreachable from an earlier send surfaces here on some systems.
-                tracing::debug!(error = %e, "udp receive error");
-                continue;
-            }
-        };
-        let Some(bytes) = buf.get(..n) else { continue };
+    worker.outbox = Outbox::new(batch);
+    let mut gateway = Gateway {
+        shared: &shared,
+        worker,
+    };
+    pump(&sock, &stop, batch, &mut gateway);
+}
+
+struct Gateway<'a> {
+    shared: &'a Arc<Shared>,
+    worker: Worker,
+}
+
+impl Handler for Gateway<'_> {
+    fn datagram(&mut self, bytes: &[u8], addr: SocketAddr) {
         // Bare CRLF keep-alives: nothing to answer on UDP.
         if bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
-            continue;
+            return;
         }
         process(
-            &shared,
-            &mut worker,
+            self.shared,
+            &mut self.worker,
             bytes,
             Peer {
                 addr,
@@ -78,8 +95,370 @@ pub fn serve(sock: UdpSocket, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
             },
         );
     }
+
+    fn batch_done(&mut self) {
+        self.worker.outbox.flush(&self.shared.udp);
+    }
 }
 
+/// A bare relay over the same receive loop and send batching as [`serve`], with no SIP at all:
+/// each datagram goes to `route(from)` (dropped on `None`), sent from `out`. The baseline the
+/// gateway's throughput is compared with (bench/loadgen).
+pub fn relay(
+    sock: &UdpSocket,
+    out: &UdpSocket,
+    stop: &AtomicBool,
+    batch: usize,
+    route: impl Fn(SocketAddr) -> Option<SocketAddr>,
+) {
+    struct Relay<'a, R> {
+        out: &'a UdpSocket,
+        outbox: Outbox,
+        route: R,
+    }
+    impl<R: Fn(SocketAddr) -> Option<SocketAddr>> Handler for Relay<'_, R> {
+        fn datagram(&mut self, bytes: &[u8], from: SocketAddr) {
+            if let Some(to) = (self.route)(from) {
+                if let Err(e) = self.outbox.send(self.out, bytes, to, "relay") {
+                    tracing::debug!(to = %to, error = %e, "relay send failed");
+                }
+            }
+        }
+        fn batch_done(&mut self) {
+            self.outbox.flush(self.out);
+        }
+    }
+    let mut r = Relay {
+        out,
+        outbox: Outbox::new(batch),
+        route,
+    };
+    pump(sock, stop, batch, &mut r);
+}
+
+/// The receive loop: `recvfrom` one at a time when `batch` is 1, else `recvmmsg` batches.
+fn pump(sock: &UdpSocket, stop: &AtomicBool, batch: usize, h: &mut impl Handler) {
+    if let Err(e) = sock.set_read_timeout(Some(STOP_POLL)) {
+        tracing::warn!(error = %e, "udp worker cannot poll for stop");
+    }
+    if batch <= 1 {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        while !stop.load(Ordering::Relaxed) {
+            match sock.recv_from(&mut buf) {
+                Ok((n, addr)) => {
+                    if let Some(bytes) = buf.get(..n) {
+                        h.datagram(bytes, addr);
+                    }
+                    h.batch_done();
+                }
+                Err(e) => receive_error(&e),
+            }
+        }
+        return;
+    }
+    let mut inbox = mmsg::Inbox::new(batch);
+    while !stop.load(Ordering::Relaxed) {
+        match inbox.recv(sock) {
+            Ok(n) => {
+                for i in 0..n {
+                    if let Some((bytes, addr)) = inbox.get(i) {
+                        h.datagram(bytes, addr);
+                    }
+                }
+                h.batch_done();
+            }
+            Err(e) => receive_error(&e),
+        }
+    }
+}
+
+fn receive_error(e: &io::Error) {
+    if !matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    ) {
+        // ICMP port unreachable from an earlier send surfaces here on some systems.
+        tracing::debug!(error = %e, "udp receive error");
+    }
+}
+
+pub use mmsg::Inbox;
+
+/// Datagrams waiting to be sent by one worker, flushed with one `sendmmsg` at the end of each
+/// receive batch (or when full). With a batch of 1 every send is a direct `sendto`.
+pub struct Outbox {
+    cap: usize,
+    /// Payloads, each followed by the queue label it is counted under on failure.
+    data: Vec<u8>,
+    items: Vec<Pending>,
+}
+
+struct Pending {
+    at: usize,
+    len: usize,
+    queue_len: usize,
+    to: SocketAddr,
+}
+
+impl Outbox {
+    /// An outbox holding up to `cap` datagrams.
+    pub fn new(cap: usize) -> Outbox {
+        Outbox {
+            cap: cap.max(1),
+            data: Vec::new(),
+            items: Vec::new(),
+        }
+    }
+
+    /// Sends `bytes` to `to` from `sock`, now (batch of 1) or at the next flush. `queue` is the
+    /// label a failed send is counted under.
+    ///
+    /// # Errors
+    /// The `sendto` error, for direct sends only; batched failures are counted at the flush.
+    pub fn send(
+        &mut self,
+        sock: &UdpSocket,
+        bytes: &[u8],
+        to: SocketAddr,
+        queue: &str,
+    ) -> io::Result<()> {
+        if self.cap <= 1 {
+            return super::send_udp(sock, bytes, to).map(|_| ());
+        }
+        let at = self.data.len();
+        self.data.extend_from_slice(bytes);
+        self.data.extend_from_slice(queue.as_bytes());
+        self.items.push(Pending {
+            at,
+            len: bytes.len(),
+            queue_len: queue.len(),
+            to,
+        });
+        if self.items.len() >= self.cap {
+            self.flush(sock);
+        }
+        Ok(())
+    }
+
+    /// Sends everything pending; a datagram the kernel refuses is logged and counted.
+    pub fn flush(&mut self, sock: &UdpSocket) {
+        if self.items.is_empty() {
+            return;
+        }
+        let mut from = 0;
+        while from < self.items.len() {
+            match mmsg::send(sock, &self.data, self.items.get(from..).unwrap_or_default()) {
+                Ok(0) => from += 1,
+                Ok(n) => from += n,
+                Err(e) => {
+                    if let Some(p) = self.items.get(from) {
+                        let q = self
+                            .data
+                            .get(p.at + p.len..p.at + p.len + p.queue_len)
+                            .and_then(|q| std::str::from_utf8(q).ok())
+                            .unwrap_or("none");
+                        tracing::debug!(to = %p.to, error = %e, "send failed");
+                        crate::metrics::record_backend_error(q, "send");
+                    }
+                    from += 1;
+                }
+            }
+        }
+        self.items.clear();
+        self.data.clear();
+        // A burst of large datagrams must not pin its memory for good.
+        if self.data.capacity() > 1 << 20 {
+            self.data = Vec::new();
+        }
+    }
+}
+
+/// `recvmmsg`/`sendmmsg` (Linux), the only `unsafe` in the crate: libc calls over buffers this
+/// module owns and keeps alive for the duration of each call.
+#[allow(unsafe_code)]
+mod mmsg {
+    use super::{Pending, MAX_DATAGRAM};
+    use std::io;
+    use std::mem::{size_of, zeroed};
+    use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+    use std::os::fd::AsRawFd;
+
+    /// Receive buffers for one `recvmmsg` batch (also used by bench/loadgen).
+    pub struct Inbox {
+        bufs: Vec<u8>,
+        addrs: Vec<libc::sockaddr_storage>,
+        lens: Vec<usize>,
+        iovs: Vec<libc::iovec>,
+        hdrs: Vec<libc::mmsghdr>,
+    }
+
+    impl Inbox {
+        /// Buffers for up to `batch` datagrams of up to [`MAX_DATAGRAM`] bytes each.
+        pub fn new(batch: usize) -> Inbox {
+            Inbox {
+                bufs: vec![0u8; batch.max(1) * MAX_DATAGRAM],
+                // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
+                addrs: vec![unsafe { zeroed() }; batch.max(1)],
+                lens: vec![0; batch.max(1)],
+                iovs: Vec::with_capacity(batch),
+                hdrs: Vec::with_capacity(batch),
+            }
+        }
+
+        /// Waits for at least one datagram (on a blocking socket) and takes up to a batch;
+        /// their count.
+        ///
+        /// # Errors
+        /// The `recvmmsg` error (`WouldBlock` on a non-blocking socket with nothing queued).
+        pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
+            let batch = self.lens.len();
+            self.iovs.clear();
+            self.hdrs.clear();
+            for (chunk, addr) in self
+                .bufs
+                .chunks_mut(MAX_DATAGRAM)
+                .zip(self.addrs.iter_mut())
+            {
+                self.iovs.push(libc::iovec {
+                    iov_base: chunk.as_mut_ptr().cast(),
+                    iov_len: chunk.len(),
+                });
+                // SAFETY: mmsghdr is plain data; all zeroes is a valid (empty) value.
+                let mut h: libc::mmsghdr = unsafe { zeroed() };
+                h.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
+                h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                self.hdrs.push(h);
+            }
+            for (h, iov) in self.hdrs.iter_mut().zip(self.iovs.iter_mut()) {
+                h.msg_hdr.msg_iov = iov;
+                h.msg_hdr.msg_iovlen = 1;
+            }
+            // SAFETY: every header points at a live iovec over a disjoint MAX_DATAGRAM slice
+            // of `bufs` and at a live sockaddr_storage with its true size; all outlive the
+            // call, and `vlen` is the number of headers.
+            let n = unsafe {
+                libc::recvmmsg(
+                    sock.as_raw_fd(),
+                    self.hdrs.as_mut_ptr(),
+                    batch as libc::c_uint,
+                    libc::MSG_WAITFORONE,
+                    std::ptr::null_mut(),
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let n = usize::try_from(n).unwrap_or(0).min(batch);
+            for (len, h) in self.lens.iter_mut().zip(&self.hdrs).take(n) {
+                *len = h.msg_len as usize;
+            }
+            Ok(n)
+        }
+
+        /// Datagram `i` of the last batch and its source (`None` for a non-IP source).
+        pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+            let len = (*self.lens.get(i)?).min(MAX_DATAGRAM);
+            let bytes = self.bufs.get(i * MAX_DATAGRAM..i * MAX_DATAGRAM + len)?;
+            Some((bytes, from_storage(self.addrs.get(i)?)?))
+        }
+    }
+
+    fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+        match i32::from(s.ss_family) {
+            libc::AF_INET => {
+                // SAFETY: the kernel wrote a sockaddr_in for AF_INET; storage is large and
+                // aligned enough for it.
+                let a: &libc::sockaddr_in =
+                    unsafe { &*(s as *const _ as *const libc::sockaddr_in) };
+                Some(SocketAddr::V4(SocketAddrV4::new(
+                    u32::from_be(a.sin_addr.s_addr).into(),
+                    u16::from_be(a.sin_port),
+                )))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: as above, for AF_INET6 and sockaddr_in6.
+                let a: &libc::sockaddr_in6 =
+                    unsafe { &*(s as *const _ as *const libc::sockaddr_in6) };
+                Some(SocketAddr::V6(SocketAddrV6::new(
+                    a.sin6_addr.s6_addr.into(),
+                    u16::from_be(a.sin6_port),
+                    u32::from_be(a.sin6_flowinfo),
+                    a.sin6_scope_id,
+                )))
+            }
+            _ => None,
+        }
+    }
+
+    fn to_storage(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+        // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
+        let mut s: libc::sockaddr_storage = unsafe { zeroed() };
+        let len = match a {
+            SocketAddr::V4(a) => {
+                // SAFETY: storage is large and aligned enough for a sockaddr_in.
+                let sin = unsafe { &mut *(&mut s as *mut _ as *mut libc::sockaddr_in) };
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = a.port().to_be();
+                sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+                size_of::<libc::sockaddr_in>()
+            }
+            SocketAddr::V6(a) => {
+                // SAFETY: storage is large and aligned enough for a sockaddr_in6.
+                let sin6 = unsafe { &mut *(&mut s as *mut _ as *mut libc::sockaddr_in6) };
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_port = a.port().to_be();
+                sin6.sin6_addr.s6_addr = a.ip().octets();
+                sin6.sin6_flowinfo = a.flowinfo().to_be();
+                sin6.sin6_scope_id = a.scope_id();
+                size_of::<libc::sockaddr_in6>()
+            }
+        };
+        (s, len as libc::socklen_t)
+    }
+
+    /// Sends `items` (payloads in `data`) with one `sendmmsg`; how many the kernel took.
+    pub fn send(sock: &UdpSocket, data: &[u8], items: &[Pending]) -> io::Result<usize> {
+        let n = items.len().min(64);
+        let mut addrs = [(unsafe_zeroed_storage(), 0); 64];
+        let mut iovs = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; 64];
+        // SAFETY: mmsghdr is plain data; all zeroes is a valid (empty) value.
+        let mut hdrs: [libc::mmsghdr; 64] = unsafe { zeroed() };
+        for (i, p) in items.iter().take(n).enumerate() {
+            let Some(bytes) = data.get(p.at..p.at + p.len) else {
+                return Err(io::Error::from(io::ErrorKind::InvalidInput));
+            };
+            addrs[i] = to_storage(p.to);
+            iovs[i] = libc::iovec {
+                // sendmmsg does not write through iov_base.
+                iov_base: bytes.as_ptr() as *mut libc::c_void,
+                iov_len: bytes.len(),
+            };
+        }
+        for i in 0..n {
+            let h = &mut hdrs[i].msg_hdr;
+            h.msg_name = (&mut addrs[i].0 as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = addrs[i].1;
+            h.msg_iov = &mut iovs[i];
+            h.msg_iovlen = 1;
+        }
+        // SAFETY: the first `n` headers point at live addresses of their true length and at
+        // iovecs over `data`, all of which outlive the call.
+        let r =
+            unsafe { libc::sendmmsg(sock.as_raw_fd(), hdrs.as_mut_ptr(), n as libc::c_uint, 0) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(usize::try_from(r).unwrap_or(0))
+    }
+
+    fn unsafe_zeroed_storage() -> libc::sockaddr_storage {
+        // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
+        unsafe { zeroed() }
+    }
+}
 /// Datagrams the kernel dropped on UDP sockets bound to `port` (its receive buffer was full),
 /// read from `/proc/net/udp` and `/proc/net/udp6`; `None` where those files do not exist.
 pub fn kernel_drops(port: u16) -> Option<u64> {

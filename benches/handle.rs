@@ -1,0 +1,182 @@
+//! Micro-benchmark of the per-message path (issue #12): `proxy::handle_with` from bytes in to
+//! bytes out plus the metric recording `transport::process` does (the Prometheus recorder
+//! installed, its upkeep running), for a typical INVITE and its 200 OK, and for an INVITE to a
+//! legacy number with 10 and with 10 000 legacy numbers configured (lookup scaling).
+//! `cargo bench --bench handle`; not part of CI.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use dualgate::clock::Stopwatch;
+use dualgate::config::Snapshot;
+use dualgate::health::Down;
+use dualgate::metrics::Recorder;
+use dualgate::peer::{Peer, Transport};
+use dualgate::proxy::{self, Conditions};
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+#[path = "../bench/national.rs"]
+mod national;
+
+/// Distinct calls cycled through, each at a later instant: with [`STEP`] per message a call
+/// comes back after more than the 32 s a call is remembered, so every INVITE is counted as a
+/// new call, like under real traffic.
+const CALLS: usize = 4096;
+const STEP: Duration = Duration::from_millis(10);
+
+fn snapshot(areas: usize, legacy: usize) -> Snapshot {
+    let text = national::mapping(areas, legacy, 5060, 9190, 5090);
+    let mut s = dualgate::config::validate(Path::new("national.toml"), &text)
+        .unwrap_or_else(|e| panic!("the generated mapping is valid: {e}"));
+    // A fixed branch key, as a replica set would configure.
+    s.gateway.secret = Some(dualgate::sip::branch::Key::from_bytes([7u8; 16]));
+    s
+}
+
+fn start() -> SystemTime {
+    dualgate::config::parse_instant("2025-04-20T10:00:00+08:00").unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+fn carrier() -> Peer {
+    Peer {
+        addr: SocketAddr::from(([127, 0, 0, 1], 5061)),
+        transport: Transport::Udp,
+    }
+}
+
+fn backend() -> Peer {
+    Peer {
+        addr: SocketAddr::from(([127, 0, 0, 1], 5090)),
+        transport: Transport::Udp,
+    }
+}
+
+/// sipp's INVITE (bench/scenarios/uac.xml) for call `i` to `number`.
+fn invite(number: &str, i: usize) -> Vec<u8> {
+    let sdp = "v=0\r\no=trunk 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    format!(
+        "INVITE sip:{number}@127.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-{i}-1-0\r\n\
+         From: \"trunk\" <sip:13800000000@127.0.0.1:5061>;tag={i}SIPpTag001\r\n\
+         To: <sip:{number}@127.0.0.1:5060>\r\n\
+         Call-ID: {i}-4242@127.0.0.1\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:13800000000@127.0.0.1:5061>\r\n\
+         Max-Forwards: 70\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+    .into_bytes()
+}
+
+/// The backend's 200 OK (bench/scenarios/uas.xml) to the forwarded INVITE `fwd`.
+fn ok_200(fwd: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(fwd);
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    let mut m = String::from("SIP/2.0 200 OK\r\n");
+    for l in head.split("\r\n").skip(1) {
+        let name = l.split(':').next().unwrap_or("").to_ascii_lowercase();
+        if matches!(
+            name.as_str(),
+            "via" | "record-route" | "from" | "call-id" | "cseq"
+        ) {
+            m.push_str(l);
+            m.push_str("\r\n");
+        } else if name == "to" {
+            m.push_str(l);
+            m.push_str(";tag=uas1\r\n");
+        }
+    }
+    let sdp = "v=0\r\no=cc 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    m.push_str(
+        "Contact: <sip:queue@127.0.0.1:5090;transport=udp>\r\nContent-Type: application/sdp\r\n",
+    );
+    m.push_str(&format!("Content-Length: {}\r\n\r\n{sdp}", sdp.len()));
+    m.into_bytes()
+}
+
+/// One message the way `transport::process` handles it, minus the socket: the stopwatch, the
+/// core, the recorder.
+struct Path1<'a> {
+    snap: &'a Snapshot,
+    down: Down,
+    recorder: Recorder,
+    out: Vec<u8>,
+}
+
+impl Path1<'_> {
+    fn run(&mut self, bytes: &[u8], from: Peer, now: SystemTime, metrics: bool) -> usize {
+        let watch = Stopwatch::start();
+        let admit = |_: usize, _: &dualgate::config::Trunk, _| Ok(());
+        let cond = Conditions {
+            down: &self.down,
+            shedding: false,
+            admit: &admit,
+        };
+        let h = proxy::handle_with(bytes, from, self.snap, &cond, now, &mut self.out);
+        if metrics {
+            self.recorder.record(self.snap, &h.outcome.label, now);
+            self.recorder.record_duration(watch.elapsed());
+        }
+        assert!(h.outcome.send.is_some(), "forwarded");
+        self.out.len()
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let _ = dualgate::metrics::install("bench");
+    let small = snapshot(1, 10);
+    let national = snapshot(340, 10_000);
+    for (name, snap) in [("10 numbers", &small), ("national 10k", &national)] {
+        dualgate::metrics::register(snap, start());
+        let codes = national::area_codes(if name == "10 numbers" { 1 } else { 340 });
+        let legacy_n = if name == "10 numbers" { 10 } else { 10_000 };
+        let invites: Vec<Vec<u8>> = (0..CALLS).map(|i| invite("12356", i)).collect();
+        // Legacy numbers from all over the table.
+        let legacy: Vec<Vec<u8>> = (0..CALLS)
+            .map(|i| invite(&national::legacy_number(&codes, (i * 7919) % legacy_n), i))
+            .collect();
+        let mut p = Path1 {
+            snap,
+            down: Down::none(),
+            recorder: Recorder::default(),
+            out: Vec::with_capacity(4096),
+        };
+        let oks: Vec<Vec<u8>> = invites
+            .iter()
+            .map(|m| {
+                p.run(m, carrier(), start(), false);
+                ok_200(&p.out)
+            })
+            .collect();
+        let mut g = c.benchmark_group(name);
+        for (what, msgs, from, metrics) in [
+            ("INVITE 12356, core only", &invites, carrier(), false),
+            ("INVITE 12356 + metrics", &invites, carrier(), true),
+            ("200 OK, core only", &oks, backend(), false),
+            ("200 OK + metrics", &oks, backend(), true),
+            ("INVITE legacy, core only", &legacy, carrier(), false),
+            ("INVITE legacy + metrics", &legacy, carrier(), true),
+        ] {
+            let mut i = 0usize;
+            let mut now = start();
+            g.bench_function(what, |b| {
+                b.iter_batched_ref(
+                    || {
+                        i = i.wrapping_add(1);
+                        now += STEP;
+                        (&msgs[i % CALLS], now)
+                    },
+                    |(m, now)| black_box(p.run(m, from, *now, metrics)),
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
