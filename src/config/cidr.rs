@@ -1,16 +1,16 @@
-//! IP networks for trunk sources. Pure.
+//! IP networks for trunk sources, on `ipnet`. Pure.
 
+use ipnet::IpNet;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 use thiserror::Error;
 
-/// An IP network, `10.0.0.0/8` or `::1/128`; a bare address is a /32 or /128.
+/// An IP network, `10.0.0.0/8` or `::1/128`; a bare address is a /32 or /128. An `ipnet`
+/// network read with dualgate's rules: host bits set are an error (with the network meant), and
+/// IPv4-mapped IPv6 addresses match as IPv4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct Cidr(IpNet);
 
 /// Why a string is not a network.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -34,41 +34,15 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn bits(ip: IpAddr) -> (u128, u8) {
-    match ip {
-        IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
-        IpAddr::V6(a) => (u128::from(a), 128),
-    }
-}
-
-fn mask(prefix: u8, width: u8) -> u128 {
-    if prefix == 0 {
-        0
-    } else {
-        let all = if width == 32 {
-            u128::from(u32::MAX)
-        } else {
-            u128::MAX
-        };
-        all & !((1u128 << (width - prefix)) - 1)
-    }
-}
-
 impl Cidr {
     /// Whether `ip` is inside this network.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical_ip(ip);
-        if ip.is_ipv4() != self.addr.is_ipv4() {
-            return false;
-        }
-        let (net, width) = bits(self.addr);
-        let (a, _) = bits(ip);
-        a & mask(self.prefix, width) == net
+        self.0.contains(&canonical_ip(ip))
     }
 
     /// Whether the two networks share any address.
     pub fn overlaps(&self, other: &Cidr) -> bool {
-        self.contains(other.addr) || other.contains(self.addr)
+        self.0.contains(&other.0.network()) || other.0.contains(&self.0.network())
     }
 }
 
@@ -83,30 +57,24 @@ impl FromStr for Cidr {
         };
         let addr = IpAddr::from_str(a).map_err(|_| CidrError::BadAddress(a.to_string()))?;
         let addr = canonical_ip(addr);
-        let width = bits(addr).1;
-        let prefix = match p {
-            None => width,
-            Some(p) => match p.parse::<u8>() {
-                Ok(n) if n <= width => n,
-                _ => return Err(CidrError::BadPrefix(p.to_string())),
-            },
+        let net = match p {
+            None => IpNet::from(addr),
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .and_then(|n| IpNet::new(addr, n).ok())
+                .ok_or_else(|| CidrError::BadPrefix(p.to_string()))?,
         };
-        let (b, _) = bits(addr);
-        if b & !mask(prefix, width) != 0 {
-            let net = b & mask(prefix, width);
-            let shown = match addr {
-                IpAddr::V4(_) => IpAddr::from(std::net::Ipv4Addr::from(net as u32)),
-                IpAddr::V6(_) => IpAddr::from(std::net::Ipv6Addr::from(net)),
-            };
-            return Err(CidrError::HostBits(format!("{shown}/{prefix}")));
+        if net.trunc() != net {
+            return Err(CidrError::HostBits(net.trunc().to_string()));
         }
-        Ok(Cidr { addr, prefix })
+        Ok(Cidr(net))
     }
 }
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        write!(f, "{}", self.0)
     }
 }
 

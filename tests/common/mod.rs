@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
@@ -62,15 +62,14 @@ pub fn wait_udp_bound(port: u16) {
     panic!("nothing listens on udp 127.0.0.1:{port} after 5 s");
 }
 
-static DIRS: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh directory for one test's files.
+/// A fresh directory for one test's files (removed by its owner, or kept on failure for a
+/// look).
 pub fn temp_dir() -> PathBuf {
-    let n = DIRS.fetch_add(1, Ordering::SeqCst);
-    let d = std::env::temp_dir().join(format!("dualgate-test-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    tempfile::Builder::new()
+        .prefix("dualgate-test-")
+        .tempdir()
+        .unwrap()
+        .keep()
 }
 
 /// Two trunks: `fuzhou` = 127.0.0.2 (origin 0591) and `xiamen` = 127.0.0.3 (origin 0592), so a
