@@ -19,6 +19,9 @@
 //! [`http::status`] model is pure), [`clock`] (the only clock reads), [`report::prometheus`] (the query client),
 //! [`config::load()`] (file reads), [`watcher`] (reload when the mapping file changes), and `main.rs` (CLI, signals, exit codes).
 
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod calendar;
 pub mod cli;
