@@ -278,7 +278,7 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, ParseError> {
 /// Accepts `\n\n` and `\n\r\n`; `buf` must not start with CR or LF.
 pub(crate) fn head_end(buf: &[u8]) -> Option<(usize, usize)> {
     let mut from = 0;
-    while let Some(off) = buf.get(from..)?.iter().position(|&b| b == b'\n') {
+    while let Some(off) = memchr::memchr(b'\n', buf.get(from..)?) {
         let nl = from + off;
         let rest = buf.get(nl + 1..)?;
         if rest.starts_with(b"\n") {
@@ -669,10 +669,18 @@ pub fn header_params(value: &str) -> &str {
 
 /// Byte offset of the first `sep` outside quotes, `<>` and `[]`.
 fn find_outside(s: &str, sep: u8) -> Option<usize> {
+    let bytes = s.as_bytes();
+    // Fast path (memchr): before the first quote or bracket nothing is nested, so the first
+    // `sep` there is the answer; the byte-by-byte scan starts at that first opener, where its
+    // state is still the initial one.
+    let opener = memchr::memchr3(b'"', b'<', b'[', bytes).unwrap_or(bytes.len());
+    if let Some(i) = memchr::memchr(sep, bytes.get(..opener).unwrap_or_default()) {
+        return Some(i);
+    }
     let mut in_quote = false;
     let mut escaped = false;
     let mut depth = 0usize;
-    for (i, b) in s.bytes().enumerate() {
+    for (i, b) in bytes.iter().copied().enumerate().skip(opener) {
         if in_quote {
             match b {
                 _ if escaped => escaped = false,
@@ -856,6 +864,55 @@ fn tag_of(value: &str) -> Option<&str> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The scan before the memchr fast path, kept as the reference.
+    fn find_outside_by_bytes(s: &str, sep: u8) -> Option<usize> {
+        let (mut in_quote, mut escaped, mut depth) = (false, false, 0usize);
+        for (i, b) in s.bytes().enumerate() {
+            if in_quote {
+                match b {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => in_quote = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_quote = true,
+                b'<' | b'[' => depth += 1,
+                b'>' | b']' => depth = depth.saturating_sub(1),
+                _ if b == sep && depth == 0 => return Some(i),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn the_fast_separator_search_agrees_with_the_byte_scan() {
+        let pieces = [
+            "a", ",", ";", "\"", "\\", "<", ">", "[", "]", "x=1", " ", "电话",
+        ];
+        let mut checked = 0;
+        // Every string of up to 4 pieces.
+        let mut stack: Vec<String> = vec![String::new()];
+        while let Some(s) = stack.pop() {
+            for sep in [b',', b';'] {
+                assert_eq!(
+                    find_outside(&s, sep),
+                    find_outside_by_bytes(&s, sep),
+                    "{s:?} {}",
+                    sep as char
+                );
+                checked += 1;
+            }
+            if s.chars().count() < 4 {
+                stack.extend(pieces.iter().map(|p| format!("{s}{p}")));
+            }
+        }
+        assert!(checked > 20_000, "{checked}");
+    }
     use crate::sip::fixture::{invite, invite_lf, with_body, INVITE_HEAD, SDP};
 
     fn text<'m>(m: &'m Message<'_>, r: &Range<usize>) -> &'m str {
