@@ -112,7 +112,7 @@ impl<'m, 's> Ctx<'m, 's> {
             received,
             rport,
             reply_to,
-            branch: Branch::of(msg),
+            branch: Branch::of_top(msg, Some(&top)),
             connection,
             hop,
         })

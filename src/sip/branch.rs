@@ -84,13 +84,18 @@ impl Branch {
     /// Route entry (§16.6 step 8 without the To tag: the ACK for a non-2xx response carries the
     /// response's To tag, yet must get the INVITE's whole branch, §16.11).
     pub fn of(req: &Message<'_>) -> Branch {
+        Branch::of_top(req, req.top_via().as_ref())
+    }
+
+    /// [`Branch::of`] with the request's top Via already parsed (`top`), so a caller that has
+    /// it does not parse it again.
+    pub fn of_top(req: &Message<'_>, top_via: Option<&super::Via<'_>>) -> Branch {
         let uri = req.request_uri().unwrap_or_default().as_bytes();
         let call_id = req.call_id().unwrap_or_default().as_bytes();
         let from_tag = req.from_tag().unwrap_or_default().as_bytes();
         let cseq = req.cseq().map_or(0, |(n, _)| n).to_be_bytes();
-        let top = req.via_entries().next().unwrap_or_default();
-        let via = req.top_via();
-        let txn = match &via {
+        let top = top_via.map_or("", |v| v.raw);
+        let txn = match top_via {
             Some(v) if v.branch.is_some_and(|b| b.starts_with(BRANCH_PREFIX)) => {
                 let port = v.port.map_or([0; 3], |p| {
                     let [hi, lo] = p.to_be_bytes();

@@ -43,7 +43,12 @@ pub fn reply_to_probe(msg: &Message<'_>) -> Option<(u64, u16)> {
     let Start::Response { code, .. } = msg.start else {
         return None;
     };
-    let branch = msg.top_via()?.branch?;
+    // Most responses are not to probes: look for the marker before parsing the Via.
+    let top = msg.via_entries().next()?;
+    if !top.contains(PROBE_PREFIX) {
+        return None;
+    }
+    let branch = super::Via::parse(top).ok()?.branch?;
     let id = branch.strip_prefix(PROBE_PREFIX)?;
     Some((u64::from_str_radix(id, 16).ok()?, code))
 }
