@@ -5,21 +5,7 @@
 mod common;
 
 use common::*;
-use std::process::Command;
 use std::time::Duration;
-
-fn dualgate(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dualgate"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/mappings/fujian.toml");
 

@@ -14,19 +14,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn dualgate(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dualgate"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn write(name: &str, text: &str) -> (PathBuf, String) {
     let path = temp_dir().join(name);
     std::fs::write(&path, text).unwrap();
@@ -453,20 +440,6 @@ impl Drop for Logged {
     }
 }
 
-fn get_metrics(addr: SocketAddr) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(WAIT)).ok()?;
-    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    let ok = body
-        .lines()
-        .next()
-        .is_some_and(|l| l.starts_with("HTTP/1.") && l.contains(" 200 "));
-    ok.then_some(body)
-}
-
 impl Logged {
     async fn start(text: &str, args: &[&str]) -> Logged {
         let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -505,7 +478,7 @@ impl Logged {
     }
 
     fn scrape(&self) -> String {
-        get_metrics(self.metrics).unwrap_or_default()
+        scrape_once(self.metrics).unwrap_or_default()
     }
 
     /// The log so far, without the colour codes tracing adds.

@@ -310,7 +310,22 @@ impl Gateway {
     }
 }
 
-fn scrape_once(addr: SocketAddr) -> Option<String> {
+/// Runs the `dualgate` binary with `args`: (exit status, stdout, stderr).
+pub fn dualgate(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dualgate"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// One `GET /metrics` over HTTP/1.0; `None` unless it answers 200.
+pub fn scrape_once(addr: SocketAddr) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(WAIT)).ok()?;
     s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
