@@ -550,7 +550,7 @@ impl<'a> Via<'a> {
         }
         let sb_end = rest.find(';').unwrap_or(rest.len());
         let (sent_by, params) = rest.split_at(sb_end);
-        let (host, port) = split_host_port(sent_by.trim()).ok_or(ParseError::BadVia)?;
+        let (host, port) = super::uri::split_host_port(sent_by.trim()).ok_or(ParseError::BadVia)?;
         // One pass over the parameters (this runs for every Via of every message); the first
         // occurrence of a name wins, as with `param`.
         let (mut branch, mut received, mut rport) = (None, None, None);
@@ -594,34 +594,6 @@ fn quotes_balanced(s: &str) -> bool {
         }
     }
     !open
-}
-
-/// `host[:port]` with IPv6 in brackets; `None` when malformed.
-fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
-    let (host, port) = if s.starts_with('[') {
-        let close = s.find(']')?;
-        let (host, after) = s.split_at(close + 1);
-        let after = after.trim_start();
-        if after.is_empty() {
-            (host, None)
-        } else {
-            (host, Some(after.strip_prefix(':')?))
-        }
-    } else {
-        match s.split_once(':') {
-            Some((h, p)) => (h.trim_end(), Some(p)),
-            None => (s, None),
-        }
-    };
-    let host_ok = |b: u8| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b);
-    if host.is_empty() || !host.bytes().all(host_ok) {
-        return None;
-    }
-    let port = match port {
-        Some(p) => Some(p.trim().parse::<u16>().ok()?),
-        None => None,
-    };
-    Some((host, port))
 }
 
 /// Looks up `name` (case-insensitive) in a `;name[=value]` list: `Some(None)` for a bare flag,

@@ -88,33 +88,20 @@ pub struct HostPortError {
 }
 
 impl HostPort {
-    /// Parses `host`, `host:port`, `[v6]`, `[v6]:port`; a port must be 1..=65535.
+    /// Parses `host`, `host:port`, `[v6]`, `[v6]:port`; a port must be 1..=65535 and no
+    /// whitespace is allowed (a Via's sent-by, which allows some, is split by the same
+    /// [`split_host_port`]).
     pub fn parse(s: &str) -> Option<HostPort> {
-        let (host, port) = match s.strip_prefix('[') {
-            Some(_) => {
-                let close = s.find(']')?;
-                let rest = s.get(close + 1..)?;
-                let port = match rest {
-                    "" => None,
-                    r => Some(r.strip_prefix(':')?),
-                };
-                (s.get(..=close)?, port)
-            }
-            None => match s.split_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (s, None),
-            },
-        };
-        let port = match port {
-            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-                Some(p.parse::<u16>().ok().filter(|p| *p > 0)?)
-            }
-            Some(_) => return None,
-            None => None,
-        };
+        if s.bytes().any(|b| b.is_ascii_whitespace()) {
+            return None;
+        }
+        let (host, port) = split_host_port(s)?;
         Some(HostPort {
             host: Host::parse(host)?,
-            port,
+            port: match port {
+                Some(0) => return None,
+                p => p,
+            },
         })
     }
 
@@ -163,6 +150,39 @@ impl fmt::Display for HostPort {
             None => write!(f, "{}", self.host),
         }
     }
+}
+
+/// Splits `host[:port]` (IPv6 in brackets; whitespace around the `:` as a Via's sent-by allows,
+/// RFC 3261 §20.42) into the host as written and the port, without judging the host beyond its
+/// characters: the borrowed form a parsed Via keeps. `None` when malformed.
+pub(crate) fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
+    let (host, port) = if s.starts_with('[') {
+        let close = s.find(']')?;
+        let (host, after) = s.split_at(close + 1);
+        let after = after.trim_start();
+        if after.is_empty() {
+            (host, None)
+        } else {
+            (host, Some(after.strip_prefix(':')?))
+        }
+    } else {
+        match s.split_once(':') {
+            Some((h, p)) => (h.trim_end(), Some(p)),
+            None => (s, None),
+        }
+    };
+    let host_ok = |b: u8| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b);
+    if host.is_empty() || !host.bytes().all(host_ok) {
+        return None;
+    }
+    let port = match port {
+        Some(p) if !p.trim().is_empty() && p.trim().bytes().all(|b| b.is_ascii_digit()) => {
+            Some(p.trim().parse::<u16>().ok()?)
+        }
+        Some(_) => return None,
+        None => None,
+    };
+    Some((host, port))
 }
 
 /// A URI scheme dualgate reads.
