@@ -90,7 +90,7 @@ pub struct HostPortError {
 impl HostPort {
     /// Parses `host`, `host:port`, `[v6]`, `[v6]:port`; a port must be 1..=65535 and no
     /// whitespace is allowed (a Via's sent-by, which allows some, is split by the same
-    /// [`split_host_port`]).
+    /// `split_host_port`).
     pub fn parse(s: &str) -> Option<HostPort> {
         if s.bytes().any(|b| b.is_ascii_whitespace()) {
             return None;
