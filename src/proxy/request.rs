@@ -11,11 +11,13 @@ use super::{
     Outcome, DEFAULT_MAX_FORWARDS,
 };
 use crate::backend::{pick, Pick};
-use crate::config::Snapshot;
+use crate::config::{QueueId, Snapshot};
 use crate::peer::{Peer, Transport};
 use crate::route::{decide, Decision, Facts, RejectReason, Routed, Source};
 use crate::sip::header::{self, ViaMarks};
-use crate::sip::{self, Branch, HeaderName, HostPort, Message, Method, RequestEdit, Uri, Via};
+use crate::sip::{
+    self, Branch, Cause, HeaderName, HostPort, Message, Method, RequestEdit, Uri, Via,
+};
 use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
@@ -183,6 +185,15 @@ impl<'m, 's> Ctx<'m, 's> {
     }
 }
 
+/// What routing decided to answer here (the fields of [`Decision::Reply`]).
+struct Answer<'a> {
+    status: u16,
+    reason: &'a str,
+    cause: Option<&'a Cause<'a>>,
+    redirect_to: Option<&'a str>,
+    reject: Option<RejectReason>,
+}
+
 /// A message dropped or absorbed without an answer.
 fn absorbed(label: Label<'_>) -> Outcome<'_> {
     Outcome {
@@ -266,8 +277,26 @@ pub(super) fn request<'s>(
         outcome: None,
     };
     match &routed.decision {
-        Decision::Reply { .. } => reply(&ctx, &routed, &checked, label, out),
-        Decision::Forward { .. } => forward(&ctx, &routed, &checked, cond, event, now, label, out),
+        Decision::Reply {
+            status,
+            reason,
+            cause,
+            redirect_to,
+            reject,
+        } => {
+            let answer = Answer {
+                status: *status,
+                reason,
+                cause: cause.as_ref(),
+                redirect_to: *redirect_to,
+                reject: *reject,
+            };
+            reply(&ctx, &answer, &checked, label, out)
+        }
+        Decision::Forward { queue, user, mark } => {
+            let to = (*queue, *user, *mark);
+            forward(&ctx, &routed, to, &checked, cond, event, now, label, out)
+        }
     }
 }
 
@@ -445,21 +474,18 @@ fn admit<'s>(
 /// Answers a request routing decided to answer here.
 fn reply<'s>(
     ctx: &Ctx<'_, 's>,
-    routed: &Routed<'s>,
+    a: &Answer<'_>,
     checked: &Checked,
     mut label: Label<'s>,
     out: &mut Vec<u8>,
 ) -> Outcome<'s> {
-    let Decision::Reply {
+    let Answer {
         status,
         reason,
         cause,
         redirect_to,
         reject,
-    } = &routed.decision
-    else {
-        return absorbed(label);
-    };
+    } = a;
     if ctx.is_ack() {
         // The ACK of the gateway's own final answer: absorbed, not a second refusal.
         return absorbed(label);
@@ -467,9 +493,9 @@ fn reply<'s>(
     // A CANCEL of an INVITE the gateway answered itself matches no transaction.
     let (status, reason) = match (ctx.method, *status) {
         (Method::Cancel, s) if s < 400 => (481, "Call/Transaction Does Not Exist"),
-        (_, s) => (s, reason.as_ref()),
+        (_, s) => (s, *reason),
     };
-    let reason_value = cause.as_ref().map(header::reason);
+    let reason_value = cause.map(header::reason);
     let contact = redirect_to.map(|n| header::contact(n, &ctx.snap.gateway.advertised));
     let mut extra: Vec<(&str, &str)> = Vec::with_capacity(4);
     if let Some(r) = reason_value.as_deref() {
@@ -506,6 +532,7 @@ fn reply<'s>(
 fn forward<'s>(
     ctx: &Ctx<'_, 's>,
     routed: &Routed<'s>,
+    (queue, user, mark): (QueueId, &'s str, bool),
     checked: &Checked,
     cond: &Conditions<'_>,
     event: &mut Option<Event<'s>>,
@@ -513,9 +540,6 @@ fn forward<'s>(
     mut label: Label<'s>,
     out: &mut Vec<u8>,
 ) -> Outcome<'s> {
-    let Decision::Forward { queue, user, mark } = routed.decision else {
-        return absorbed(label);
-    };
     let (msg, snap) = (ctx.msg, ctx.snap);
     // The ACK of a final response the gateway gave itself (a 503 under overload or with
     // nowhere to go) carries the To tag it wrote, derived from the INVITE's branch that the
