@@ -7,7 +7,7 @@ use super::raw::{RawArea, RawFile};
 use super::validate::{instant, Issues};
 use super::Snapshot;
 use crate::calendar::Treatment;
-use crate::mapping::Area;
+use crate::mapping::{Area, Entry};
 use crate::number::{normalize, AreaCode, Dialling};
 use std::time::SystemTime;
 use toml::Spanned;
@@ -30,7 +30,7 @@ pub(crate) fn lint(raw: &RawFile, snap: &Snapshot, issues: &mut Issues<'_>) {
         let Ok(d) = normalize(r.number.get_ref(), &Dialling::default()) else {
             continue;
         };
-        let Some(legacy) = m.legacy.iter().find(|x| x.number == d.as_str()) else {
+        let Some(Entry::Legacy(legacy)) = m.lookup(&d) else {
             continue;
         };
         let Some(area) = legacy.area(&m.areas) else {

@@ -14,6 +14,7 @@ use crate::mapping::{Area, Legacy, Mappings};
 use crate::number::{normalize, AreaCode, Dialling};
 use crate::peer::Transport;
 use crate::sip::{HostPort, Key, Scheme, Uri};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::Path;
@@ -260,19 +261,29 @@ fn build(path: &Path, raw: &RawFile, issues: &mut Issues<'_>) -> Snapshot {
     };
 
     let mut legacy: Vec<Legacy> = Vec::new();
-    let mut seen: Vec<(String, usize, Range<usize>)> = Vec::new();
+    // Hash lookups, not scans: a national file has 10 000 legacy numbers (issue 12).
+    let mut seen: HashMap<String, (usize, Range<usize>)> = HashMap::new();
+    let new_numbers: HashMap<&str, usize> = areas
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(k, a)| (a.new_number.as_str(), k))
+        .collect();
     for (i, l) in raw.legacy.iter().enumerate() {
         let r = l.get_ref();
         // Duplicates are judged on the canonical number alone, even if the entry has other faults.
         if let Ok(d) = normalize(r.number.get_ref(), &Dialling::default()) {
             let n = d.as_str().to_string();
-            if let Some((_, j, first)) = seen.iter().find(|(x, _, _)| *x == n) {
+            if let Some((j, first)) = seen.get(&n) {
                 issues.push_both(
                     (r.number.span(), format!("legacy[{i}].number")),
                     format!("number `{n}` is configured twice"),
                     (first.clone(), format!("legacy[{j}].number")),
                 );
-            } else if let Some((k, a)) = areas.iter().enumerate().find(|(_, a)| a.new_number == n) {
+            } else if let Some((k, a)) = new_numbers
+                .get(n.as_str())
+                .and_then(|&k| areas.get(k).map(|a| (k, a)))
+            {
                 let at = area_spans.get(k).map_or(0, |(j, _)| *j);
                 let span = area_spans.get(k).map_or(0..0, |(_, s)| s.clone());
                 issues.push_both(
@@ -281,7 +292,7 @@ fn build(path: &Path, raw: &RawFile, issues: &mut Issues<'_>) -> Snapshot {
                     (span, format!("area[{at}].code")),
                 );
             }
-            seen.push((n, i, r.number.span()));
+            seen.entry(n).or_insert((i, r.number.span()));
         }
         if let Some(entry) = legacy_entry(i, r, &queues, &areas, max_share, issues) {
             legacy.push(entry);
