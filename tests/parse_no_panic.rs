@@ -37,15 +37,16 @@ fn snapshots() -> &'static [Snapshot; 2] {
             include_str!("../mappings/fujian.toml"),
         )
         .unwrap();
-        let text = common::mappings(
+        let text = common::Mapping::new(
             &[
                 "sip:127.0.0.1:5091;transport=udp".into(),
                 "sip:[::1]:5092;transport=tcp".into(),
             ],
             "sip:127.0.0.1:5093;transport=tcp",
             "sip:127.0.0.1:5089;transport=udp",
-            r#"{ treatment = "announce", queue = "announcement" }"#,
         )
+        .when_retired(common::ANNOUNCE)
+        .text()
         .replace("@SIP@", "192.0.2.10:5060")
         .replace("@METRICS@", "192.0.2.10:9090");
         let test = validate(Path::new("tests/common/mappings.toml"), &text).unwrap();
