@@ -7,7 +7,7 @@
 //! `FramedWrite` with tokio-util's [`BytesCodec`](tokio_util::codec::BytesCodec).
 
 use crate::sip::{frame, Frame, FrameError};
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use std::io;
 use thiserror::Error;
 use tokio_util::codec::Decoder;
@@ -72,7 +72,7 @@ impl Decoder for SipCodec {
                 let pong = buf
                     .get(..k)
                     .is_some_and(|b| b.windows(4).any(|w| w == b"\r\n\r\n"));
-                let _ = buf.split_to(k);
+                buf.advance(k);
                 self.started = false;
                 Ok(Some(Inbound::Keepalive { pong }))
             }
