@@ -14,7 +14,8 @@
 //! - [`timeline`]: every instant at which routing changes by itself, and how instants are shown.
 //! - [`cli`]: what `check` and `route` print (text and JSON).
 //!
-//! Edges (effects live here and only here): [`transport`] (sockets), [`metrics`] (the
+//! Edges (effects live here and only here): [`transport`] (sockets; TCP streams cut by a
+//! tokio-util codec over [`sip::frame()`]), [`metrics`] (the
 //! Prometheus exporter), [`http`] (/metrics, /healthz, /readyz and the status page; its
 //! [`http::status`] model is pure), [`clock`] (the only clock reads), [`report::prometheus`] (the query client),
 //! [`config::load()`] (file reads), [`watcher`] (reload when the mapping file changes), and `main.rs` (CLI, signals, exit codes).

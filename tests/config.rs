@@ -199,17 +199,10 @@ async fn wait_for_reloads(gw: &Gateway, result: &str, want: f64) {
 
 #[tokio::test]
 async fn sighup_with_a_broken_file_keeps_routing_and_a_good_file_changes_it() {
-    let fuzhou = Peer::bind("127.0.0.1").await;
-    let xiamen = Peer::bind("127.0.0.1").await;
-    let ann = Peer::bind("127.0.0.1").await;
-    let carrier = Peer::bind("127.0.0.2").await;
-    let text = mappings(
-        &[fuzhou.uri()],
-        &xiamen.uri(),
-        &ann.uri(),
-        r#"{ treatment = "route" }"#,
-    );
-    let gw = Gateway::start(&text, &["--now", PARALLEL]).await;
+    let (fuzhou, xiamen, ann, carrier) = peers().await;
+    let gw = Mapping::on(&fuzhou, &xiamen, &ann)
+        .start(&["--now", PARALLEL])
+        .await;
     let applied = std::fs::read_to_string(&gw.config).unwrap();
 
     std::fs::write(

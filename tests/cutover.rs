@@ -519,16 +519,13 @@ impl Logged {
 
 /// Fujian's test mappings with a launch date in each area.
 fn launched_mappings(f: &Peer) -> String {
-    mappings(
-        &[f.uri()],
-        &f.uri(),
-        &f.uri(),
-        r#"{ treatment = "announce", queue = "announcement" }"#,
-    )
-    .replace(
-        "name = \"Fuzhou\"\nqueue = \"fuzhou\"\n",
-        "name = \"Fuzhou\"\nqueue = \"fuzhou\"\nlaunch = 2025-04-07T00:00:00+08:00\n",
-    )
+    Mapping::one_backend(&f.uri())
+        .when_retired(ANNOUNCE)
+        .text()
+        .replace(
+            "name = \"Fuzhou\"\nqueue = \"fuzhou\"\n",
+            "name = \"Fuzhou\"\nqueue = \"fuzhou\"\nlaunch = 2025-04-07T00:00:00+08:00\n",
+        )
 }
 
 #[tokio::test]
@@ -608,16 +605,8 @@ async fn the_gateway_logs_each_boundary_as_it_passes_and_exports_what_comes_next
 
 #[tokio::test]
 async fn a_reload_with_a_contradicting_calendar_is_refused_and_the_old_routing_serves() {
-    let fuzhou = Peer::bind("127.0.0.1").await;
-    let xiamen = Peer::bind("127.0.0.1").await;
-    let ann = Peer::bind("127.0.0.1").await;
-    let carrier = Peer::bind("127.0.0.2").await;
-    let text = mappings(
-        &[fuzhou.uri()],
-        &xiamen.uri(),
-        &ann.uri(),
-        r#"{ treatment = "route" }"#,
-    );
+    let (fuzhou, xiamen, ann, carrier) = peers().await;
+    let text = Mapping::on(&fuzhou, &xiamen, &ann).text();
     let gw = Logged::start(&text, &["--now", PARALLEL]).await;
     let applied = std::fs::read_to_string(&gw.config).unwrap();
     let sha_before = {

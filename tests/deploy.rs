@@ -277,12 +277,9 @@ fn label_names(series: &str) -> (String, BTreeSet<String>) {
 async fn rule_tests_feed_series_shaped_as_the_gateway_emits_them() {
     let f = common::Peer::bind("127.0.0.1").await;
     let gw = common::Gateway::start(
-        &common::mappings(
-            &[f.uri()],
-            &f.uri(),
-            &f.uri(),
-            r#"{ treatment = "announce", queue = "announcement" }"#,
-        ),
+        &common::Mapping::one_backend(&f.uri())
+            .when_retired(common::ANNOUNCE)
+            .text(),
         &[],
     )
     .await;

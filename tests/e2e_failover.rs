@@ -8,12 +8,10 @@
 mod common;
 
 use common::sipp::{scenario, total, Done, Scratch, Sipp};
-use common::{free_port, metric, Gateway, PARALLEL};
+use common::{free_port, metric, udp_uri, Gateway, Mapping, LOOPBACK_TRUNK, PARALLEL};
 use std::path::Path;
 use std::time::Duration;
 use tokio::time::sleep;
-
-const ROUTE: &str = r#"{ treatment = "route" }"#;
 
 /// Load tests offer more than the default 200 new calls a second per trunk.
 const UNLIMITED: &str = "\n[overload]\ntrunk_rate = 0\n";
@@ -77,10 +75,6 @@ fn caller(
     Sipp::uac(dir, name, gw, "uac.xml", number, &args)
 }
 
-fn uri(port: u16) -> String {
-    format!("sip:127.0.0.1:{port};transport=udp")
-}
-
 async fn wait_metric(gw: &Gateway, name: &str, labels: &[(&str, &str)], want: f64) -> Duration {
     let step = Duration::from_millis(20);
     let mut waited = Duration::ZERO;
@@ -102,22 +96,19 @@ fn assert_all(d: &Done, calls: u64) {
 async fn after_a_backend_dies_and_is_detected_every_new_call_completes_on_the_other() {
     let dir = Scratch::new();
     let (a, b) = (free_port(), free_port());
-    let m = common::mappings_with(
-        &[uri(a), uri(b)],
-        &uri(free_port()),
-        &uri(free_port()),
-        ROUTE,
-        common::LOOPBACK_TRUNK,
+    let m = Mapping::new(
+        &[udp_uri(a), udp_uri(b)],
+        &udp_uri(free_port()),
+        &udp_uri(free_port()),
     )
-    .replace(
-        common::PROBE_OFF,
-        "[probe]\ninterval = \"500ms\"\ndown_after = 3\nup_after = 2\n",
-    );
+    .trunks(LOOPBACK_TRUNK)
+    .probe("[probe]\ninterval = \"500ms\"\ndown_after = 3\nup_after = 2\n")
+    .text();
     let gw = Gateway::start(&m, &["--now", PARALLEL]).await;
     let dir = dir.holding(&gw);
     let ua = probed_uas(&dir.0, "cc-a", "uas.xml", a, 100_000, 60);
     let ub = probed_uas(&dir.0, "cc-b", "uas.xml", b, 100_000, 60);
-    let (ba, bb) = (uri(a), uri(b));
+    let (ba, bb) = (udp_uri(a), udp_uri(b));
     wait_metric(
         &gw,
         "dualgate_backend_probes_total",
@@ -179,14 +170,10 @@ async fn after_a_backend_dies_and_is_detected_every_new_call_completes_on_the_ot
 async fn back_to_back_ack_and_bye_with_no_pause_complete_every_call() {
     let dir = Scratch::new();
     let port = free_port();
-    let m = common::mappings_with(
-        &[uri(port)],
-        &uri(free_port()),
-        &uri(free_port()),
-        ROUTE,
-        common::LOOPBACK_TRUNK,
-    ) + UNLIMITED;
-    let gw = Gateway::start(&m, &["--now", PARALLEL, "--udp-workers", "2"]).await;
+    let gw = Mapping::sipp(port, free_port(), free_port())
+        .table(UNLIMITED)
+        .start(&["--now", PARALLEL, "--udp-workers", "2"])
+        .await;
     let dir = dir.holding(&gw);
     const CALLS: u32 = 4000;
     let uas = Sipp::uas(&dir.0, "cc", "uas.xml", port, CALLS);
@@ -214,13 +201,7 @@ async fn back_to_back_ack_and_bye_with_no_pause_complete_every_call() {
 async fn reloads_under_load_lose_no_call() {
     let dir = Scratch::new();
     let port = free_port();
-    let m = common::mappings_with(
-        &[uri(port)],
-        &uri(free_port()),
-        &uri(free_port()),
-        ROUTE,
-        common::LOOPBACK_TRUNK,
-    );
+    let m = Mapping::sipp(port, free_port(), free_port()).text();
     let gw = Gateway::start(&m, &["--now", PARALLEL]).await;
     let dir = dir.holding(&gw);
     const CALLS: u32 = 600;
@@ -266,7 +247,7 @@ async fn reloads_under_load_lose_no_call() {
 async fn a_flooding_trunk_is_refused_503_while_another_trunks_calls_complete() {
     let dir = Scratch::new();
     let (fuzhou, xiamen) = (free_port(), free_port());
-    let m = common::mappings(&[uri(fuzhou)], &uri(xiamen), &uri(free_port()), ROUTE);
+    let m = Mapping::ports(fuzhou, xiamen, free_port()).text();
     let gw = Gateway::start(&m, &["--now", PARALLEL]).await;
     let dir = dir.holding(&gw);
     // Calls the flooder gets through reach a busy queue (486); the rest must be 503.
@@ -352,13 +333,9 @@ async fn a_flooding_trunk_is_refused_503_while_another_trunks_calls_complete() {
 async fn soak_200k_calls_with_back_to_back_ack_and_bye() {
     let dir = Scratch::new();
     let port = free_port();
-    let m = common::mappings_with(
-        &[uri(port)],
-        &uri(free_port()),
-        &uri(free_port()),
-        ROUTE,
-        common::LOOPBACK_TRUNK,
-    ) + UNLIMITED;
+    let m = Mapping::sipp(port, free_port(), free_port())
+        .table(UNLIMITED)
+        .text();
     let gw = Gateway::start(&m, &["--now", PARALLEL]).await;
     let dir = dir.holding(&gw);
     const CALLS: u32 = 200_000;

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{free_port, Gateway};
+use common::{free_port, udp_uri, Gateway, Mapping};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -30,15 +30,9 @@ const SAMPLES: u64 = 14;
 /// The test mappings (tests/common) with every sipp peer on the loopback trunk; only the Fuzhou
 /// backend takes calls here.
 fn mappings(fuzhou: u16) -> String {
-    let uri = |port: u16| format!("sip:127.0.0.1:{port};transport=udp");
-    let retired = r#"{ treatment = "reject", status = 410 }"#;
-    common::mappings_with(
-        &[uri(fuzhou)],
-        &uri(free_port()),
-        &uri(free_port()),
-        retired,
-        common::LOOPBACK_TRUNK,
-    )
+    Mapping::sipp(fuzhou, free_port(), free_port())
+        .when_retired(r#"{ treatment = "reject", status = 410 }"#)
+        .text()
 }
 
 fn require(tool: &str, package: &str) {
@@ -326,7 +320,6 @@ const JUST_BEFORE: &str = "2025-05-06T23:59:53+08:00";
 /// One legacy number per retired treatment, all retiring at [`BOUNDARY`]; the Fuzhou and
 /// announcement queues are sipp UASes, Xiamen's backend is never used.
 fn treatments(fuzhou: u16, announcement: u16) -> String {
-    let uri = |port: u16| format!("sip:127.0.0.1:{port};transport=udp");
     let legacy = |number: &str, name: &str, queue: &str, treatment: &str| {
         format!(
             "[[legacy]]\nnumber = \"{number}\"\nname = \"{name}\"\nqueue = \"{queue}\"\n\
@@ -370,9 +363,9 @@ code = "0592"
 queue = "xiamen"
 {trunk}
 {l1}{l2}{l3}{l4}{probe_off}"#,
-        fuzhou = uri(fuzhou),
-        xiamen = uri(free_port()),
-        announcement = uri(announcement),
+        fuzhou = udp_uri(fuzhou),
+        xiamen = udp_uri(free_port()),
+        announcement = udp_uri(announcement),
         trunk = common::LOOPBACK_TRUNK,
         probe_off = common::PROBE_OFF,
         l1 = legacy(

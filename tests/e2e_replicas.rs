@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::{free_port, header, headers, request, respond, start_line, temp_dir};
+use common::{free_port, header, headers, request, respond, start_line, temp_dir, Mapping};
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
@@ -493,19 +493,12 @@ fn three_replicas_in_three_namespaces_share_nothing_and_any_one_can_be_lost() {
         "[[trunk]]\nname = \"carrier\"\nsources = [\"{}/32\"]\norigin_area = \"0591\"\n",
         net.addr(Host::Carrier)
     );
-    let text = common::mappings_with(
-        &uris,
-        &uris[0],
-        &uris[0],
-        r#"{ treatment = "route" }"#,
-        &trunk,
-    )
-    .replace(
-        "[gateway]\n",
-        &format!("[gateway]\nsecret = \"{SECRET}\"\n"),
-    )
-    .replace("@SIP@", "127.0.0.1:5060")
-    .replace("@METRICS@", "127.0.0.1:9090");
+    let text = Mapping::new(&uris, &uris[0], &uris[0])
+        .trunks(&trunk)
+        .gateway(&format!("secret = \"{SECRET}\""))
+        .text()
+        .replace("@SIP@", "127.0.0.1:5060")
+        .replace("@METRICS@", "127.0.0.1:9090");
     let config = dir.join("mappings.toml");
     std::fs::write(&config, text).unwrap();
     let mut replicas = Vec::new();

@@ -10,24 +10,16 @@
 mod common;
 
 use common::sipp::{total, Invite, Scratch, Sipp};
-use common::{free_port, metric, Gateway, PARALLEL, RETIRED};
+use common::{free_port, metric, Gateway, Mapping, ANNOUNCE, PARALLEL, RETIRED, ROUTE};
 
-/// A mapping file with one loopback trunk (origin area 0591) and one sipp backend per queue.
-/// `@SIP@`/`@METRICS@` are filled in by [`Gateway::start`].
+/// The test mapping with one loopback trunk (origin area 0591) and one sipp backend per queue.
 fn mappings(fuzhou: u16, xiamen: u16, announcement: u16, when_retired: &str) -> String {
-    let uri = |port: u16| format!("sip:127.0.0.1:{port};transport=udp");
-    common::mappings_with(
-        &[uri(fuzhou)],
-        &uri(xiamen),
-        &uri(announcement),
-        when_retired,
-        common::LOOPBACK_TRUNK,
-    )
+    Mapping::sipp(fuzhou, xiamen, announcement)
+        .when_retired(when_retired)
+        .text()
 }
 
-const ROUTE: &str = r#"{ treatment = "route" }"#;
 const REJECT_410: &str = r#"{ treatment = "reject", status = 410, reason = "Gone" }"#;
-const ANNOUNCE: &str = r#"{ treatment = "announce", queue = "announcement" }"#;
 
 /// Ports for the three queues' backends.
 struct Backends {

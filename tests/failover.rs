@@ -16,11 +16,6 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout};
 
-const ROUTE: &str = r#"{ treatment = "route" }"#;
-
-/// Probing every 100 ms; down after 3 misses, up after 2 answers.
-const FAST_PROBE: &str = "[probe]\ninterval = \"100ms\"\ndown_after = 3\nup_after = 2\n";
-
 /// A call-centre backend on 127.0.0.1: answers OPTIONS 200 while `alive`, and hands every
 /// other message it receives to the test.
 struct Backend {
@@ -99,8 +94,9 @@ async fn a_backend_that_stops_answering_probes_is_marked_down_and_its_calls_go_t
     let xiamen = Peer::bind("127.0.0.1").await;
     let ann = Peer::bind("127.0.0.1").await;
     let carrier = Peer::bind("127.0.0.2").await;
-    let m = mappings(&[alive.uri(), dead.uri()], &xiamen.uri(), &ann.uri(), ROUTE)
-        .replace(PROBE_OFF, FAST_PROBE);
+    let m = Mapping::new(&[alive.uri(), dead.uri()], &xiamen.uri(), &ann.uri())
+        .probe(FAST_PROBE)
+        .text();
     let gw = Gateway::start(&m, &["--now", PARALLEL]).await;
     let (alive_uri, dead_uri) = (alive.uri(), dead.uri());
     fn up(uri: &str) -> [(&str, &str); 2] {
@@ -176,8 +172,9 @@ async fn with_every_backend_down_the_caller_gets_503_with_retry_after_never_sile
     let xiamen = Peer::bind("127.0.0.1").await;
     let ann = Peer::bind("127.0.0.1").await;
     let carrier = Peer::bind("127.0.0.2").await;
-    let m =
-        mappings(&[dead.uri()], &xiamen.uri(), &ann.uri(), ROUTE).replace(PROBE_OFF, FAST_PROBE);
+    let m = Mapping::new(&[dead.uri()], &xiamen.uri(), &ann.uri())
+        .probe(FAST_PROBE)
+        .text();
     let gw = Gateway::start(&m, &["--now", PARALLEL]).await;
     let backend = dead.uri();
     wait_metric(&gw, "dualgate_backend_up", &[("backend", &backend)], 0.0).await;
@@ -243,13 +240,10 @@ async fn a_queue_with_every_backend_down_overflows_to_its_overflow_queue() {
     let mut provincial = Backend::start(true).await;
     let ann = Peer::bind("127.0.0.1").await;
     let carrier = Peer::bind("127.0.0.2").await;
-    let m = mappings(&[dead.uri()], &provincial.uri(), &ann.uri(), ROUTE)
-        .replace(PROBE_OFF, FAST_PROBE)
-        .replacen(
-            "target = \"12356\"\n",
-            "target = \"12356\"\noverflow = \"xiamen\"\n",
-            1,
-        );
+    let m = Mapping::new(&[dead.uri()], &provincial.uri(), &ann.uri())
+        .probe(FAST_PROBE)
+        .fuzhou_queue("overflow = \"xiamen\"")
+        .text();
     let gw = Gateway::start(&m, &["--now", PARALLEL]).await;
     wait_metric(&gw, "dualgate_backend_up", &[("backend", &dead.uri())], 0.0).await;
     carrier
@@ -286,15 +280,10 @@ async fn a_queue_with_every_backend_down_overflows_to_its_overflow_queue() {
 
 #[tokio::test]
 async fn outside_its_service_hours_a_queue_overflows_and_at_the_boundary_it_is_open() {
-    let fuzhou = Peer::bind("127.0.0.1").await;
-    let xiamen = Peer::bind("127.0.0.1").await;
-    let ann = Peer::bind("127.0.0.1").await;
-    let carrier = Peer::bind("127.0.0.2").await;
-    let m = mappings(&[fuzhou.uri()], &xiamen.uri(), &ann.uri(), ROUTE).replacen(
-        "target = \"12356\"\n",
-        "target = \"12356\"\noverflow = \"xiamen\"\nhours = [\"10:00-22:00\"]\n",
-        1,
-    );
+    let (fuzhou, xiamen, ann, carrier) = peers().await;
+    let m = Mapping::new(&[fuzhou.uri()], &xiamen.uri(), &ann.uri())
+        .fuzhou_queue("overflow = \"xiamen\"\nhours = [\"10:00-22:00\"]")
+        .text();
     // 09:59:50 CST: closed, the call goes to Xiamen.
     let gw = Gateway::start(&m, &["--now", "2025-04-20T09:59:50+08:00"]).await;
     carrier
@@ -329,15 +318,10 @@ async fn outside_its_service_hours_a_queue_overflows_and_at_the_boundary_it_is_o
 
 #[tokio::test]
 async fn a_backends_503_reaches_the_carrier_as_480_keeping_retry_after() {
-    let fuzhou = Peer::bind("127.0.0.1").await;
-    let xiamen = Peer::bind("127.0.0.1").await;
-    let ann = Peer::bind("127.0.0.1").await;
-    let carrier = Peer::bind("127.0.0.2").await;
-    let gw = Gateway::start(
-        &mappings(&[fuzhou.uri()], &xiamen.uri(), &ann.uri(), ROUTE),
-        &["--now", PARALLEL],
-    )
-    .await;
+    let (fuzhou, xiamen, ann, carrier) = peers().await;
+    let gw = Mapping::new(&[fuzhou.uri()], &xiamen.uri(), &ann.uri())
+        .start(&["--now", PARALLEL])
+        .await;
     carrier
         .send(
             gw.sip,
@@ -370,11 +354,13 @@ async fn a_flooding_trunk_gets_503_beyond_its_limit_while_another_trunks_calls_a
     let ann = Peer::bind("127.0.0.1").await;
     let flooder = Peer::bind("127.0.0.2").await; // trunk `fuzhou`
     let other = Peer::bind("127.0.0.3").await; // trunk `xiamen`
-    let m = mappings(&[fuzhou.uri()], &xiamen.uri(), &ann.uri(), ROUTE).replacen(
-        "origin_area = \"0591\"\n",
-        "origin_area = \"0591\"\nrate = 20\nburst = 20\n",
-        1,
-    );
+    let m = Mapping::new(&[fuzhou.uri()], &xiamen.uri(), &ann.uri())
+        .text()
+        .replacen(
+            "origin_area = \"0591\"\n",
+            "origin_area = \"0591\"\nrate = 20\nburst = 20\n",
+            1,
+        );
     let gw = Gateway::start(&m, &["--now", PARALLEL]).await;
     const FLOOD: usize = 300;
     const CALLS: usize = 30;
@@ -475,11 +461,9 @@ async fn back_to_back_ack_and_bye_of_each_call_reach_the_backend_in_order() {
     let xiamen = Peer::bind("127.0.0.1").await;
     let ann = Peer::bind("127.0.0.1").await;
     let carrier = Peer::bind("127.0.0.2").await;
-    let gw = Gateway::start(
-        &mappings(&[cc.uri()], &xiamen.uri(), &ann.uri(), ROUTE),
-        &["--now", PARALLEL, "--udp-workers", "4"],
-    )
-    .await;
+    let gw = Mapping::new(&[cc.uri()], &xiamen.uri(), &ann.uri())
+        .start(&["--now", PARALLEL, "--udp-workers", "4"])
+        .await;
     const CALLS: usize = 1000;
     let route = format!("<sip:{};lr>", gw.sip);
     let target = format!("sip:queue@{}", cc.addr);

@@ -15,11 +15,6 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::time::sleep;
 
-const ANNOUNCE: &str = r#"{ treatment = "announce", queue = "announcement" }"#;
-
-/// Probing every 100 ms; down after 3 misses, up after 2 answers.
-const FAST_PROBE: &str = "[probe]\ninterval = \"100ms\"\ndown_after = 3\nup_after = 2\n";
-
 /// A backend on 127.0.0.1 that answers OPTIONS 200 while `alive` and ignores everything else.
 struct Backend {
     addr: SocketAddr,
@@ -77,7 +72,10 @@ async fn wait_for(
 #[tokio::test]
 async fn metrics_health_and_readiness_answer_http_1_0_requests_and_close() {
     let f = Peer::bind("127.0.0.1").await;
-    let gw = Gateway::start(&mappings(&[f.uri()], &f.uri(), &f.uri(), ANNOUNCE), &[]).await;
+    let gw = Mapping::one_backend(&f.uri())
+        .when_retired(ANNOUNCE)
+        .start(&[])
+        .await;
     let m = gw.metrics;
     let health = fetch(m, "/healthz").await;
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
@@ -121,14 +119,11 @@ async fn readyz_is_503_naming_a_queue_with_no_backend_up_and_200_once_one_answer
     let fuzhou = Backend::start(true).await;
     let xiamen = Backend::start(false).await;
     let announcement = Backend::start(true).await;
-    let text = mappings(
-        &[fuzhou.uri()],
-        &xiamen.uri(),
-        &announcement.uri(),
-        ANNOUNCE,
-    )
-    .replace(PROBE_OFF, FAST_PROBE);
-    let gw = Gateway::start(&text, &[]).await;
+    let gw = Mapping::new(&[fuzhou.uri()], &xiamen.uri(), &announcement.uri())
+        .when_retired(ANNOUNCE)
+        .probe(FAST_PROBE)
+        .start(&[])
+        .await;
     let r = wait_for(gw.metrics, "/readyz", |r| r.status == 503).await;
     assert_eq!(
         r.body,
@@ -147,12 +142,13 @@ fn no_listener_at_all_with_metrics_off() {
     let dir = temp_dir();
     let config = dir.join("m.toml");
     let sip = format!("127.0.0.1:{}", free_port());
-    let text = mappings(
+    let text = Mapping::new(
         &["sip:127.0.0.1:9;transport=udp".into()],
         "sip:127.0.0.1:9",
         "sip:127.0.0.1:9",
-        ANNOUNCE,
     )
+    .when_retired(ANNOUNCE)
+    .text()
     .replace("@SIP@", &sip)
     .replace("@METRICS@", &format!("127.0.0.1:{port}"));
     std::fs::write(&config, text).unwrap();
@@ -197,13 +193,14 @@ async fn the_status_page_renders_numbers_countdowns_calls_and_backend_states_in_
     let dead = Backend::start(false).await;
     let xiamen = Backend::start(true).await;
     let announcement = Backend::start(true).await;
-    let text = mappings(
+    let text = Mapping::new(
         &[alive.uri(), dead.uri()],
         &xiamen.uri(),
         &announcement.uri(),
-        ANNOUNCE,
     )
-    .replace(PROBE_OFF, FAST_PROBE);
+    .when_retired(ANNOUNCE)
+    .probe(FAST_PROBE)
+    .text();
     let gw = Gateway::start(&text, &["--now", "2025-05-06T20:00:00+08:00"]).await;
     // The dead backend is marked down (3 misses at 100 ms).
     wait_for(gw.metrics, "/metrics", |r| {

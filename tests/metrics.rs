@@ -9,11 +9,9 @@ use common::*;
 #[tokio::test]
 async fn every_configured_number_has_zero_series_from_start_up() {
     let f = Peer::bind("127.0.0.1").await;
-    let gw = Gateway::start(
-        &mappings(&[f.uri()], &f.uri(), &f.uri(), r#"{ treatment = "route" }"#),
-        &["--now", PARALLEL],
-    )
-    .await;
+    let gw = Mapping::one_backend(&f.uri())
+        .start(&["--now", PARALLEL])
+        .await;
     let m = gw.scrape();
     for number in [
         "059185666661",
@@ -116,16 +114,9 @@ async fn calls_are_counted_per_number_queue_and_outcome() {
     let fuzhou = Peer::bind("127.0.0.1").await;
     let xiamen = Peer::bind("127.0.0.1").await;
     let carrier = Peer::bind("127.0.0.2").await;
-    let gw = Gateway::start(
-        &mappings(
-            &[fuzhou.uri()],
-            &xiamen.uri(),
-            &xiamen.uri(),
-            r#"{ treatment = "route" }"#,
-        ),
-        &["--now", PARALLEL],
-    )
-    .await;
+    let gw = Mapping::on(&fuzhou, &xiamen, &xiamen)
+        .start(&["--now", PARALLEL])
+        .await;
 
     // Legacy number: answered. New number: busy, then cancelled. Xiamen: answered.
     let plan = [
@@ -265,11 +256,10 @@ async fn every_series_any_phase_can_produce_exists_at_zero_from_start_up() {
         ),
     ] {
         // Started inside the parallel period: the retired treatment's series must exist anyway.
-        let gw = Gateway::start(
-            &mappings(&[f.uri()], &f.uri(), &f.uri(), treatment),
-            &["--now", PARALLEL],
-        )
-        .await;
+        let gw = Mapping::one_backend(&f.uri())
+            .when_retired(treatment)
+            .start(&["--now", PARALLEL])
+            .await;
         let m = gw.scrape();
         for trunk in ["fuzhou", "xiamen"] {
             for q in ["fuzhou", queue] {
@@ -340,16 +330,9 @@ async fn every_series_any_phase_can_produce_exists_at_zero_from_start_up() {
 async fn retransmissions_count_as_one_call_and_one_outcome() {
     let fuzhou = Peer::bind("127.0.0.1").await;
     let carrier = Peer::bind("127.0.0.2").await;
-    let gw = Gateway::start(
-        &mappings(
-            &[fuzhou.uri()],
-            &fuzhou.uri(),
-            &fuzhou.uri(),
-            r#"{ treatment = "route" }"#,
-        ),
-        &["--now", PARALLEL],
-    )
-    .await;
+    let gw = Mapping::one_backend(&fuzhou.uri())
+        .start(&["--now", PARALLEL])
+        .await;
     let inv = invite(
         "sip:85666661@gw",
         &carrier.addr,
@@ -416,7 +399,7 @@ async fn retransmissions_count_as_one_call_and_one_outcome() {
 #[tokio::test]
 async fn two_gateways_with_metrics_off_both_serve() {
     let f = Peer::bind("127.0.0.1").await;
-    let text = mappings(&[f.uri()], &f.uri(), &f.uri(), r#"{ treatment = "route" }"#);
+    let text = Mapping::one_backend(&f.uri()).text();
     let mut children = Vec::new();
     let caller = Peer::bind("127.0.0.2").await;
     for i in 0..2 {

@@ -8,17 +8,20 @@
 
 mod common;
 
+use bytes::BytesMut;
 use dualgate::config::{parse_instant, validate, Snapshot};
 use dualgate::number::{normalize, AreaCode, Dialling};
 use dualgate::peer::{Peer, Transport};
 use dualgate::proxy::{handle, Act, Kind, DEFAULT_MAX_FORWARDS};
 use dualgate::sip::{frame, parse, Frame, Message, Start};
+use dualgate::transport::codec::{Inbound, SipCodec};
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::SystemTime;
+use tokio_util::codec::Decoder;
 
 /// The largest message a TCP connection buffers (as in `transport::tcp`).
 const LIMIT: usize = 64 * 1024;
@@ -34,15 +37,16 @@ fn snapshots() -> &'static [Snapshot; 2] {
             include_str!("../mappings/fujian.toml"),
         )
         .unwrap();
-        let text = common::mappings(
+        let text = common::Mapping::new(
             &[
                 "sip:127.0.0.1:5091;transport=udp".into(),
                 "sip:[::1]:5092;transport=tcp".into(),
             ],
             "sip:127.0.0.1:5093;transport=tcp",
             "sip:127.0.0.1:5089;transport=udp",
-            r#"{ treatment = "announce", queue = "announcement" }"#,
         )
+        .when_retired(common::ANNOUNCE)
+        .text()
         .replace("@SIP@", "192.0.2.10:5060")
         .replace("@METRICS@", "192.0.2.10:9090");
         let test = validate(Path::new("tests/common/mappings.toml"), &text).unwrap();
@@ -450,22 +454,25 @@ fn check(bytes: &[u8], cx: Context) -> Result<Act, TestCaseError> {
     Ok(o.label.act)
 }
 
-/// Frames `stream` delivered in the given chunks, the way `transport::tcp` does.
+/// Frames `stream` delivered in the given chunks with the codec `transport::tcp` reads through,
+/// decoding after each chunk as `FramedRead` does after each read.
 fn frame_stream(chunks: &[&[u8]]) -> Result<Vec<Vec<u8>>, TestCaseError> {
-    let mut buf = Vec::new();
+    let mut codec = SipCodec::new(LIMIT);
+    let mut buf = BytesMut::new();
     let mut msgs = Vec::new();
     for chunk in chunks {
         buf.extend_from_slice(chunk);
         loop {
-            match frame(&buf, LIMIT) {
-                Ok(Some(Frame::Keepalive(n))) => {
-                    prop_assert!(n > 0 && n <= buf.len());
-                    buf.drain(..n);
+            let before = buf.len();
+            match codec.decode(&mut buf) {
+                Ok(Some(Inbound::Keepalive { .. })) => {
+                    prop_assert!(buf.len() < before);
                 }
-                Ok(Some(Frame::Message(n))) => {
-                    prop_assert!(n > 0 && n <= buf.len() && n <= LIMIT);
-                    msgs.push(buf.drain(..n).collect());
+                Ok(Some(Inbound::Message(m))) => {
+                    prop_assert!(!m.is_empty() && m.len() <= before && m.len() <= LIMIT);
+                    msgs.push(m.to_vec());
                 }
+                Ok(Some(Inbound::Started)) => prop_assert_eq!(buf.len(), before),
                 Ok(None) => break,
                 Err(e) => return Err(TestCaseError::fail(format!("frame error {e}"))),
             }

@@ -13,8 +13,6 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::time::sleep;
 
-const ANNOUNCE: &str = r#"{ treatment = "announce", queue = "announcement" }"#;
-
 /// Writes `text` as version `v` of the mounted ConfigMap in `dir` and swaps `..data` to it.
 fn publish(dir: &Path, v: &str, text: &str) {
     let version = dir.join(format!("..{v}"));
@@ -53,7 +51,10 @@ async fn a_configmap_symlink_swap_reloads_valid_mappings_and_keeps_serving_on_a_
     // Edition 2021, one test in this binary: the child inherits it.
     std::env::set_var("DUALGATE_WATCH_CONFIG", "1");
     let f = Peer::bind("127.0.0.1").await;
-    let gw = Gateway::start(&mappings(&[f.uri()], &f.uri(), &f.uri(), ANNOUNCE), &[]).await;
+    let gw = Mapping::one_backend(&f.uri())
+        .when_retired(ANNOUNCE)
+        .start(&[])
+        .await;
     let dir = gw.config.parent().unwrap().to_path_buf();
     let v1 = std::fs::read_to_string(&gw.config).unwrap();
     // Lay the file out as the kubelet mounts a ConfigMap: mappings.toml -> ..data/mappings.toml.

@@ -15,26 +15,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::{timeout, Instant};
 
-const ROUTE: &str = r#"{ treatment = "route" }"#;
 const SECRET: &str = "00112233445566778899aabbccddeeff";
 
-/// Mappings with the one Fuzhou trunk (127.0.0.2), `gateway` lines added to `[gateway]` and
-/// `tail` (e.g. a `[tcp]` table) after the trunk.
-fn mappings_for(backend: &Peer, gateway: &str, tail: &str) -> String {
-    let trunk = format!(
-        "\n[[trunk]]\nname = \"fuzhou\"\nsources = [\"127.0.0.2/32\"]\norigin_area = \"0591\"\n{tail}\n"
-    );
-    mappings_with(
-        &[backend.uri()],
-        &backend.uri(),
-        &backend.uri(),
-        ROUTE,
-        &trunk,
-    )
-    .replace(
-        "replica = \"test\"",
-        &format!("replica = \"test\"\n{gateway}"),
-    )
+/// The test mapping on `backend` alone, with the one Fuzhou trunk (127.0.0.2).
+fn mappings_for(backend: &Peer) -> Mapping {
+    Mapping::one_backend(&backend.uri()).trunks(FUZHOU_TRUNK)
 }
 
 fn rejected(gw: &Gateway, reason: &str) -> f64 {
@@ -109,7 +94,9 @@ fn open_fds(pid: u32) -> usize {
 async fn forged_responses_are_neither_relayed_nor_connected_over_udp_or_tcp() {
     let backend = Peer::bind("127.0.0.1").await;
     let gw = Gateway::start(
-        &mappings_for(&backend, &format!("secret = \"{SECRET}\""), ""),
+        &mappings_for(&backend)
+            .gateway(&format!("secret = \"{SECRET}\""))
+            .text(),
         &["--now", PARALLEL],
     )
     .await;
@@ -186,10 +173,13 @@ async fn replicas_with_one_secret_accept_each_others_branches_and_others_do_not(
     // Both replicas behind one advertised address, as behind a load balancer.
     let advertised = format!("127.0.0.1:{}", free_port());
     let shared = |secret: &str| {
-        mappings_for(&backend, &format!("secret = \"{secret}\""), "").replace(
-            "advertised = \"@SIP@\"",
-            &format!("advertised = \"{advertised}\""),
-        )
+        mappings_for(&backend)
+            .gateway(&format!("secret = \"{secret}\""))
+            .text()
+            .replace(
+                "advertised = \"@SIP@\"",
+                &format!("advertised = \"{advertised}\""),
+            )
     };
     let a = Gateway::start(&shared(SECRET), &["--now", PARALLEL]).await;
     let b = Gateway::start(&shared(SECRET), &["--now", PARALLEL]).await;
@@ -255,7 +245,7 @@ async fn answers(gw: &Gateway, stranger: &Peer) -> Vec<(usize, usize)> {
 async fn strangers_get_nothing_by_default_and_never_more_than_they_sent() {
     let backend = Peer::bind("127.0.0.1").await;
     let stranger = Peer::bind("127.0.0.9").await;
-    let gw = Gateway::start(&mappings_for(&backend, "", ""), &["--now", PARALLEL]).await;
+    let gw = mappings_for(&backend).start(&["--now", PARALLEL]).await;
     let silent = answers(&gw, &stranger).await;
     let sent: usize = silent.iter().map(|(q, _)| q).sum();
     assert!(silent.iter().all(|(_, a)| *a == 0), "{silent:?}");
@@ -265,7 +255,9 @@ async fn strangers_get_nothing_by_default_and_never_more_than_they_sent() {
     drop(gw);
 
     let gw = Gateway::start(
-        &mappings_for(&backend, "answer_strangers = true", ""),
+        &mappings_for(&backend)
+            .gateway("answer_strangers = true")
+            .text(),
         &["--now", PARALLEL],
     )
     .await;
@@ -287,7 +279,7 @@ async fn strangers_get_nothing_by_default_and_never_more_than_they_sent() {
 async fn thousands_of_stranger_connections_do_not_stop_a_trunks_tcp_call() {
     dualgate::transport::raise_open_files_limit().unwrap();
     let backend = Peer::bind("127.0.0.1").await;
-    let gw = Gateway::start(&mappings_for(&backend, "", ""), &["--now", PARALLEL]).await;
+    let gw = mappings_for(&backend).start(&["--now", PARALLEL]).await;
     const STRANGERS: usize = 4_200;
     let started = Instant::now();
     let mut held = Vec::with_capacity(STRANGERS);
@@ -324,7 +316,9 @@ async fn thousands_of_stranger_connections_do_not_stop_a_trunks_tcp_call() {
 async fn a_message_trickled_a_byte_a_second_is_cut_at_its_deadline() {
     let backend = Peer::bind("127.0.0.1").await;
     let gw = Gateway::start(
-        &mappings_for(&backend, "", "[tcp]\nmessage_deadline_seconds = 2.0"),
+        &mappings_for(&backend)
+            .table("[tcp]\nmessage_deadline_seconds = 2.0")
+            .text(),
         &["--now", PARALLEL],
     )
     .await;
@@ -366,7 +360,9 @@ async fn a_message_trickled_a_byte_a_second_is_cut_at_its_deadline() {
 async fn a_peer_that_stops_reading_is_cut_off_at_its_output_budget() {
     let backend = Peer::bind("127.0.0.1").await;
     let gw = Gateway::start(
-        &mappings_for(&backend, "", "[tcp]\noutput_budget_bytes = 262144"),
+        &mappings_for(&backend)
+            .table("[tcp]\noutput_budget_bytes = 262144")
+            .text(),
         &["--now", PARALLEL],
     )
     .await;
@@ -420,7 +416,7 @@ async fn eleven_hundred_connections_hold_under_a_1024_soft_limit() {
     dualgate::transport::raise_open_files_limit().unwrap();
     let backend = Peer::bind("127.0.0.1").await;
     let gw = Gateway::start_limited(
-        &mappings_for(&backend, "", ""),
+        &mappings_for(&backend).text(),
         &["--now", PARALLEL],
         "127.0.0.1",
         "127.0.0.2",

@@ -9,8 +9,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::timeout;
 
-const ROUTE: &str = r#"{ treatment = "route" }"#;
-
 /// A carrier connection from 127.0.0.2 (the Fuzhou trunk).
 async fn carrier(gw: &Gateway) -> TcpStream {
     let s = TcpSocket::new_v4().unwrap();
@@ -49,11 +47,9 @@ async fn an_invite_split_across_writes_is_forwarded_and_answers_return_on_the_co
     let fuzhou = Peer::bind("127.0.0.1").await;
     let x = Peer::bind("127.0.0.1").await;
     let a = Peer::bind("127.0.0.1").await;
-    let gw = Gateway::start(
-        &mappings(&[fuzhou.uri()], &x.uri(), &a.uri(), ROUTE),
-        &["--now", PARALLEL],
-    )
-    .await;
+    let gw = Mapping::on(&fuzhou, &x, &a)
+        .start(&["--now", PARALLEL])
+        .await;
     let mut conn = carrier(&gw).await;
     let local = conn.local_addr().unwrap();
     let inv = invite("sip:059185666661@gw", &local, "t1", "z9hG4bKt1", "TCP");
@@ -121,15 +117,12 @@ async fn an_invite_split_across_writes_is_forwarded_and_answers_return_on_the_co
 #[tokio::test]
 async fn coalesced_messages_in_one_write_are_each_answered() {
     let fuzhou = Peer::bind("127.0.0.1").await;
-    let gw = Gateway::start(
-        &mappings(
-            &[fuzhou.uri()],
-            &fuzhou.uri().replace("udp", "tcp"),
-            &format!("sip:127.0.0.1:{};transport=udp", free_port()),
-            ROUTE,
-        ),
-        &["--now", PARALLEL],
+    let gw = Mapping::new(
+        &[fuzhou.uri()],
+        &fuzhou.uri().replace("udp", "tcp"),
+        &udp_uri(free_port()),
     )
+    .start(&["--now", PARALLEL])
     .await;
     let mut conn = carrier(&gw).await;
     let local = conn.local_addr().unwrap();
@@ -170,15 +163,12 @@ async fn coalesced_messages_in_one_write_are_each_answered() {
 #[tokio::test]
 async fn a_double_crlf_ping_gets_a_crlf_pong() {
     let fuzhou = Peer::bind("127.0.0.1").await;
-    let gw = Gateway::start(
-        &mappings(
-            &[fuzhou.uri()],
-            &fuzhou.uri(),
-            &fuzhou.uri().replace("udp", "tcp"),
-            ROUTE,
-        ),
-        &["--now", PARALLEL],
+    let gw = Mapping::new(
+        &[fuzhou.uri()],
+        &fuzhou.uri(),
+        &fuzhou.uri().replace("udp", "tcp"),
     )
+    .start(&["--now", PARALLEL])
     .await;
     let mut conn = carrier(&gw).await;
     conn.write_all(b"\r\n\r\n").await.unwrap();
@@ -195,11 +185,9 @@ async fn a_tcp_backend_gets_the_call_on_one_connection_and_its_answers_reach_a_u
     let backend = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let backend_uri = format!("sip:{};transport=tcp", backend.local_addr().unwrap());
     let x = Peer::bind("127.0.0.1").await;
-    let gw = Gateway::start(
-        &mappings(&[backend_uri], &x.uri(), &x.uri(), ROUTE),
-        &["--now", PARALLEL],
-    )
-    .await;
+    let gw = Mapping::new(&[backend_uri], &x.uri(), &x.uri())
+        .start(&["--now", PARALLEL])
+        .await;
     let caller = Peer::bind("127.0.0.2").await;
     caller
         .send(
@@ -251,11 +239,9 @@ async fn a_response_whose_connection_closed_goes_to_a_new_connection_at_the_sent
     // RFC 3261 §18.2.2: the caller's connection is gone by the time the answer comes, so the
     // gateway connects to the received address and the sent-by port (the caller's listener).
     let fuzhou = Peer::bind("127.0.0.1").await;
-    let gw = Gateway::start(
-        &mappings(&[fuzhou.uri()], &fuzhou.uri(), &fuzhou.uri(), ROUTE),
-        &["--now", PARALLEL],
-    )
-    .await;
+    let gw = Mapping::one_backend(&fuzhou.uri())
+        .start(&["--now", PARALLEL])
+        .await;
     let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
     let sent_by = listener.local_addr().unwrap();
     let mut conn = carrier(&gw).await;

@@ -8,21 +8,13 @@ use common::*;
 use std::time::Duration;
 
 async fn setup(when_retired: &str, now: &str) -> (Gateway, Peer, Peer, Peer, Peer) {
-    let fuzhou = Peer::bind("127.0.0.1").await;
-    let xiamen = Peer::bind("127.0.0.1").await;
-    let announce = Peer::bind("127.0.0.1").await;
-    let carrier = Peer::bind("127.0.0.2").await; // the Fuzhou trunk
-    let m = mappings(
-        &[fuzhou.uri()],
-        &xiamen.uri(),
-        &announce.uri(),
-        when_retired,
-    );
-    let gw = Gateway::start(&m, &["--now", now]).await;
+    let (fuzhou, xiamen, announce, carrier) = peers().await;
+    let gw = Mapping::on(&fuzhou, &xiamen, &announce)
+        .when_retired(when_retired)
+        .start(&["--now", now])
+        .await;
     (gw, fuzhou, xiamen, announce, carrier)
 }
-
-const ROUTE: &str = r#"{ treatment = "route" }"#;
 
 #[tokio::test]
 async fn legacy_number_reaches_its_queue_marked_during_the_parallel_period() {
@@ -151,11 +143,9 @@ async fn cancel_and_non_2xx_ack_take_the_invites_branch_and_backend() {
     let a = Peer::bind("127.0.0.1").await;
     let carrier = Peer::bind("127.0.0.2").await;
     let uris: Vec<String> = backends.iter().map(Peer::uri).collect();
-    let gw = Gateway::start(
-        &mappings(&uris, &x.uri(), &a.uri(), ROUTE),
-        &["--now", PARALLEL],
-    )
-    .await;
+    let gw = Mapping::new(&uris, &x.uri(), &a.uri())
+        .start(&["--now", PARALLEL])
+        .await;
     let call = |i: usize| format!("call-{i}");
     for i in 0..6 {
         let inv = invite(
@@ -294,11 +284,10 @@ async fn unknown_source_gets_nothing_by_default_and_403_when_configured() {
 
     // `answer_strangers = true`: the 403 of before, never larger than the request.
     let xiamen = Peer::bind("127.0.0.1").await;
-    let m = mappings(&[fuzhou.uri()], &xiamen.uri(), &xiamen.uri(), ROUTE).replace(
-        "replica = \"test\"",
-        "replica = \"test\"\nanswer_strangers = true",
-    );
-    let gw = Gateway::start(&m, &["--now", PARALLEL]).await;
+    let gw = Mapping::on(&fuzhou, &xiamen, &xiamen)
+        .gateway("answer_strangers = true")
+        .start(&["--now", PARALLEL])
+        .await;
     stranger.send(gw.sip, &inv).await;
     let (got, _) = stranger.recv().await;
     assert_eq!(start_line(&got), "SIP/2.0 403 Forbidden");
@@ -516,7 +505,9 @@ async fn calls_work_over_ipv6() {
     let fuzhou = Peer::bind("::1").await;
     let trunk = "\n[[trunk]]\nname = \"v6\"\nsources = [\"::1/128\"]\norigin_area = \"0591\"\n";
     let uri = format!("sip:{};transport=udp", fuzhou.addr);
-    let m = mappings_with(std::slice::from_ref(&uri), &uri, &uri, ROUTE, trunk);
+    let m = Mapping::new(std::slice::from_ref(&uri), &uri, &uri)
+        .trunks(trunk)
+        .text();
     let gw = Gateway::start_on(&m, &["--now", PARALLEL], "::1", "::1").await;
     let carrier = Peer::bind("::1").await;
     carrier

@@ -9,7 +9,7 @@
 pub mod branch;
 pub mod edit;
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 pub mod frame;
 pub mod header;
 pub mod parse;

@@ -7,6 +7,7 @@
 //! queued with one `recvmmsg`, handles it, and sends the replies with one `sendmmsg`
 //! ([`udp::Outbox`]). TCP runs on tokio.
 
+pub mod codec;
 pub mod probe;
 pub mod tcp;
 pub mod udp;

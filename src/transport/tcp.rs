@@ -1,4 +1,4 @@
-//! TCP: accepted and outgoing connections, framed by Content-Length. Each connection has a reader
+//! TCP: accepted and outgoing connections, framed by Content-Length ([`super::codec`]). Each connection has a reader
 //! task and a writer task; the pool maps a remote address to its writer so that responses go back
 //! on the connection the request came in on (RFC 3261 §18.2.2) and requests to a backend reuse
 //! one connection.
@@ -11,20 +11,22 @@
 //! deadline however slowly its bytes trickle in; and what waits to be written to one connection
 //! is bounded in bytes, so a peer that stops reading is cut off instead of growing memory.
 
+use super::codec::{CodecError, Inbound, SipCodec, READ_CHUNK};
 use super::{process, Peer, Shared, SnapshotCache, Worker};
 use crate::config::TcpLimits;
 use crate::peer::Transport;
-use crate::sip::{frame, Frame};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
+use tokio_util::codec::{BytesCodec, FramedRead, FramedWrite};
 
 /// Largest message accepted on a stream.
 pub const MAX_MESSAGE: usize = 65_535;
@@ -43,9 +45,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// A connection that sends nothing (not even a CRLF keep-alive) for this long is closed, so
 /// half-open connections from vanished peers do not pile up. Peers reconnect on demand.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-/// How much a read may add to a connection's buffer; the buffer is released when a burst is
-/// over.
-const READ_CHUNK: usize = 16 * 1024;
 
 /// Which budget a connection counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -440,7 +439,8 @@ fn refuse(stream: TcpStream, why: Cut) {
     crate::metrics::record_tcp_cut(why);
 }
 
-/// Serves one connection: a writer task drains `rx`; this task reads and frames.
+/// Serves one connection: a writer task drains `rx` into a `FramedWrite`; this task takes what
+/// the [`SipCodec`] cuts from the stream.
 async fn run(
     stream: TcpStream,
     addr: SocketAddr,
@@ -452,12 +452,13 @@ async fn run(
 ) {
     let _ = stream.set_nodelay(true);
     let limits = shared.tcp.limits;
-    let (mut reader, mut writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
     let queued = handle.queued.clone();
     let writer_task = tokio::spawn(async move {
+        let mut writer = FramedWrite::new(writer, BytesCodec::new());
         while let Some(bytes) = rx.recv().await {
             let cost = bytes.len() + MESSAGE_OVERHEAD;
-            let ok = writer.write_all(&bytes).await.is_ok();
+            let ok = writer.send(Bytes::from(bytes)).await.is_ok();
             queued.fetch_sub(cost, Ordering::Relaxed);
             if !ok {
                 break;
@@ -469,63 +470,41 @@ async fn run(
         addr,
         transport: Transport::Tcp,
     };
-    let mut buf: Vec<u8> = Vec::new();
-    // When the first byte of the message now in `buf` arrived.
+    let mut stream = FramedRead::with_capacity(reader, SipCodec::new(MAX_MESSAGE), READ_CHUNK);
+    // When the first byte of the message the codec holds incomplete arrived.
     let mut started: Option<Instant> = None;
-    let why: Option<Cut> = 'conn: loop {
+    let why: Option<Cut> = loop {
         let idle_until = Instant::now() + IDLE_TIMEOUT;
         let until = started.map_or(idle_until, |s| {
             (s + limits.message_deadline).min(idle_until)
         });
-        buf.reserve(READ_CHUNK);
-        let read_at = tokio::select! {
-            r = reader.read_buf(&mut buf) => match r {
-                Ok(0) | Err(_) => break None,
-                Ok(_) => Instant::now(),
-            },
+        let item = tokio::select! {
+            item = stream.next() => item,
             () = tokio::time::sleep_until(until) => {
                 break Some(if started.is_some() { Cut::MessageDeadline } else { Cut::Idle });
             }
             () = cut.notified() => break Some(Cut::OutputBudget),
         };
-        let mut consumed = false;
-        loop {
-            match frame(&buf, MAX_MESSAGE) {
-                Ok(None) => break,
-                Ok(Some(Frame::Keepalive(k))) => {
-                    // RFC 5626 §3.5.1: a double-CRLF ping gets a single-CRLF pong.
-                    if buf
-                        .get(..k)
-                        .is_some_and(|b| b.windows(4).any(|w| w == b"\r\n\r\n"))
-                        && handle.push(b"\r\n".to_vec(), limits.output_budget).is_err()
-                    {
-                        break 'conn Some(Cut::OutputBudget);
-                    }
-                    buf.drain(..k.min(buf.len()));
-                    consumed = true;
-                }
-                Ok(Some(Frame::Message(m))) => {
-                    let m = m.min(buf.len());
-                    process(&shared, &mut worker, &buf[..m], from);
-                    buf.drain(..m);
-                    consumed = true;
-                }
-                Err(e) => {
-                    tracing::debug!(peer = %addr, error = %e, "closing unframeable tcp stream");
-                    crate::metrics::record_malformed();
-                    break 'conn Some(Cut::Unframeable);
+        // The deadline runs from the first byte of an incomplete message, whatever trickles in
+        // after it; a completed message (or keep-alive) stops it.
+        match item {
+            None | Some(Err(CodecError::Io(_))) => break None,
+            Some(Err(CodecError::Frame(e))) => {
+                tracing::debug!(peer = %addr, error = %e, "closing unframeable tcp stream");
+                crate::metrics::record_malformed();
+                break Some(Cut::Unframeable);
+            }
+            Some(Ok(Inbound::Started)) => started = Some(Instant::now()),
+            Some(Ok(Inbound::Keepalive { pong })) => {
+                started = None;
+                if pong && handle.push(b"\r\n".to_vec(), limits.output_budget).is_err() {
+                    break Some(Cut::OutputBudget);
                 }
             }
-        }
-        // The deadline runs from the first byte of an incomplete message, whatever trickles in
-        // after it; a completed message stops it.
-        started = match (buf.is_empty(), consumed) {
-            (true, _) => None,
-            (false, true) => Some(read_at),
-            (false, false) => started.or(Some(read_at)),
-        };
-        if buf.is_empty() && buf.capacity() > 2 * READ_CHUNK {
-            buf = Vec::new();
+            Some(Ok(Inbound::Message(m))) => {
+                started = None;
+                process(&shared, &mut worker, &m, from);
+            }
         }
     };
     if let Some(why) = why {

@@ -1,9 +1,16 @@
 //! Test harness: runs the real `dualgate` binary on loopback ports with a generated mapping
 //! file, and talks to it over real UDP/TCP sockets and its real /metrics endpoint.
-#![allow(clippy::unwrap_used, dead_code)]
+// Each test file includes this module and uses a part of it.
+#![allow(clippy::unwrap_used, dead_code, unused_imports)]
 
+pub mod fixture;
 pub mod http;
 pub mod sipp;
+
+pub use fixture::{
+    peers, udp_uri, Mapping, ANNOUNCE, FAST_PROBE, FUZHOU_TRUNK, LOOPBACK_TRUNK, PROBE_OFF, ROUTE,
+    TWO_TRUNKS,
+};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -72,31 +79,8 @@ pub fn temp_dir() -> PathBuf {
         .keep()
 }
 
-/// Two trunks: `fuzhou` = 127.0.0.2 (origin 0591) and `xiamen` = 127.0.0.3 (origin 0592), so a
-/// test picks the caller's area by the address it sends from.
-pub const TWO_TRUNKS: &str = r#"
-[[trunk]]
-name = "fuzhou"
-sources = ["127.0.0.2/32"]
-origin_area = "0591"
-
-[[trunk]]
-name = "xiamen"
-sources = ["127.0.0.3/32"]
-origin_area = "0592"
-"#;
-
-/// One trunk for all of 127.0.0.0/8 with origin area 0591 (sipp peers all bind 127.0.0.1).
-pub const LOOPBACK_TRUNK: &str = r#"
-[[trunk]]
-name = "loopback"
-sources = ["127.0.0.0/8"]
-origin_area = "0591"
-"#;
-
-/// A mapping file for tests with [`TWO_TRUNKS`]: the `fuzhou` queue has the given backends,
-/// `xiamen` and `announcement` one each; legacy 0591-85666661 is retired with `when_retired`,
-/// 0591-85666221 with `route`. `@SIP@` and `@METRICS@` are filled in by [`Gateway::start`].
+/// [`Mapping::new`]`(fuzhou, xiamen, announcement)` with `when_retired`, as text: the older
+/// spelling, kept so that tests written against it still build; new tests use [`Mapping`].
 pub fn mappings(fuzhou: &[String], xiamen: &str, announcement: &str, when_retired: &str) -> String {
     mappings_with(fuzhou, xiamen, announcement, when_retired, TWO_TRUNKS)
 }
@@ -109,74 +93,11 @@ pub fn mappings_with(
     when_retired: &str,
     trunks: &str,
 ) -> String {
-    let fuzhou = fuzhou
-        .iter()
-        .map(|b| format!("\"{b}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        r#"
-[gateway]
-sip_udp = "@SIP@"
-sip_tcp = "@SIP@"
-metrics = "@METRICS@"
-advertised = "@SIP@"
-record_route = true
-mark_legacy = ["history-info", "diversion"]
-replica = "test"
-
-[new_number]
-number = "12356"
-default_queue = "fuzhou"
-
-[[queue]]
-name = "fuzhou"
-target = "12356"
-backends = [{fuzhou}]
-
-[[queue]]
-name = "xiamen"
-backends = ["{xiamen}"]
-
-[[queue]]
-name = "announcement"
-target = "number-changed"
-backends = ["{announcement}"]
-
-[[area]]
-code = "0591"
-name = "Fuzhou"
-queue = "fuzhou"
-
-[[area]]
-code = "0592"
-name = "Xiamen"
-queue = "xiamen"
-
-{trunks}
-[[legacy]]
-number = "0591-85666661"
-name = "provincial hotline"
-queue = "fuzhou"
-parallel_from = 2025-04-07T00:00:00+08:00
-retired_from = 2025-05-07T00:00:00+08:00
-when_retired = {when_retired}
-
-[[legacy]]
-number = "0591-85666221"
-name = "Fuzhou hotline"
-queue = "fuzhou"
-parallel_from = 2025-04-07T00:00:00+08:00
-retired_from = 2025-05-07T00:00:00+08:00
-when_retired = {{ treatment = "route" }}
-
-{PROBE_OFF}"#
-    )
+    Mapping::new(fuzhou, xiamen, announcement)
+        .when_retired(when_retired)
+        .trunks(trunks)
+        .text()
 }
-
-/// The harness's backends are plain sockets (or sipp scenarios) that do not answer OPTIONS, so
-/// its mapping files turn probing off; a test of probing replaces this table.
-pub const PROBE_OFF: &str = "[probe]\nenabled = false\n";
 
 /// A running gateway process.
 pub struct Gateway {
