@@ -423,7 +423,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             dualgate::metrics::install(&g.replica).context("installing the metrics recorder")?;
         // The HTTP listener (metrics, health, status page) comes up before SIP, so /readyz can
         // say what is missing; `--metrics off` opens none.
-        let (tx, rx) = watch::channel(Arc::new(snap.clone()));
+        let served = Arc::new(snap.clone());
+        let (tx, rx) = watch::channel(served.clone());
         let http = match g.metrics {
             Some(addr) => {
                 let l = dualgate::http::bind(addr)
@@ -447,9 +448,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let now = clock.now();
         let sha256 = fingerprint(&snap);
-        dualgate::metrics::register(&snap, now);
-        dualgate::metrics::register_failover(&snap);
-        dualgate::metrics::record_calendar(&snap, now);
+        dualgate::metrics::register(&served, now);
+        dualgate::metrics::register_failover(&served);
+        dualgate::metrics::record_calendar(&served, now);
+        drop(served);
         dualgate::metrics::record_config(None, &sha256);
         dualgate::metrics::record_reload(true, now);
         tracing::info!(
@@ -516,7 +518,7 @@ async fn reload_on_sighup(
         match config::load_checked(&path) {
             Ok(checked) => {
                 log_warnings(&path, &checked);
-                let new = overrides.apply(checked.snapshot);
+                let new = Arc::new(overrides.apply(checked.snapshot));
                 let old = tx.borrow().clone();
                 let changes = diff(&old, &new);
                 for c in changes.needing_restart() {
@@ -539,7 +541,7 @@ async fn reload_on_sighup(
                     "mappings reloaded"
                 );
                 // Swap, then count: whoever waits on the counter sees the new mappings.
-                tx.send_replace(Arc::new(new));
+                tx.send_replace(new);
                 dualgate::metrics::record_reload(true, now);
             }
             Err(e) => {
