@@ -535,9 +535,17 @@ impl Table {
             }
             let id = ids(n);
             let number = s.value(m.number_text(id));
+            let first = routes.len();
             for (route, forwarded) in list {
                 let base = cells.len();
                 cells.resize(base + stride, None);
+                // Attempts and outcomes do not carry the phase: a route of the same number and
+                // queue already holds their cells.
+                let earlier = (first..routes.len()).find(|i| {
+                    routes
+                        .get(*i)
+                        .is_some_and(|r: &Route| r.queue == route.queue)
+                });
                 let queue = queue_value(route.queue);
                 let phase = phases[route.phase.index()];
                 // A routed call can still be answered here (no backend up, a rate limit,
@@ -547,17 +555,24 @@ impl Table {
                     (_, true) => (trunks, &[0, 1]),
                     (_, false) => (trunks, &[1]),
                 };
+                let per_call = trunks_offset_attempt(trunks);
+                if let Some(e) = earlier {
+                    let (e, to) = (e * stride + per_call, base + per_call);
+                    cells.copy_within(e..e + stride - per_call, to);
+                }
                 for (tr, trunk) in trunk_text.iter().enumerate().take(from) {
-                    cells[base + trunks_offset_attempt(trunks) + tr] =
-                        Some(s.series(Family::Attempts, &[number, queue, *trunk]));
+                    if earlier.is_none() {
+                        cells[base + per_call + tr] =
+                            Some(s.series(Family::Attempts, &[number, queue, *trunk]));
+                    }
                     for d in decisions {
                         let labels = [invite, number, queue, *trunk, phase, acts[*d]];
                         cells[base + tr * ACTS.len() + d] =
                             Some(s.series(Family::Requests, &labels));
                     }
                 }
-                for (o, text) in outcomes.iter().enumerate() {
-                    cells[base + trunks_offset_attempt(trunks) + trunks + 2 + o] =
+                for (o, text) in outcomes.iter().enumerate().filter(|_| earlier.is_none()) {
+                    cells[base + per_call + trunks + 2 + o] =
                         Some(s.series(Family::Outcomes, &[number, queue, *text]));
                 }
                 routes.push(*route);
@@ -634,8 +649,139 @@ pub(crate) fn table_for(snap: &Arc<Snapshot>) -> Arc<Table> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::config::validate;
+    use std::path::Path;
+
+    const MAPPINGS: &str = r#"
+[gateway]
+advertised = "192.0.2.10:5060"
+[new_number]
+number = "12356"
+default_queue = "fuzhou"
+[[queue]]
+name = "fuzhou"
+backends = ["sip:192.0.2.20:5060"]
+[[queue]]
+name = "announcement"
+backends = ["sip:192.0.2.21:5060"]
+[[area]]
+code = "0591"
+queue = "fuzhou"
+[[trunk]]
+name = "t1"
+sources = ["192.0.2.0/28"]
+origin_area = "0591"
+[[trunk]]
+name = "t2"
+sources = ["192.0.2.16/28"]
+origin_area = "0591"
+[[legacy]]
+number = "@A@"
+queue = "fuzhou"
+parallel_from = 2025-04-07T00:00:00+08:00
+retired_from = 2025-05-07T00:00:00+08:00
+decommissioned_from = 2026-01-01T00:00:00+08:00
+when_retired = { treatment = "announce", queue = "announcement" }
+[[legacy]]
+number = "@B@"
+queue = "fuzhou"
+parallel_from = 2025-04-07T00:00:00+08:00
+retired_from = 2025-05-07T00:00:00+08:00
+when_retired = { treatment = "route" }
+"#;
+
+    fn snap(a: &str, b: &str) -> Arc<Snapshot> {
+        let text = MAPPINGS.replace("@A@", a).replace("@B@", b);
+        Arc::new(validate(Path::new("m.toml"), &text).unwrap())
+    }
+
+    #[test]
+    fn every_invite_routing_can_produce_has_a_cell_in_the_table() {
+        let s = snap("059185666661", "059185666221");
+        let t = table_for(&s);
+        for r in route::reachable(&s) {
+            let trunks = (0..s.trunks.len()).map(TrunkId::Trunk);
+            let acts: &[Act] = if r.forwarded {
+                &[Act::Forwarded, Act::Replied]
+            } else {
+                &[Act::Replied]
+            };
+            for trunk in trunks {
+                for act in acts {
+                    let got = t.invite(r.ids.number, r.ids.queue, trunk, r.ids.phase, *act);
+                    let want = series(
+                        Family::Requests,
+                        &[
+                            "INVITE",
+                            r.number,
+                            r.queue,
+                            trunk.text(&s),
+                            r.phase,
+                            act.as_str(),
+                        ],
+                    );
+                    assert!(
+                        got.is_some_and(|c| std::ptr::eq(c, want)),
+                        "{r:?} {trunk:?} {act:?}"
+                    );
+                }
+                let got = t.attempt(r.ids.number, r.ids.queue, trunk, r.ids.phase);
+                assert!(got.is_some(), "{r:?} {trunk:?}");
+            }
+            for o in CallOutcome::ALL {
+                let got = t.outcome(r.ids.number, r.ids.queue, o);
+                let want = series(Family::Outcomes, &[r.number, r.queue, o.as_str()]);
+                assert!(got.is_some_and(|c| std::ptr::eq(c, want)), "{r:?} {o:?}");
+            }
+            assert!(t.last_call(r.ids.number).is_some(), "{r:?}");
+        }
+        // Strangers' INVITEs to unknown numbers are dropped: registered too.
+        let dropped = t.invite(
+            NumberId::Other,
+            None,
+            TrunkId::Unknown,
+            PhaseLabel::None,
+            Act::Dropped,
+        );
+        assert!(dropped.is_some());
+    }
+
+    #[test]
+    fn a_table_that_renumbers_the_legacy_numbers_shares_their_cells() {
+        // Numbers of their own, so that no other test touches these series.
+        let old = snap("059187000001", "059187000002");
+        let new = snap("059187000002", "059187000001");
+        let (t_old, t_new) = (table_for(&old), table_for(&new));
+        let parallel = PhaseLabel::Legacy(crate::calendar::PhaseName::Parallel);
+        let fuzhou = old.queue_id("fuzhou");
+        let trunk = TrunkId::Trunk(0);
+        let a_old = t_old
+            .invite(NumberId::Legacy(0), fuzhou, trunk, parallel, Act::Forwarded)
+            .unwrap();
+        let a_new = t_new
+            .invite(NumberId::Legacy(1), fuzhou, trunk, parallel, Act::Forwarded)
+            .unwrap();
+        assert!(std::ptr::eq(a_old, a_new));
+        let b_new = t_new
+            .invite(NumberId::Legacy(0), fuzhou, trunk, parallel, Act::Forwarded)
+            .unwrap();
+        assert!(!std::ptr::eq(a_old, b_new));
+        // Counted into the old table after the new one exists: one series, both counts.
+        a_old.add(2);
+        a_new.add(3);
+        let mut text = String::new();
+        render_into(&mut text);
+        let line = "dualgate_requests_total{method=\"INVITE\",number=\"059187000001\",queue=\"fuzhou\",trunk=\"t1\",phase=\"parallel\",decision=\"forwarded\"} 5\n";
+        assert!(text.contains(line), "{text}");
+        assert_eq!(
+            text.matches("# TYPE dualgate_requests_total counter\n")
+                .count(),
+            1
+        );
+    }
 
     #[test]
     fn label_values_escape_backslash_quote_and_newline() {
