@@ -162,7 +162,9 @@ impl Mappings {
         }
     }
 
-    /// The id of the configured number equal to `n` (a response's `dgn` mark), if any.
+    /// The id of the configured number equal to `n`, as [`Mappings::numbers`] lists it (the
+    /// number a response's `dgn` mark is counted under); one hash lookup, whatever the table's
+    /// size.
     pub fn number_id(&self, n: &str) -> Option<NumberId> {
         self.lookup_id(n).map(|(id, _)| id)
     }
@@ -202,16 +204,6 @@ impl Mappings {
             .map(|l| l.number.as_str())
             .chain(self.areas.iter().map(|a| a.new_number.as_str()))
             .chain(std::iter::once(self.new_number.as_str()))
-    }
-
-    /// The configured number equal to `n`, as [`Mappings::numbers`] lists it (the label a
-    /// response's `dgn` mark is counted under); one hash lookup, whatever the table's size.
-    pub fn label(&self, n: &str) -> Option<&str> {
-        match self.index.get(n) {
-            Some(Slot::Legacy(i)) => self.legacy.get(*i).map(|l| l.number.as_str()),
-            Some(Slot::Area(i)) => self.areas.get(*i).map(|a| a.new_number.as_str()),
-            None => (n == self.new_number).then_some(self.new_number.as_str()),
-        }
     }
 
     /// The area entry for an area code.
@@ -258,12 +250,10 @@ mod tests {
         let listed: Vec<&str> = m.numbers().collect();
         assert_eq!(listed.len(), 4);
         for n in &listed {
-            assert_eq!(m.label(n), Some(*n), "{n}");
             let id = m.number_id(n).expect("a listed number has an id");
             assert_eq!(m.number_text(id), *n, "{n}");
         }
         for other in ["", "1235", "059185666662", "0591123567"] {
-            assert_eq!(m.label(other), None, "{other}");
             assert_eq!(m.number_id(other), None, "{other}");
         }
     }
