@@ -9,7 +9,8 @@
 #      the signal), RSS after 0, 1, 10, 50 and RELOADS (100) reloads, and a /metrics scrape
 #      (bytes, lines, seconds).
 # Environment: RATE [8000], RELOADS [100], SKIP_TRAFFIC [0], WORK [bench/out/scale-<time>],
-#   CARGO_TARGET_DIR [<repo>/target].
+#   CARGO_TARGET_DIR [<repo>/target], BIN [the gateway built here; set it to measure another
+#   build, e.g. the previous commit's, in the same run].
 set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
@@ -21,7 +22,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
 mkdir -p "$WORK"
 (cd "$REPO" && cargo build --release --quiet) || exit 2
 (cd "$HERE/loadgen" && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/loadgen" cargo build --release --quiet) || exit 2
-BIN="$CARGO_TARGET_DIR/release/dualgate"
+BIN="${BIN:-$CARGO_TARGET_DIR/release/dualgate}"
 LG="$CARGO_TARGET_DIR/loadgen/release/dualgate-loadgen"
 . "$HERE/mappings.sh"
 PID=""
@@ -68,10 +69,16 @@ for i in $(seq "$RELOADS"); do
   for _ in $(seq 15000); do [ "$(grep -c "mappings reloaded" "$WORK/national.log")" -gt "$before" ] && break; sleep 0.002; done
   t1=$(date +%s%N)
   times+=($(( (t1 - t0) / 1000000 )))
-  case $i in 1|10|50|"$RELOADS") echo "RELOAD n=$i ms=${times[-1]} $(mem $PID)" | tee -a "$WORK/results.txt";; esac
+  case $i in 1|10|20|50|"$RELOADS") echo "RELOAD n=$i ms=${times[-1]} $(mem $PID)" | tee -a "$WORK/results.txt";; esac
 done
 sorted=$(printf '%s\n' "${times[@]}" | sort -n)
 echo "RELOADS n=$RELOADS median_ms=$(echo "$sorted" | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}') max_ms=$(echo "$sorted" | tail -1)" | tee -a "$WORK/results.txt"
+# Builds that log the parts of a reload: file read + parse + validation, diff + fingerprints,
+# metric registration (medians over the reloads).
+for part in load_ms diff_ms metrics_ms; do
+  grep "mappings reloaded" "$WORK/national.log" | grep -o "$part=[0-9.]*" | cut -d= -f2 | sort -n |
+    awk -v p="$part" '{a[NR]=$1} END{if (NR) printf "RELOAD_PART %s median=%.1f max=%.1f\n", p, a[int((NR+1)/2)], a[NR]}'
+done | tee -a "$WORK/results.txt"
 read -r size secs < <(scrape)
 echo "SCRAPE after_reloads bytes=$size seconds=$secs $(mem $PID)" | tee -a "$WORK/results.txt"
 stop

@@ -14,6 +14,7 @@ use dualgate::proxy::{self, Conditions};
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 #[path = "../bench/national.rs"]
@@ -100,7 +101,7 @@ fn ok_200(fwd: &[u8]) -> Vec<u8> {
 /// One message the way `transport::process` handles it, minus the socket: the stopwatch, the
 /// core, the recorder.
 struct Path1<'a> {
-    snap: &'a Snapshot,
+    snap: &'a Arc<Snapshot>,
     down: Down,
     recorder: Recorder,
     out: Vec<u8>,
@@ -127,8 +128,8 @@ impl Path1<'_> {
 
 fn bench(c: &mut Criterion) {
     let _ = dualgate::metrics::install("bench");
-    let small = snapshot(1, 10);
-    let national = snapshot(340, 10_000);
+    let small = Arc::new(snapshot(1, 10));
+    let national = Arc::new(snapshot(340, 10_000));
     for (name, snap) in [("10 numbers", &small), ("national 10k", &national)] {
         dualgate::metrics::register(snap, start());
         let codes = national::area_codes(if name == "10 numbers" { 1 } else { 340 });

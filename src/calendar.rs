@@ -84,7 +84,7 @@ impl Phase<'_> {
 }
 
 /// A phase without its treatment: what reports and labels compare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PhaseName {
     /// Before the parallel period.

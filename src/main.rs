@@ -423,7 +423,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             dualgate::metrics::install(&g.replica).context("installing the metrics recorder")?;
         // The HTTP listener (metrics, health, status page) comes up before SIP, so /readyz can
         // say what is missing; `--metrics off` opens none.
-        let (tx, rx) = watch::channel(Arc::new(snap.clone()));
+        let served = Arc::new(snap.clone());
+        let (tx, rx) = watch::channel(served.clone());
         let http = match g.metrics {
             Some(addr) => {
                 let l = dualgate::http::bind(addr)
@@ -447,9 +448,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let now = clock.now();
         let sha256 = fingerprint(&snap);
-        dualgate::metrics::register(&snap, now);
-        dualgate::metrics::register_failover(&snap);
-        dualgate::metrics::record_calendar(&snap, now);
+        dualgate::metrics::register(&served, now);
+        dualgate::metrics::register_failover(&served);
+        dualgate::metrics::record_calendar(&served, now);
+        drop(served);
         dualgate::metrics::record_config(None, &sha256);
         dualgate::metrics::record_reload(true, now);
         tracing::info!(
@@ -497,6 +499,20 @@ async fn shutdown_signal() {
     }
 }
 
+/// Hands memory freed by a reload back to the kernel. Parsing and validating a large mapping
+/// file allocates several times the snapshot's size for a moment, on whichever runtime thread
+/// runs the reload; glibc keeps what each thread's arena freed, so without this the resident
+/// size of a replica climbs for the first dozens of reloads (national mapping: 85 → 285 MB)
+/// before it levels off.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own heaps under their locks; no pointer is passed.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// SIGHUP reloads the mapping file: a valid file replaces the snapshot for the next message,
 /// and what changed is logged (`[gateway]` fields read only at start-up as warnings); a bad one
 /// is logged and counted, and the old snapshot keeps serving.
@@ -513,10 +529,12 @@ async fn reload_on_sighup(
     };
     while hup.recv().await.is_some() {
         let now = clock.now();
+        let watch = dualgate::clock::Stopwatch::start();
         match config::load_checked(&path) {
             Ok(checked) => {
+                let load = watch.elapsed();
                 log_warnings(&path, &checked);
-                let new = overrides.apply(checked.snapshot);
+                let new = Arc::new(overrides.apply(checked.snapshot));
                 let old = tx.borrow().clone();
                 let changes = diff(&old, &new);
                 for c in changes.needing_restart() {
@@ -526,21 +544,27 @@ async fn reload_on_sighup(
                     tracing::info!(config = %path.display(), change = %c, "reload changes");
                 }
                 let (old_sha, new_sha) = (fingerprint(&old), fingerprint(&new));
+                let compared = watch.elapsed();
                 dualgate::metrics::register(&new, now);
                 dualgate::metrics::register_failover(&new);
                 dualgate::metrics::record_calendar(&new, now);
                 dualgate::metrics::record_config(Some(&old_sha), &new_sha);
+                let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
                 tracing::info!(
                     config = %path.display(),
                     numbers = new.mappings.numbers().count(),
                     changes = changes.applied().count(),
                     restart_needed = changes.needing_restart().count(),
                     sha256 = %new_sha,
+                    load_ms = ms(load),
+                    diff_ms = ms(compared.saturating_sub(load)),
+                    metrics_ms = ms(watch.elapsed().saturating_sub(compared)),
                     "mappings reloaded"
                 );
                 // Swap, then count: whoever waits on the counter sees the new mappings.
-                tx.send_replace(Arc::new(new));
+                tx.send_replace(new);
                 dualgate::metrics::record_reload(true, now);
+                release_freed_memory();
             }
             Err(e) => {
                 // Log, then count: whoever waits on the counter finds the reason logged.

@@ -72,6 +72,23 @@ impl Entry<'_> {
     }
 }
 
+/// A message's `number` label as an id into the mappings that routed it: which configured
+/// number it is, or `other` (not configured) or `none` (not routed). The text is looked up only
+/// when a series is registered or rendered ([`Mappings::number_text`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NumberId {
+    /// The `i`-th legacy number.
+    Legacy(usize),
+    /// The new number in the `i`-th area.
+    Area(usize),
+    /// The new number with no area known.
+    New,
+    /// A number that is not configured: `other`.
+    Other,
+    /// No number (the message was not routed): `none`.
+    None,
+}
+
 /// Every configured number, indexed by canonical form.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Mappings {
@@ -124,14 +141,58 @@ impl Mappings {
     /// The entry a canonical number (as a string) names, if any. `12356` with no area is the
     /// new number without an area.
     pub fn lookup_str(&self, canonical: &str) -> Option<Entry<'_>> {
+        self.lookup_id(canonical).map(|(_, e)| e)
+    }
+
+    /// The entry a canonical number names, with its id; one hash lookup.
+    pub fn lookup_id(&self, canonical: &str) -> Option<(NumberId, Entry<'_>)> {
         match self.index.get(canonical) {
-            Some(Slot::Legacy(i)) => self.legacy.get(*i).map(Entry::Legacy),
+            Some(Slot::Legacy(i)) => self
+                .legacy
+                .get(*i)
+                .map(|l| (NumberId::Legacy(*i), Entry::Legacy(l))),
             Some(Slot::Area(i)) => self
                 .areas
                 .get(*i)
-                .map(|a| Entry::NewNumber { area: Some(a) }),
-            None if canonical == self.new_number => Some(Entry::NewNumber { area: None }),
+                .map(|a| (NumberId::Area(*i), Entry::NewNumber { area: Some(a) })),
+            None if canonical == self.new_number => {
+                Some((NumberId::New, Entry::NewNumber { area: None }))
+            }
             None => None,
+        }
+    }
+
+    /// The id of the configured number equal to `n`, as [`Mappings::numbers`] lists it (the
+    /// number a response's `dgn` mark is counted under); one hash lookup, whatever the table's
+    /// size.
+    pub fn number_id(&self, n: &str) -> Option<NumberId> {
+        self.lookup_id(n).map(|(id, _)| id)
+    }
+
+    /// The label text of `id`: the configured number, `other` or `none`.
+    ///
+    /// # Panics
+    /// If `id` indexes past these mappings' lists; ids come from the mappings they are used
+    /// with (routing and registration read one snapshot).
+    pub fn number_text(&self, id: NumberId) -> &str {
+        match id {
+            NumberId::Legacy(i) => {
+                &self
+                    .legacy
+                    .get(i)
+                    .expect("invariant: a NumberId indexes the mappings that made it")
+                    .number
+            }
+            NumberId::Area(i) => {
+                &self
+                    .areas
+                    .get(i)
+                    .expect("invariant: a NumberId indexes the mappings that made it")
+                    .new_number
+            }
+            NumberId::New => &self.new_number,
+            NumberId::Other => "other",
+            NumberId::None => "none",
         }
     }
 
@@ -143,16 +204,6 @@ impl Mappings {
             .map(|l| l.number.as_str())
             .chain(self.areas.iter().map(|a| a.new_number.as_str()))
             .chain(std::iter::once(self.new_number.as_str()))
-    }
-
-    /// The configured number equal to `n`, as [`Mappings::numbers`] lists it (the label a
-    /// response's `dgn` mark is counted under); one hash lookup, whatever the table's size.
-    pub fn label(&self, n: &str) -> Option<&str> {
-        match self.index.get(n) {
-            Some(Slot::Legacy(i)) => self.legacy.get(*i).map(|l| l.number.as_str()),
-            Some(Slot::Area(i)) => self.areas.get(*i).map(|a| a.new_number.as_str()),
-            None => (n == self.new_number).then_some(self.new_number.as_str()),
-        }
     }
 
     /// The area entry for an area code.
@@ -199,10 +250,11 @@ mod tests {
         let listed: Vec<&str> = m.numbers().collect();
         assert_eq!(listed.len(), 4);
         for n in &listed {
-            assert_eq!(m.label(n), Some(*n), "{n}");
+            let id = m.number_id(n).expect("a listed number has an id");
+            assert_eq!(m.number_text(id), *n, "{n}");
         }
         for other in ["", "1235", "059185666662", "0591123567"] {
-            assert_eq!(m.label(other), None, "{other}");
+            assert_eq!(m.number_id(other), None, "{other}");
         }
     }
 }

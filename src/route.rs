@@ -1,9 +1,9 @@
 //! The routing policy: given what a request says and where it came from, which queue it goes to
 //! or how the gateway answers it. Pure: the snapshot and the instant are parameters.
 
-use crate::calendar::{phase_at, Phase, Treatment};
+use crate::calendar::{phase_at, Phase, PhaseName, Treatment};
 use crate::config::{QueueId, Snapshot, Trunk};
-use crate::mapping::{Area, Entry, Legacy};
+use crate::mapping::{Area, Entry, Legacy, NumberId};
 use crate::number::{normalize, Dialling};
 use crate::sip::{Cause, Method, Q850};
 use std::borrow::Cow;
@@ -29,6 +29,115 @@ impl<'s> Source<'s> {
             Source::Unknown => "unknown",
         }
     }
+}
+
+impl Source<'_> {
+    /// The trunk label as an id into `snap` (the snapshot this source was found in).
+    pub fn id(&self, snap: &Snapshot) -> TrunkId {
+        match self {
+            Source::Trunk(t) => TrunkId::Trunk(snap.trunk_index(t)),
+            Source::Backend => TrunkId::Backend,
+            Source::Unknown => TrunkId::Unknown,
+        }
+    }
+}
+
+/// A message's `trunk` label as an id: the position of a trunk of the snapshot, or one of the
+/// two kinds of sender that are no trunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TrunkId {
+    /// The `i`-th trunk.
+    Trunk(usize),
+    /// A queue's backend: `backend`.
+    Backend,
+    /// Nobody we know: `unknown`.
+    Unknown,
+}
+
+impl TrunkId {
+    /// The label text: the trunk's name, `backend` or `unknown`.
+    ///
+    /// # Panics
+    /// If the id indexes past `snap`'s trunks (ids come from the snapshot they are used with).
+    pub fn text(self, snap: &Snapshot) -> &str {
+        match self {
+            TrunkId::Trunk(i) => {
+                &snap
+                    .trunks
+                    .get(i)
+                    .expect("invariant: a TrunkId indexes the snapshot that made it")
+                    .name
+            }
+            TrunkId::Backend => Source::Backend.label(),
+            TrunkId::Unknown => Source::Unknown.label(),
+        }
+    }
+}
+
+/// A message's `phase` label: a legacy number's migration phase, `new` for the new number,
+/// `none` when not routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PhaseLabel {
+    /// A legacy number's phase.
+    Legacy(PhaseName),
+    /// The new number.
+    New,
+    /// Not routed to a number.
+    None,
+}
+
+impl PhaseLabel {
+    /// Every value, in a fixed order (its [`PhaseLabel::index`]).
+    pub const ALL: [PhaseLabel; 6] = [
+        PhaseLabel::Legacy(PhaseName::Before),
+        PhaseLabel::Legacy(PhaseName::Parallel),
+        PhaseLabel::Legacy(PhaseName::Retired),
+        PhaseLabel::Legacy(PhaseName::Decommissioned),
+        PhaseLabel::New,
+        PhaseLabel::None,
+    ];
+
+    /// The label text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseLabel::Legacy(p) => p.as_str(),
+            PhaseLabel::New => "new",
+            PhaseLabel::None => "none",
+        }
+    }
+
+    /// Its position in [`PhaseLabel::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            PhaseLabel::Legacy(PhaseName::Before) => 0,
+            PhaseLabel::Legacy(PhaseName::Parallel) => 1,
+            PhaseLabel::Legacy(PhaseName::Retired) => 2,
+            PhaseLabel::Legacy(PhaseName::Decommissioned) => 3,
+            PhaseLabel::New => 4,
+            PhaseLabel::None => 5,
+        }
+    }
+}
+
+/// The labels a routed request is counted under, as ids into the snapshot that routed it
+/// (the metrics edge turns them into text only when it registers or renders a series).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteIds {
+    /// The `number` label.
+    pub number: NumberId,
+    /// The `queue` label: a queue, or `none`.
+    pub queue: Option<QueueId>,
+    /// The `phase` label.
+    pub phase: PhaseLabel,
+}
+
+impl RouteIds {
+    /// Not routed to any number or queue: `none`, `none`, `none`.
+    pub const NONE: RouteIds = RouteIds {
+        number: NumberId::None,
+        queue: None,
+        phase: PhaseLabel::None,
+    };
 }
 
 /// The facts about an out-of-dialog request that routing depends on.
@@ -153,6 +262,8 @@ pub struct Routed<'s> {
     /// The migration phase (`before`, `parallel`, `retired`, `decommissioned`), `new` for the
     /// new number, `none` otherwise.
     pub phase: &'static str,
+    /// The same three labels as ids (for the metrics edge).
+    pub ids: RouteIds,
 }
 
 fn reply<'s>(
@@ -193,6 +304,7 @@ pub fn decide<'s>(f: &Facts<'_, 's>, snap: &'s Snapshot, now: SystemTime) -> Rou
             number: "none",
             queue: "none",
             phase: "none",
+            ids: RouteIds::NONE,
         };
     }
     let dialling = Dialling {
@@ -207,7 +319,7 @@ pub fn decide<'s>(f: &Facts<'_, 's>, snap: &'s Snapshot, now: SystemTime) -> Rou
         ));
     };
     let m = &snap.mappings;
-    let Some(entry) = m.lookup(&dialled) else {
+    let Some((id, entry)) = m.lookup_id(dialled.as_str()) else {
         return unrouted(reply(
             404,
             "Not Found",
@@ -219,27 +331,42 @@ pub fn decide<'s>(f: &Facts<'_, 's>, snap: &'s Snapshot, now: SystemTime) -> Rou
         Entry::NewNumber { area } => {
             let launched =
                 area.is_none_or(|a| a.answer_before_launch || a.launch.is_none_or(|l| now >= l));
-            new_number(area, launched, snap)
+            new_number(area, id, launched, snap)
         }
-        Entry::Legacy(l) => legacy(l, phase_at(&l.schedule, now), snap),
+        Entry::Legacy(l) => legacy(l, id, phase_at(&l.schedule, now), snap),
     }
 }
 
-/// The decision for the new number dialled in `area` (or with no area known), launched there
-/// or not yet.
-fn new_number<'s>(area: Option<&'s Area>, launched: bool, snap: &'s Snapshot) -> Routed<'s> {
+/// The decision for the new number dialled in `area` (or with no area known; `id` says which),
+/// launched there or not yet.
+fn new_number<'s>(
+    area: Option<&'s Area>,
+    id: NumberId,
+    launched: bool,
+    snap: &'s Snapshot,
+) -> Routed<'s> {
     let m = &snap.mappings;
     let number = area.map_or(m.new_number.as_str(), |a| a.new_number.as_str());
     let entry = Entry::NewNumber { area };
+    let ids = |queue| RouteIds {
+        number: id,
+        queue,
+        phase: PhaseLabel::New,
+    };
     let Some(q) = entry.queue(m).map(|i| (i, snap.queue(i))) else {
+        let other = unrouted(reply(
+            404,
+            "Not Found",
+            Some(UNALLOCATED),
+            Some(RejectReason::UnknownNumber),
+        ));
         return Routed {
             number,
-            ..unrouted(reply(
-                404,
-                "Not Found",
-                Some(UNALLOCATED),
-                Some(RejectReason::UnknownNumber),
-            ))
+            ids: RouteIds {
+                number: id,
+                ..other.ids
+            },
+            ..other
         };
     };
     if !launched {
@@ -257,6 +384,7 @@ fn new_number<'s>(area: Option<&'s Area>, launched: bool, snap: &'s Snapshot) ->
             number,
             queue: &q.1.name,
             phase: "new",
+            ids: ids(Some(q.0)),
         };
     }
     Routed {
@@ -268,12 +396,18 @@ fn new_number<'s>(area: Option<&'s Area>, launched: bool, snap: &'s Snapshot) ->
         number,
         queue: &q.1.name,
         phase: "new",
+        ids: ids(Some(q.0)),
     }
 }
 
-/// The decision for legacy number `l` in `phase`.
-fn legacy<'s>(l: &'s Legacy, phase: Phase<'s>, snap: &'s Snapshot) -> Routed<'s> {
+/// The decision for legacy number `l` (whose id is `id`) in `phase`.
+fn legacy<'s>(l: &'s Legacy, id: NumberId, phase: Phase<'s>, snap: &'s Snapshot) -> Routed<'s> {
     let m = &snap.mappings;
+    let ids = |queue| RouteIds {
+        number: id,
+        queue,
+        phase: PhaseLabel::Legacy(phase.name()),
+    };
     let forward = |queue: QueueId, mark: bool| {
         let q = snap.queue(queue);
         Routed {
@@ -285,6 +419,7 @@ fn legacy<'s>(l: &'s Legacy, phase: Phase<'s>, snap: &'s Snapshot) -> Routed<'s>
             number: &l.number,
             queue: &q.name,
             phase: phase.as_str(),
+            ids: ids(Some(queue)),
         }
     };
     let queue_name = snap.queue(l.queue).name.as_str();
@@ -316,6 +451,7 @@ fn legacy<'s>(l: &'s Legacy, phase: Phase<'s>, snap: &'s Snapshot) -> Routed<'s>
                 number: &l.number,
                 queue: queue_name,
                 phase: "retired",
+                ids: ids(Some(l.queue)),
             }
         }
         Phase::Retired(Treatment::Reject { status, reason }) => {
@@ -334,6 +470,7 @@ fn legacy<'s>(l: &'s Legacy, phase: Phase<'s>, snap: &'s Snapshot) -> Routed<'s>
                 number: &l.number,
                 queue: queue_name,
                 phase: "retired",
+                ids: ids(Some(l.queue)),
             }
         }
         // RFC 3398 maps Q.850 cause 22 "number changed" to 410 Gone.
@@ -347,6 +484,7 @@ fn legacy<'s>(l: &'s Legacy, phase: Phase<'s>, snap: &'s Snapshot) -> Routed<'s>
             number: &l.number,
             queue: "none",
             phase: "decommissioned",
+            ids: ids(None),
         },
     }
 }
@@ -362,6 +500,8 @@ pub struct Reach<'s> {
     pub phase: &'static str,
     /// Forwarded to the queue (`true`) or answered by the gateway.
     pub forwarded: bool,
+    /// The three labels as ids.
+    pub ids: RouteIds,
 }
 
 impl<'s> Routed<'s> {
@@ -372,6 +512,7 @@ impl<'s> Routed<'s> {
             queue: self.queue,
             phase: self.phase,
             forwarded: matches!(self.decision, Decision::Forward { .. }),
+            ids: self.ids,
         }
     }
 }
@@ -384,12 +525,14 @@ impl<'s> Routed<'s> {
 pub fn reachable(snap: &Snapshot) -> Vec<Reach<'_>> {
     let m = &snap.mappings;
     let mut all = vec![unrouted(reply(404, "Not Found", None, None)).reach()];
-    for area in m.areas.iter().map(Some).chain(std::iter::once(None)) {
+    let areas = m.areas.iter().enumerate();
+    let areas = areas.map(|(i, a)| (Some(a), NumberId::Area(i)));
+    for (area, id) in areas.chain(std::iter::once((None, NumberId::New))) {
         for launched in [true, false] {
-            all.push(new_number(area, launched, snap).reach());
+            all.push(new_number(area, id, launched, snap).reach());
         }
     }
-    for l in &m.legacy {
+    for (i, l) in m.legacy.iter().enumerate() {
         let s = &l.schedule;
         let mut phases = vec![
             Phase::Before,
@@ -399,7 +542,8 @@ pub fn reachable(snap: &Snapshot) -> Vec<Reach<'_>> {
         if s.decommissioned_from.is_some() {
             phases.push(Phase::Decommissioned);
         }
-        all.extend(phases.into_iter().map(|p| legacy(l, p, snap).reach()));
+        let id = NumberId::Legacy(i);
+        all.extend(phases.into_iter().map(|p| legacy(l, id, p, snap).reach()));
     }
     all.sort();
     all.dedup();
@@ -412,6 +556,10 @@ fn unrouted(decision: Decision<'static>) -> Routed<'static> {
         number: "other",
         queue: "none",
         phase: "none",
+        ids: RouteIds {
+            number: NumberId::Other,
+            ..RouteIds::NONE
+        },
     }
 }
 
@@ -705,12 +853,16 @@ when_retired = { treatment = "reject", status = 410, reason = "Number Changed, D
             assert_eq!(phases.len(), want, "{}: {phases:?}", l.number);
         }
         // The announce treatment's queue is listed for that number, not only its home queue.
-        assert!(listed.contains(&Reach {
-            number: "059185666221",
-            queue: "announcement",
-            phase: "retired",
-            forwarded: true
-        }));
+        assert!(listed
+            .iter()
+            .any(|r| (r.number, r.queue, r.phase, r.forwarded)
+                == ("059185666221", "announcement", "retired", true)));
+        // The ids the metrics edge counts under name the same labels as the text.
+        for r in &listed {
+            assert_eq!(s.mappings.number_text(r.ids.number), r.number, "{r:?}");
+            assert_eq!(s.queue_label(r.ids.queue), r.queue, "{r:?}");
+            assert_eq!(r.ids.phase.as_str(), r.phase, "{r:?}");
+        }
     }
 
     #[test]

@@ -209,6 +209,11 @@ impl Snapshot {
             .expect("invariant: a QueueId indexes the snapshot whose validation made it")
     }
 
+    /// The `queue` label of `id`: the queue's name, or `none`.
+    pub fn queue_label(&self, id: Option<QueueId>) -> &str {
+        id.map_or("none", |q| self.queue(q).name.as_str())
+    }
+
     /// The queue named `name`.
     pub fn queue_id(&self, name: &str) -> Option<QueueId> {
         self.queues.iter().position(|q| q.name == name).map(QueueId)

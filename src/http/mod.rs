@@ -61,7 +61,7 @@ impl Context {
     }
 
     fn readings(&self) -> Readings {
-        Readings::from_text(&self.metrics.render())
+        Readings::from_text(&crate::metrics::render(&self.metrics))
     }
 
     /// The sha256 (hex) of the bytes of `snap`'s file. Read once per snapshot, right after
@@ -126,7 +126,7 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        ctx.metrics.render(),
+        crate::metrics::render(&ctx.metrics),
     )
         .into_response()
 }

@@ -15,12 +15,14 @@ use request::request;
 use response::response;
 
 use crate::backend::Why;
-use crate::config::{Backend, Snapshot, Trunk};
+use crate::config::{Backend, QueueId, Snapshot, Trunk};
 use crate::health::Down;
 use crate::limit::Limited;
+use crate::mapping::NumberId;
 use crate::peer::Peer;
-use crate::route::RejectReason;
+use crate::route::{PhaseLabel, RejectReason, TrunkId};
 use crate::sip::{self, Message, Method, Start};
+use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
@@ -127,19 +129,21 @@ pub enum Kind {
 }
 
 /// The labels a handled message is counted under; values come only from closed enums and the
-/// configuration, never from what a peer wrote.
+/// configuration, never from what a peer wrote. Number, queue and trunk are ids into snapshot
+/// `'s` (the one that handled the message): the metrics edge turns them into text only when a
+/// series is registered or rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Label<'s> {
     /// Request, response or garbage.
     pub kind: Kind,
     /// Configured canonical number, `other` or `none`.
-    pub number: &'s str,
-    /// Queue name or `none`.
-    pub queue: &'s str,
-    /// Trunk name, `backend` or `unknown`.
-    pub trunk: &'s str,
+    pub number: NumberId,
+    /// A queue, or `none`.
+    pub queue: Option<QueueId>,
+    /// A trunk, `backend` or `unknown`.
+    pub trunk: TrunkId,
     /// Migration phase, `new` or `none`.
-    pub phase: &'static str,
+    pub phase: PhaseLabel,
     /// What was done.
     pub act: Act,
     /// Why it was refused or dropped, if it was.
@@ -148,6 +152,8 @@ pub struct Label<'s> {
     /// status), so the metrics edge counts a call once however often it is retransmitted;
     /// 0 otherwise.
     pub call: u64,
+    /// The snapshot the ids index.
+    pub snapshot: PhantomData<&'s Snapshot>,
 }
 
 /// The key a call attempt (`status` 0) or its final response is counted once under.
@@ -183,13 +189,14 @@ impl Label<'_> {
                 class,
                 outcome: None,
             },
-            number: "none",
-            queue: "none",
-            trunk: "backend",
-            phase: "none",
+            number: NumberId::None,
+            queue: None,
+            trunk: TrunkId::Backend,
+            phase: PhaseLabel::None,
             act: Act::Dropped,
             reject: None,
             call: 0,
+            snapshot: PhantomData,
         }
     }
 }
@@ -343,7 +350,7 @@ pub fn handle_with<'s>(
                 // any calls (RFC 3261 §16.7 step 6 has a stateful proxy send 500 instead).
                 sip::probe::replace_status(out, becomes, reason_phrase(becomes));
                 event = Some(Event::Backend503 {
-                    queue: o.label.queue,
+                    queue: snap.queue_label(o.label.queue),
                 });
             }
             o
@@ -375,13 +382,14 @@ fn is_stranger(ip: IpAddr, snap: &Snapshot) -> bool {
 fn malformed() -> Label<'static> {
     Label {
         kind: Kind::Malformed,
-        number: "none",
-        queue: "none",
-        trunk: "unknown",
-        phase: "none",
+        number: NumberId::None,
+        queue: None,
+        trunk: TrunkId::Unknown,
+        phase: PhaseLabel::None,
         act: Act::Dropped,
         reject: Some(RejectReason::Malformed),
         call: 0,
+        snapshot: PhantomData,
     }
 }
 
@@ -488,7 +496,7 @@ origin_area = "0591"
         let genuine = answer(&forwarded, None);
         let o = handle(&genuine, backend, &snap, now, &mut out);
         assert_eq!((o.label.act, o.send), (Act::Forwarded, Some(carrier)));
-        assert_eq!(o.label.queue, "fuzhou");
+        assert_eq!(snap.queue_label(o.label.queue), "fuzhou");
         let o = handle(&genuine, stranger, &snap, now, &mut out);
         assert_eq!(o.label.reject, Some(RejectReason::UntrustedResponseSource));
         assert!(o.send.is_none() && out.is_empty());

@@ -13,7 +13,7 @@ use super::{
 use crate::backend::{pick, Pick};
 use crate::config::{QueueId, Snapshot};
 use crate::peer::{Peer, Transport};
-use crate::route::{decide, Decision, Facts, RejectReason, Routed, Source};
+use crate::route::{decide, Decision, Facts, RejectReason, RouteIds, Routed, Source};
 use crate::sip::header::{self, ViaMarks};
 use crate::sip::{
     self, Branch, Cause, HeaderName, HostPort, Message, Method, RequestEdit, Uri, Via,
@@ -227,13 +227,14 @@ pub(super) fn request<'s>(
             attempt: false,
             outcome: None,
         },
-        number: "none",
-        queue: "none",
-        trunk: source.label(),
-        phase: "none",
+        number: RouteIds::NONE.number,
+        queue: RouteIds::NONE.queue,
+        trunk: source.id(snap),
+        phase: RouteIds::NONE.phase,
         act: Act::Dropped,
         reject: None,
         call: 0,
+        snapshot: std::marker::PhantomData,
     };
     if source == Source::Unknown && !snap.gateway.answer_strangers {
         // Sources in no trunk get no answer at all unless configured: an answer to a spoofed
@@ -264,9 +265,9 @@ pub(super) fn request<'s>(
         snap,
         now,
     );
-    label.number = routed.number;
-    label.queue = routed.queue;
-    label.phase = routed.phase;
+    label.number = routed.ids.number;
+    label.queue = routed.ids.queue;
+    label.phase = routed.ids.phase;
     let attempt = method == Method::Invite && !checked.in_dialog;
     if attempt {
         label.call = call_key(msg, 0);

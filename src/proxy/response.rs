@@ -5,8 +5,9 @@
 use super::auth::{key, sealed_parts, via_is_ours, via_params, ReturnHop};
 use super::{call_key, is_stranger, Act, CallOutcome, Kind, Label, Outcome};
 use crate::config::Snapshot;
+use crate::mapping::NumberId;
 use crate::peer::Peer;
-use crate::route::RejectReason;
+use crate::route::{RejectReason, TrunkId};
 use crate::sip::parse::param;
 use crate::sip::{self, Branch, Message};
 
@@ -33,7 +34,7 @@ pub(super) fn response<'s>(
     // Only a peer the gateway could have sent the request to answers it: a backend, or a trunk
     // for requests forwarded towards the carriers (in-dialog requests from the call centre).
     if is_stranger(from.addr.ip(), snap) {
-        label.trunk = "unknown";
+        label.trunk = TrunkId::Unknown;
         return drop(label, RejectReason::UntrustedResponseSource);
     }
     let mut vias = msg.vias();
@@ -68,14 +69,10 @@ pub(super) fn response<'s>(
         return drop(label, RejectReason::ForgedResponse);
     }
     if let Some(n) = number {
-        label.number = snap.mappings.label(n).unwrap_or("other");
+        label.number = snap.mappings.number_id(n).unwrap_or(NumberId::Other);
     }
     if let Some(q) = queue {
-        label.queue = snap
-            .queues
-            .iter()
-            .find(|x| x.name == q)
-            .map_or("none", |x| x.name.as_str());
+        label.queue = snap.queue_id(q);
     }
     label.kind = Kind::Response { class, outcome };
     if outcome.is_some() {

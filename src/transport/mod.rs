@@ -208,32 +208,33 @@ pub fn process(shared: &Arc<Shared>, worker: &mut Worker, bytes: &[u8], from: Pe
     };
     // Counted before sending, so a peer that reads the answer and then scrapes /metrics sees
     // the message counted.
-    worker
-        .recorder
-        .record(Arc::as_ptr(&snap), &outcome.label, now);
+    worker.recorder.record(&snap, &outcome.label, now);
     if let Some(e) = event {
         on_event(shared, e, from);
     }
     if let Some(to) = outcome.send {
         let sent = match to.transport {
-            Transport::Udp => worker
-                .outbox
-                .send(&shared.udp, out, to.addr, outcome.label.queue),
+            Transport::Udp => worker.outbox.send(
+                &shared.udp,
+                out,
+                to.addr,
+                snap.queue_label(outcome.label.queue),
+            ),
             Transport::Tcp => shared.tcp.send(
                 shared,
                 to.addr,
                 outcome.reconnect,
                 out.clone(),
-                outcome.label.queue,
+                snap.queue_label(outcome.label.queue),
             ),
         };
         if let Err(e) = sent {
             tracing::debug!(to = %to, error = %e, "send failed");
-            crate::metrics::record_backend_error(outcome.label.queue, "send");
+            crate::metrics::record_backend_error(snap.queue_label(outcome.label.queue), "send");
         }
     }
     worker.recorder.record_duration(watch.elapsed());
-    tracing::trace!(from = %from, act = outcome.label.act.as_str(), number = outcome.label.number, "handled");
+    tracing::trace!(from = %from, act = outcome.label.act.as_str(), number = snap.mappings.number_text(outcome.label.number), "handled");
 }
 
 /// Counts (and for probe replies, delivers) what a message did besides its labels.

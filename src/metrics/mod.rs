@@ -1,29 +1,33 @@
-//! Prometheus metrics: the only file that names metrics. Core code hands over a
+//! Prometheus metrics: the only module that names metrics. Core code hands over a
 //! [`Label`]; names, label sets and help texts live here.
+//!
+//! The per-number families live in `table` (plain atomics indexed by the label's typed ids,
+//! rendered here); everything else is in the `metrics` crate's registry, rendered by the
+//! exporter. [`render`] joins the two for `/metrics`.
+
+mod table;
 
 use crate::backend::Why;
-use crate::calendar::{phase_at, PHASES};
-use crate::clock::unix_seconds;
 use crate::config::Snapshot;
+use crate::mapping::NumberId;
 use crate::proxy::{Act, CallOutcome, Kind, Label};
-use crate::route::{self, RejectReason, Source};
+use crate::route::{PhaseLabel, RejectReason, TrunkId};
 use crate::transport::tcp::{Budgets, Class, Cut};
 use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
-    Gauge, Histogram, Unit,
+    Histogram, Unit,
 };
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use table::{CellRef, Family, Table};
 
-const REQUESTS: &str = "dualgate_requests_total";
+pub(crate) use table::ATTEMPTS;
+
 const RESPONSES: &str = "dualgate_responses_total";
-pub(crate) const ATTEMPTS: &str = "dualgate_call_attempts_total";
-const OUTCOMES: &str = "dualgate_call_outcomes_total";
-const LAST_CALL: &str = "dualgate_last_call_timestamp_seconds";
-const PHASE: &str = "dualgate_legacy_phase";
-const RETIRED_FROM: &str = "dualgate_legacy_retired_from_timestamp_seconds";
 const REJECTED: &str = "dualgate_rejected_total";
 pub(crate) const RELOADS: &str = "dualgate_config_reloads_total";
 pub(crate) const LAST_RELOAD: &str = "dualgate_config_last_reload_success_timestamp_seconds";
@@ -37,7 +41,6 @@ const TCP_OPEN: &str = "dualgate_tcp_connections";
 const TCP_BUDGET: &str = "dualgate_tcp_connection_budget";
 const OPEN_FILES: &str = "dualgate_open_files_limit";
 const AREA_LAUNCH: &str = "dualgate_area_launch_timestamp_seconds";
-const NEXT_BOUNDARY: &str = "dualgate_legacy_next_boundary_timestamp_seconds";
 /// The routing fingerprint gauge (`sha256` label); the status page reads it back.
 pub(crate) const CONFIG_INFO: &str = "dualgate_config_info";
 
@@ -70,37 +73,23 @@ pub fn install(replica: &str) -> Result<PrometheusHandle, BuildError> {
             upkeep.run_upkeep();
         })
         .map_err(|e| BuildError::FailedToCreateHTTPListener(e.to_string()))?;
+    table::set_replica(replica);
     describe();
     Ok(handle)
 }
 
+/// The text `/metrics` serves: the exporter's registry, then the per-number families. Each
+/// family appears once, with its `# HELP` and `# TYPE`.
+pub fn render(handle: &PrometheusHandle) -> String {
+    let mut out = handle.render();
+    table::render_into(&mut out);
+    out
+}
+
 fn describe() {
-    describe_counter!(REQUESTS, "SIP requests handled, by method, dialled number, queue, trunk, migration phase and decision.");
     describe_counter!(
         RESPONSES,
         "SIP responses handled, by status class and decision."
-    );
-    describe_counter!(
-        ATTEMPTS,
-        "Calls (initial INVITEs, each Call-ID and CSeq counted once) per dialled number, queue and trunk."
-    );
-    describe_counter!(
-        OUTCOMES,
-        "Final responses to INVITEs per dialled number, queue and outcome."
-    );
-    describe_gauge!(
-        LAST_CALL,
-        Unit::Seconds,
-        "Unix time of the last call attempt per dialled number (0: none since start)."
-    );
-    describe_gauge!(
-        PHASE,
-        "1 for a legacy number's current migration phase, 0 for the others."
-    );
-    describe_gauge!(
-        RETIRED_FROM,
-        Unit::Seconds,
-        "Unix time a legacy number's parallel period ends."
     );
     describe_counter!(
         REJECTED,
@@ -166,11 +155,6 @@ fn describe_cutover() {
         "Unix time the new number starts answering in an area (0: it always answers)."
     );
     describe_gauge!(
-        NEXT_BOUNDARY,
-        Unit::Seconds,
-        "Unix time of a legacy number's next phase boundary (0: none remains)."
-    );
-    describe_gauge!(
         CONFIG_INFO,
         "1 for the routing fingerprint (sha256) of the mappings this replica serves, 0 for the ones it served before a reload."
     );
@@ -180,108 +164,15 @@ fn describe_cutover() {
 /// expire), so a legacy number that has gone quiet shows 0 rather than disappearing, and the
 /// first call after start-up, a reload or a phase boundary is seen by `increase()` (which cannot
 /// see the increment that creates a series). The combinations come from
-/// [`route::reachable`], the same functions `route::decide` uses. Also sets the calendar gauges.
-pub fn register(snap: &Snapshot, now: SystemTime) {
-    let trunks: Vec<&str> = snap.trunks.iter().map(|t| t.name.as_str()).collect();
-    let strangers = [Source::Unknown.label(), Source::Backend.label()];
-    for r in route::reachable(snap) {
-        let from: Vec<&str> = if r.number == "other" {
-            trunks.iter().copied().chain(strangers).collect()
-        } else {
-            trunks.clone()
-        };
-        // A routed call can still be answered here (no backend up, a rate limit, shedding)
-        // and a stranger's INVITE is dropped: register what each can become.
-        let decisions: &[Act] = match (r.number, r.forwarded) {
-            ("other", _) => &[Act::Forwarded, Act::Replied, Act::Dropped],
-            (_, true) => &[Act::Forwarded, Act::Replied],
-            (_, false) => &[Act::Replied],
-        };
-        for trunk in from {
-            counter!(ATTEMPTS, "number" => r.number.to_string(), "queue" => r.queue.to_string(), "trunk" => trunk.to_string()).increment(0);
-            for decision in decisions {
-                counter!(
-                    REQUESTS,
-                    "method" => "INVITE",
-                    "number" => r.number.to_string(),
-                    "queue" => r.queue.to_string(),
-                    "trunk" => trunk.to_string(),
-                    "phase" => r.phase,
-                    "decision" => decision.as_str()
-                )
-                .increment(0);
-            }
-        }
-        for o in CallOutcome::ALL {
-            counter!(OUTCOMES, "number" => r.number.to_string(), "queue" => r.queue.to_string(), "outcome" => o.as_str()).increment(0);
-        }
-        gauge!(LAST_CALL, "number" => r.number.to_string()).increment(0.0);
-    }
-    for l in &snap.mappings.legacy {
-        gauge!(RETIRED_FROM, "number" => l.number.clone())
-            .set(unix_seconds(l.schedule.retired_from));
-    }
-    record_phases(snap, now);
+/// [`crate::route::reachable`], the same functions `route::decide` uses. Also sets the calendar
+/// gauges. Call it before `snap` serves.
+pub fn register(snap: &Arc<Snapshot>, now: SystemTime) {
+    table::table_for(snap).set_phases(snap, now);
 }
 
 /// Sets each legacy number's phase gauge for `now`.
-pub fn record_phases(snap: &Snapshot, now: SystemTime) {
-    for l in &snap.mappings.legacy {
-        let current = phase_at(&l.schedule, now).as_str();
-        for p in PHASES {
-            gauge!(PHASE, "number" => l.number.clone(), "phase" => p).set(if p == current {
-                1.0
-            } else {
-                0.0
-            });
-        }
-    }
-}
-
-/// Identity of a label value: where the string lives and how long it is. Label values are
-/// `&'static` or borrowed from the snapshot the recorder was last used with, so equal keys mean
-/// equal strings for as long as the cache is kept (it is emptied when the snapshot changes).
-type Sk = (usize, usize);
-
-fn sk(s: &str) -> Sk {
-    (s.as_ptr() as usize, s.len())
-}
-
-/// FNV-1a over the key's words: the keys are a few pointers, SipHash's DoS resistance buys
-/// nothing here.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-type Cache<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
-
-/// One receiving task's metric handles, so that counting a message is a lookup by pointer,
-/// not a label allocation and a registry search.
-pub struct Recorder {
-    snapshot: usize,
-    requests: Cache<[Sk; 6], Counter>,
-    attempts: Cache<[Sk; 3], Counter>,
-    last_call: Cache<Sk, Gauge>,
-    outcomes: Cache<[Sk; 3], Counter>,
-    responses: Cache<[Sk; 2], Counter>,
-    rejected: Cache<Sk, Counter>,
-    duration: Histogram,
+pub fn record_phases(snap: &Arc<Snapshot>, now: SystemTime) {
+    table::table_for(snap).set_phases(snap, now);
 }
 
 /// How long a call is remembered, so its retransmissions are not counted again: an INVITE
@@ -323,95 +214,179 @@ fn first_time(key: u64, now: SystemTime) -> bool {
     }
 }
 
+/// A per-number series no route of the table lists, by its typed labels: the key of a
+/// worker's own small map, so each is looked up in the store once per worker and snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Spare {
+    family: Family,
+    method: &'static str,
+    number: NumberId,
+    queue: Option<crate::config::QueueId>,
+    trunk: TrunkId,
+    phase: PhaseLabel,
+    last: &'static str,
+}
+
+impl Spare {
+    fn text<'s>(&self, snap: &'s Snapshot) -> Vec<&'s str> {
+        let number = snap.mappings.number_text(self.number);
+        let queue = snap.queue_label(self.queue);
+        match self.family {
+            Family::Requests => vec![
+                self.method,
+                number,
+                queue,
+                self.trunk.text(snap),
+                self.phase.as_str(),
+                self.last,
+            ],
+            Family::Attempts => vec![number, queue, self.trunk.text(snap)],
+            Family::Outcomes => vec![number, queue, self.last],
+            _ => vec![number],
+        }
+    }
+}
+
+/// The snapshot a recorder counts for, with its table.
+struct Current {
+    snap: Arc<Snapshot>,
+    table: Arc<Table>,
+    /// Series outside the table met by this recorder.
+    spare: HashMap<Spare, CellRef>,
+}
+
+impl Current {
+    fn spare(&mut self, key: Spare) -> CellRef {
+        let snap = &self.snap;
+        self.spare
+            .entry(key)
+            .or_insert_with(|| table::series(key.family, &key.text(snap)))
+    }
+}
+
+/// One receiving task's metric handles, so that counting a message is index arithmetic and an
+/// atomic add, not a label allocation and a registry search.
+pub struct Recorder {
+    current: Option<Current>,
+    /// By status class (1xx..6xx, other) and decision; created on first use, as before.
+    responses: [[OnceCell<Counter>; 3]; 7],
+    /// By [`RejectReason`], in [`RejectReason::ALL`] order.
+    rejected: [Counter; RejectReason::ALL.len()],
+    duration: Histogram,
+}
+
 impl Default for Recorder {
     fn default() -> Recorder {
         Recorder {
-            snapshot: 0,
-            requests: Cache::default(),
-            attempts: Cache::default(),
-            last_call: Cache::default(),
-            outcomes: Cache::default(),
-            responses: Cache::default(),
-            rejected: Cache::default(),
+            current: None,
+            responses: Default::default(),
+            rejected: RejectReason::ALL.map(|r| counter!(REJECTED, "reason" => r.as_str())),
             duration: histogram!(DURATION),
         }
     }
 }
 
+fn act_index(a: Act) -> usize {
+    match a {
+        Act::Forwarded => 0,
+        Act::Replied => 1,
+        Act::Dropped => 2,
+    }
+}
+
 impl Recorder {
-    /// Counts one message handled with the snapshot at address `snapshot` (its labels borrow
-    /// from it).
-    pub fn record(&mut self, snapshot: *const Snapshot, l: &Label<'_>, now: SystemTime) {
-        if self.snapshot != snapshot as usize {
-            *self = Recorder {
-                snapshot: snapshot as usize,
-                ..Recorder::default()
-            };
-        }
+    /// Counts one message handled with `snap` (its label's ids index it).
+    pub fn record(&mut self, snap: &Arc<Snapshot>, l: &Label<'_>, now: SystemTime) {
+        let cur = match &mut self.current {
+            Some(c) if Arc::ptr_eq(&c.snap, snap) => c,
+            slot => slot.insert(Current {
+                snap: snap.clone(),
+                table: table::table_for(snap),
+                spare: HashMap::new(),
+            }),
+        };
         if let Some(r) = l.reject {
-            let reason = r.as_str();
-            self.rejected
-                .entry(sk(reason))
-                .or_insert_with(|| counter!(REJECTED, "reason" => reason))
-                .increment(1);
+            if let Some(c) = RejectReason::ALL
+                .iter()
+                .position(|x| *x == r)
+                .and_then(|i| self.rejected.get(i))
+            {
+                c.increment(1);
+            }
         }
-        let owned = |s: &str| s.to_string();
+        let key = Spare {
+            family: Family::Requests,
+            method: "",
+            number: l.number,
+            queue: l.queue,
+            trunk: l.trunk,
+            phase: l.phase,
+            last: l.act.as_str(),
+        };
         match l.kind {
             Kind::Request {
                 method,
                 attempt,
                 outcome,
             } => {
-                let key = [
-                    sk(method),
-                    sk(l.number),
-                    sk(l.queue),
-                    sk(l.trunk),
-                    sk(l.phase),
-                    sk(l.act.as_str()),
-                ];
-                self.requests
-                    .entry(key)
-                    .or_insert_with(|| {
-                        counter!(
-                            REQUESTS,
-                            "method" => method,
-                            "number" => owned(l.number),
-                            "queue" => owned(l.queue),
-                            "trunk" => owned(l.trunk),
-                            "phase" => l.phase,
-                            "decision" => l.act.as_str()
-                        )
-                    })
-                    .increment(1);
+                let t = &cur.table;
+                let unrouted = l.number == NumberId::None && l.queue.is_none();
+                let cell = if unrouted && l.phase == PhaseLabel::None {
+                    t.unrouted(method, l.trunk, l.act, snap)
+                } else if method == "INVITE" {
+                    t.invite(l.number, l.queue, l.trunk, l.phase, l.act)
+                } else {
+                    None
+                };
+                match cell {
+                    Some(c) => c.add(1),
+                    None => cur.spare(Spare { method, ..key }).add(1),
+                }
                 // A retransmitted INVITE (same Call-ID and CSeq) is one call, and the
                 // gateway's answer to it one outcome.
                 if attempt && first_time(l.call, now) {
-                    self.attempts
-                        .entry([sk(l.number), sk(l.queue), sk(l.trunk)])
-                        .or_insert_with(|| counter!(ATTEMPTS, "number" => owned(l.number), "queue" => owned(l.queue), "trunk" => owned(l.trunk)))
-                        .increment(1);
-                    self.last_call
-                        .entry(sk(l.number))
-                        .or_insert_with(|| gauge!(LAST_CALL, "number" => owned(l.number)))
-                        .set(unix_seconds(now));
+                    let attempts = Spare {
+                        family: Family::Attempts,
+                        ..key
+                    };
+                    match cur.table.attempt(l.number, l.queue, l.trunk, l.phase) {
+                        Some(c) => c.add(1),
+                        None => cur.spare(attempts).add(1),
+                    }
+                    let last = Spare {
+                        family: Family::LastCall,
+                        ..key
+                    };
+                    match cur.table.last_call(l.number) {
+                        Some(c) => c,
+                        None => cur.spare(last),
+                    }
+                    .set(crate::clock::unix_seconds(now));
                     if let Some(o) = outcome {
-                        self.outcome(l, o);
+                        count_outcome(cur, key, o);
                     }
                 }
             }
             Kind::Response { class, outcome } => {
-                let class = class_label(class);
-                self.responses
-                    .entry([sk(class), sk(l.act.as_str())])
-                    .or_insert_with(
+                let row = match class {
+                    1..=6 => usize::from(class - 1),
+                    _ => 6,
+                };
+                if let Some(c) = self
+                    .responses
+                    .get(row)
+                    .and_then(|r| r.get(act_index(l.act)))
+                {
+                    let class = class_label(class);
+                    c.get_or_init(
                         || counter!(RESPONSES, "class" => class, "decision" => l.act.as_str()),
                     )
                     .increment(1);
+                }
                 if let (Some(o), Act::Forwarded) = (outcome, l.act) {
                     // A final response retransmitted until its ACK is one outcome.
                     if first_time(l.call, now) {
-                        self.outcome(l, o);
+                        count_outcome(cur, key, o);
                     }
                 }
             }
@@ -423,14 +398,18 @@ impl Recorder {
     pub fn record_duration(&mut self, inside: Duration) {
         self.duration.record(inside.as_secs_f64());
     }
+}
 
-    fn outcome(&mut self, l: &Label<'_>, o: CallOutcome) {
-        self.outcomes
-            .entry([sk(l.number), sk(l.queue), sk(o.as_str())])
-            .or_insert_with(|| {
-                counter!(OUTCOMES, "number" => l.number.to_string(), "queue" => l.queue.to_string(), "outcome" => o.as_str())
+fn count_outcome(cur: &mut Current, key: Spare, o: CallOutcome) {
+    match cur.table.outcome(key.number, key.queue, o) {
+        Some(c) => c.add(1),
+        None => cur
+            .spare(Spare {
+                family: Family::Outcomes,
+                last: o.as_str(),
+                ..key
             })
-            .increment(1);
+            .add(1),
     }
 }
 
@@ -460,7 +439,7 @@ pub fn record_overload() {
 pub fn record_reload(ok: bool, now: SystemTime) {
     counter!(RELOADS, "result" => if ok { "success" } else { "failure" }).increment(1);
     if ok {
-        gauge!(LAST_RELOAD).set(unix_seconds(now));
+        gauge!(LAST_RELOAD).set(crate::clock::unix_seconds(now));
     }
 }
 
@@ -616,15 +595,12 @@ pub fn record_shedding(on: bool) {
 
 /// Sets the calendar gauges for `now`: each area's launch instant and each legacy number's next
 /// boundary. Called at start-up, on reload and as boundaries pass.
-pub fn record_calendar(snap: &Snapshot, now: SystemTime) {
+pub fn record_calendar(snap: &Arc<Snapshot>, now: SystemTime) {
     for a in &snap.mappings.areas {
         gauge!(AREA_LAUNCH, "area" => a.code.as_str().to_string())
-            .set(crate::timeline::launch(a).map_or(0.0, unix_seconds));
+            .set(crate::timeline::launch(a).map_or(0.0, crate::clock::unix_seconds));
     }
-    for l in &snap.mappings.legacy {
-        gauge!(NEXT_BOUNDARY, "number" => l.number.clone())
-            .set(crate::timeline::next_for(l, now).map_or(0.0, |(at, _)| unix_seconds(at)));
-    }
+    table::table_for(snap).set_next_boundaries(snap, now);
 }
 
 /// Marks `sha256` as the routing fingerprint served (1), and `previous`, if another, as no
