@@ -471,7 +471,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 dualgate::watcher::EVERY,
             ));
         }
-        tokio::spawn(reload_on_sighup(path, overrides, tx, clock.clone()));
+        tokio::spawn(reload_on_sighup(path, overrides, tx, sha256, clock.clone()));
         let udp_workers = udp_workers.map_or(workers, usize::from);
         dualgate::run(sockets, udp_workers, rx, clock, shutdown_signal())
             .await
@@ -520,6 +520,7 @@ async fn reload_on_sighup(
     path: PathBuf,
     overrides: Overrides,
     tx: watch::Sender<Arc<Snapshot>>,
+    mut served_sha: String,
     clock: Arc<dyn Clock>,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
@@ -543,7 +544,9 @@ async fn reload_on_sighup(
                 for c in changes.applied() {
                     tracing::info!(config = %path.display(), change = %c, "reload changes");
                 }
-                let (old_sha, new_sha) = (fingerprint(&old), fingerprint(&new));
+                // The served snapshot's fingerprint was computed when it was loaded.
+                let new_sha = fingerprint(&new);
+                let old_sha = std::mem::replace(&mut served_sha, new_sha.clone());
                 let compared = watch.elapsed();
                 dualgate::metrics::register(&new, now);
                 dualgate::metrics::register_failover(&new);

@@ -128,10 +128,8 @@ pub const ZONE: jiff::tz::Offset = jiff::tz::Offset::constant(8);
 /// An instant in the mappings' zone, to the second: `2025-05-07T00:00:00+08:00`.
 pub fn local(t: SystemTime) -> String {
     match jiff::Timestamp::try_from(t) {
-        Ok(ts) => ts
-            .to_zoned(jiff::tz::TimeZone::fixed(ZONE))
-            .strftime("%Y-%m-%dT%H:%M:%S%:z")
-            .to_string(),
+        // RFC 3339 via Display (strftime is ~10x slower; a national file formats 60 000).
+        Ok(ts) => whole_seconds(ts).display_with_offset(ZONE).to_string(),
         Err(_) => format!("{t:?}"),
     }
 }
@@ -139,9 +137,16 @@ pub fn local(t: SystemTime) -> String {
 /// An instant in UTC, to the second: `2025-05-06T16:00:00Z`.
 pub fn utc(t: SystemTime) -> String {
     match jiff::Timestamp::try_from(t) {
-        Ok(ts) => ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        Ok(ts) => whole_seconds(ts).to_string(),
         Err(_) => format!("{t:?}"),
     }
+}
+
+/// `ts` to the second, so Display prints no fraction (timestamps before 1970 round toward
+/// the past, as strftime's `%S` did).
+fn whole_seconds(ts: jiff::Timestamp) -> jiff::Timestamp {
+    let secs = ts.as_second() - i64::from(ts.subsec_nanosecond() < 0);
+    jiff::Timestamp::from_second(secs).unwrap_or(ts)
 }
 
 /// Both: `2025-05-07T00:00:00+08:00 (2025-05-06T16:00:00Z)`.

@@ -9,6 +9,7 @@ use super::Snapshot;
 use crate::calendar::Treatment;
 use crate::mapping::{Area, Entry};
 use crate::number::{normalize, AreaCode, Dialling};
+use std::collections::HashMap;
 use std::time::SystemTime;
 use toml::Spanned;
 
@@ -24,6 +25,7 @@ pub(crate) fn lint(raw: &RawFile, snap: &Snapshot, issues: &mut Issues<'_>) {
             codes.join(", ")
         }
     };
+    let raw_areas = raw_areas(raw);
     for (i, l) in raw.legacy.iter().enumerate() {
         let r = l.get_ref();
         let field = |f: &str| format!("legacy[{i}].{f}");
@@ -48,7 +50,7 @@ pub(crate) fn lint(raw: &RawFile, snap: &Snapshot, issues: &mut Issues<'_>) {
             );
             continue;
         };
-        let Some((k, raw_area)) = raw_area(raw, &area.code) else {
+        let Some(&(k, raw_area)) = raw_areas.get(area.code.as_str()) else {
             continue;
         };
         let Some((launch, launch_span)) = effective_launch(area, raw_area) else {
@@ -151,13 +153,14 @@ pub(crate) fn lint(raw: &RawFile, snap: &Snapshot, issues: &mut Issues<'_>) {
     }
 }
 
-/// The `[[area]]` entry with `code`, with its index in the file.
-fn raw_area<'r>(raw: &'r RawFile, code: &AreaCode) -> Option<(usize, &'r RawArea)> {
-    raw.area
-        .iter()
-        .map(Spanned::get_ref)
-        .enumerate()
-        .find(|(_, a)| a.code.get_ref().trim() == code.as_str())
+/// The `[[area]]` entries by code, each with its index in the file (the first, if a code is
+/// repeated: validation reports that).
+fn raw_areas(raw: &RawFile) -> HashMap<&str, (usize, &RawArea)> {
+    let mut by_code = HashMap::with_capacity(raw.area.len());
+    for (k, a) in raw.area.iter().map(Spanned::get_ref).enumerate() {
+        by_code.entry(a.code.get_ref().trim()).or_insert((k, a));
+    }
+    by_code
 }
 
 /// When the new number starts answering in `area` (none if it always has), and the line saying
