@@ -7,7 +7,7 @@ use super::{call_key, is_stranger, Act, CallOutcome, Kind, Label, Outcome};
 use crate::config::Snapshot;
 use crate::peer::Peer;
 use crate::route::RejectReason;
-use crate::sip::parse::param;
+use crate::sip::scan::param;
 use crate::sip::{self, Branch, Message};
 
 /// Handles a response from `from`; the bytes to send, if any, are left in `out`.

@@ -17,7 +17,7 @@
 //! costs about as much as the FNV hashes beside it. A responder that does not know the key
 //! cannot make a branch the gateway accepts, nor move a real one to another return hop.
 
-use super::parse::Message;
+use super::message::Message;
 use siphasher::sip::SipHasher24;
 use std::fmt;
 use std::hash::Hasher;
@@ -249,7 +249,7 @@ fn mix(mut z: u64) -> u64 {
 mod tests {
     use super::*;
     use crate::sip::fixture::{invite, with_body};
-    use crate::sip::parse::parse;
+    use crate::sip::message::parse;
 
     fn branch(raw: &[u8]) -> Branch {
         Branch::of(&parse(raw).unwrap())

@@ -5,7 +5,9 @@
 //! their bytes, including their line-ending style. Content-Length is never rewritten because the
 //! body never changes.
 
-use super::parse::{param, split_first, split_list, HeaderName, Message, Start};
+use super::message::{Message, Start};
+use super::name::HeaderName;
+use super::scan::{param, split_first, split_list};
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -209,7 +211,7 @@ fn write_max_forwards(out: &mut Vec<u8>, n: u8) {
 mod tests {
     use super::*;
     use crate::sip::fixture::{invite, invite_lf, with_body, SDP};
-    use crate::sip::parse::parse;
+    use crate::sip::message::parse;
 
     const GW_VIA: &str = "SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKdgX";
 

@@ -2,7 +2,9 @@
 //! a backend, History-Info and Diversion marks, Reason and Contact. Routing decides *what*
 //! (plain data); the text is written here and nowhere else. No I/O here.
 
-use super::parse::{param, HeaderName, Message};
+use super::message::Message;
+use super::name::HeaderName;
+use super::scan::param;
 use super::uri::{Host, HostPort};
 use crate::peer::Transport;
 use std::borrow::Cow;

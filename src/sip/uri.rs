@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-use super::parse::param;
+use super::scan::param;
 
 /// The default SIP port (RFC 3261 §19.1.2).
 pub const DEFAULT_PORT: u16 = 5060;
