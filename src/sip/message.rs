@@ -10,7 +10,7 @@
 //! header names, combined `Via: a, b`, non-UTF-8 bodies. Checking that mandatory headers are
 //! present is the proxy's job (it answers 400), not this module's.
 
-use super::name::HeaderName;
+use super::name::{HeaderName, KNOWN};
 use super::scan::{
     header_params, is_token, param, parse_decimal, split_list, starts_with_ci, trim_wsp,
 };
@@ -34,7 +34,14 @@ pub struct Message<'a> {
     pub blank_line: Range<usize>,
     /// The body: exactly Content-Length bytes when that header is present.
     pub body: &'a [u8],
+    /// Position in `headers` of the first header of each known name ([`HeaderName`] variants
+    /// other than `Other`), [`NONE`] when absent: the accessors look a header up once, not
+    /// by walking every header each time.
+    index: [u32; KNOWN],
 }
+
+/// No header of that name in [`Message::headers`].
+const NONE: u32 = u32::MAX;
 
 /// Request line or status line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +166,7 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, ParseError> {
     let start_line = first.range.clone();
 
     let mut headers = Vec::with_capacity(16);
+    let mut index = [NONE; KNOWN];
     let mut line_no = 1;
     while let Some(line) = lines.next() {
         line_no += 1;
@@ -167,7 +175,8 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, ParseError> {
         let mut end = line.range.end;
         let mut value = Cow::Borrowed(value);
         // RFC 3261 §7.3.1: a line starting with SP/HT continues the previous header.
-        while let Some(cont) = lines.next_if(|l| l.content.starts_with([' ', '\t'])) {
+        while let Some(cont) = lines.next_if(|l| matches!(l.content.as_bytes(), [b' ' | b'\t', ..]))
+        {
             line_no += 1;
             end = cont.range.end;
             let piece = trim_wsp(cont.content);
@@ -180,15 +189,24 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, ParseError> {
             }
             v.push_str(piece);
         }
+        let name = HeaderName::from_wire(name);
+        if let Some(slot) = name.slot().and_then(|k| index.get_mut(k)) {
+            if *slot == NONE {
+                *slot = u32::try_from(headers.len()).unwrap_or(NONE);
+            }
+        }
         headers.push(Header {
-            name: HeaderName::from_wire(name),
+            name,
             value,
             line: line.range.start..end,
         });
     }
 
     let available = raw.len().saturating_sub(blank_end);
-    let body_len = match headers.iter().find(|h| h.name == HeaderName::ContentLength) {
+    let content_length = index
+        .get(HeaderName::ContentLength.slot().unwrap_or(KNOWN))
+        .and_then(|&i| headers.get(i as usize));
+    let body_len = match content_length {
         Some(h) => {
             let want = parse_decimal(&h.value).ok_or(ParseError::BadContentLength)?;
             let want = usize::try_from(want).map_err(|_| ParseError::BadContentLength)?;
@@ -213,6 +231,7 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, ParseError> {
         start_line,
         blank_line: head_end..blank_end,
         body,
+        index,
     })
 }
 
@@ -257,7 +276,7 @@ impl<'a> Iterator for Lines<'a> {
         if rest.is_empty() {
             return None;
         }
-        let (len, content) = match rest.find('\n') {
+        let (len, content) = match memchr::memchr(b'\n', rest.as_bytes()) {
             Some(nl) => (nl + 1, rest.get(..nl)?),
             None => (rest.len(), rest),
         };
@@ -316,7 +335,8 @@ fn check_version(v: &str) -> Result<(), ParseError> {
 
 /// `name *WSP ":" value` -> (name, trimmed value); `None` when the line is not a header.
 fn split_header(line: &str) -> Option<(&str, &str)> {
-    let (name, value) = line.split_once(':')?;
+    let colon = memchr::memchr(b':', line.as_bytes())?;
+    let (name, value) = (line.get(..colon)?, line.get(colon + 1..)?);
     let name = name.trim_end_matches([' ', '\t']);
     if name.is_empty() || !name.bytes().all(is_token) {
         return None;
@@ -391,24 +411,38 @@ impl<'a> Message<'a> {
         name: HeaderName<'s>,
     ) -> impl Iterator<Item = &'s Header<'a>> + 's {
         let want = name.canonical();
-        self.headers.iter().filter(move |h| is_named(&want, h))
+        self.starting_at(want)
+            .iter()
+            .filter(move |h| is_named(&want, h))
     }
 
     /// The value of the first header called `name`.
     pub fn header(&self, name: HeaderName<'_>) -> Option<&str> {
         let want = name.canonical();
-        self.headers
-            .iter()
-            .find(|h| is_named(&want, h))
-            .map(|h| h.value.as_ref())
+        match want.slot() {
+            // A known name: the index says where, no walk over the headers.
+            Some(_) => self.starting_at(want).first(),
+            None => self.headers.iter().find(|h| is_named(&want, h)),
+        }
+        .map(|h| h.value.as_ref())
+    }
+
+    /// The headers from the first one called `name` (a canonical name) on; all of them for an
+    /// `Other` name, none when a known name is absent.
+    fn starting_at(&self, name: HeaderName<'_>) -> &[Header<'a>] {
+        let Some(slot) = name.slot() else {
+            return &self.headers;
+        };
+        let at = self.index.get(slot).copied().unwrap_or(NONE);
+        if at == NONE {
+            return &[];
+        }
+        self.headers.get(at as usize..).unwrap_or_default()
     }
 
     /// Every Via entry as written, combined lines split, in wire order.
     pub fn via_entries(&self) -> impl Iterator<Item = &str> {
-        self.headers
-            .iter()
-            .filter(|h| h.name == HeaderName::Via)
-            .flat_map(|h| split_list(&h.value))
+        self.list(HeaderName::Via)
     }
 
     /// Every Via entry parsed, in wire order.
@@ -482,7 +516,7 @@ impl<'a> Message<'a> {
     }
 
     fn list(&self, name: HeaderName<'static>) -> impl Iterator<Item = &str> {
-        self.headers
+        self.starting_at(name)
             .iter()
             .filter(move |h| h.name == name)
             .flat_map(|h| split_list(&h.value))

@@ -1,6 +1,9 @@
 //! Header names: the ones the gateway reads or edits get a variant, compact forms (RFC 3261
 //! §7.3.3) map to their long names, and everything else is kept as written. No I/O here.
 
+/// How many names have a variant of their own (the size of the message's header index).
+pub(crate) const KNOWN: usize = 13;
+
 /// Header names the gateway reads or edits; everything else is `Other` and passes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeaderName<'a> {
@@ -37,21 +40,6 @@ pub enum HeaderName<'a> {
 impl<'a> HeaderName<'a> {
     /// Maps a header name as written (any case, compact or long) to its canonical form.
     pub fn from_wire(name: &'a str) -> HeaderName<'a> {
-        const LONG: &[(&str, HeaderName<'static>)] = &[
-            ("Via", HeaderName::Via),
-            ("From", HeaderName::From),
-            ("To", HeaderName::To),
-            ("Call-ID", HeaderName::CallId),
-            ("CSeq", HeaderName::CSeq),
-            ("Max-Forwards", HeaderName::MaxForwards),
-            ("Content-Length", HeaderName::ContentLength),
-            ("Content-Type", HeaderName::ContentType),
-            ("Contact", HeaderName::Contact),
-            ("Route", HeaderName::Route),
-            ("Record-Route", HeaderName::RecordRoute),
-            ("History-Info", HeaderName::HistoryInfo),
-            ("Diversion", HeaderName::Diversion),
-        ];
         if let [c] = name.as_bytes() {
             // RFC 3261 §7.3.3 and the IANA compact-form registry.
             return match c.to_ascii_lowercase() {
@@ -73,9 +61,49 @@ impl<'a> HeaderName<'a> {
                 _ => HeaderName::Other(name),
             };
         }
-        LONG.iter()
-            .find(|(long, _)| long.eq_ignore_ascii_case(name))
-            .map_or(HeaderName::Other(name), |&(_, known)| known)
+        // The length picks at most two candidates, so a name costs one or two short
+        // case-insensitive compares, not a walk over every known name.
+        let candidates: &[HeaderName<'static>] = match name.len() {
+            2 => &[HeaderName::To],
+            3 => &[HeaderName::Via],
+            4 => &[HeaderName::From, HeaderName::CSeq],
+            5 => &[HeaderName::Route],
+            7 => &[HeaderName::CallId, HeaderName::Contact],
+            9 => &[HeaderName::Diversion],
+            12 => &[
+                HeaderName::MaxForwards,
+                HeaderName::ContentType,
+                HeaderName::RecordRoute,
+                HeaderName::HistoryInfo,
+            ],
+            14 => &[HeaderName::ContentLength],
+            _ => &[],
+        };
+        candidates
+            .iter()
+            .find(|known| known.as_str().eq_ignore_ascii_case(name))
+            .map_or(HeaderName::Other(name), |&known| known)
+    }
+
+    /// Position of a known name in [`KNOWN`]-sized tables (the message's header index);
+    /// `None` for `Other`.
+    pub(crate) fn slot(&self) -> Option<usize> {
+        Some(match self {
+            HeaderName::Via => 0,
+            HeaderName::From => 1,
+            HeaderName::To => 2,
+            HeaderName::CallId => 3,
+            HeaderName::CSeq => 4,
+            HeaderName::MaxForwards => 5,
+            HeaderName::ContentLength => 6,
+            HeaderName::ContentType => 7,
+            HeaderName::Contact => 8,
+            HeaderName::Route => 9,
+            HeaderName::RecordRoute => 10,
+            HeaderName::HistoryInfo => 11,
+            HeaderName::Diversion => 12,
+            HeaderName::Other(_) => return None,
+        })
     }
 
     /// The canonical long name (`Call-ID`, `Record-Route`, or an `Other` name as held).
@@ -155,5 +183,48 @@ mod tests {
         assert!(HeaderName::Other("v").same(&HeaderName::Via));
         assert!(HeaderName::Other("x-a").same(&HeaderName::Other("X-A")));
         assert!(!HeaderName::Other("x-a").same(&HeaderName::Other("X-B")));
+    }
+
+    #[test]
+    fn every_known_name_maps_back_from_its_long_form_in_any_case_and_has_its_own_slot() {
+        let known = [
+            HeaderName::Via,
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+            HeaderName::MaxForwards,
+            HeaderName::ContentLength,
+            HeaderName::ContentType,
+            HeaderName::Contact,
+            HeaderName::Route,
+            HeaderName::RecordRoute,
+            HeaderName::HistoryInfo,
+            HeaderName::Diversion,
+        ];
+        let mut slots = Vec::new();
+        for name in known {
+            let long = name.as_str();
+            assert_eq!(HeaderName::from_wire(long), name, "{long}");
+            assert_eq!(
+                HeaderName::from_wire(&long.to_ascii_uppercase()),
+                name,
+                "{long}"
+            );
+            assert_eq!(
+                HeaderName::from_wire(&long.to_ascii_lowercase()),
+                name,
+                "{long}"
+            );
+            slots.push(name.slot().unwrap());
+        }
+        slots.sort_unstable();
+        assert_eq!(slots, (0..KNOWN).collect::<Vec<_>>());
+        assert_eq!(HeaderName::Other("X-Call-ID").slot(), None);
+        // Same length as a known name, different spelling.
+        assert_eq!(
+            HeaderName::from_wire("Max-Forwardz"),
+            HeaderName::Other("Max-Forwardz")
+        );
     }
 }
