@@ -161,9 +161,12 @@ impl Branch {
 
     /// Reads back a branch written by [`Branch::to_param`]; `None` for anything else.
     pub fn parse(param: &str) -> Option<Branch> {
-        let rest = param.strip_prefix(BRANCH_PREFIX)?.strip_prefix(MARKER)?;
-        let (txn, rest) = rest.split_once('.')?;
-        let (loop_key, mac) = rest.split_once('.')?;
+        let rest = param.strip_prefix(GATEWAY_PREFIX)?.as_bytes();
+        // Three fields of exactly 16 hex digits, so the dots sit at fixed places.
+        if rest.len() != 50 || rest.get(16) != Some(&b'.') || rest.get(33) != Some(&b'.') {
+            return None;
+        }
+        let (txn, loop_key, mac) = (rest.get(..16)?, rest.get(17..33)?, rest.get(34..)?);
         Some(Branch {
             txn: hex16(txn)?,
             loop_key: hex16(loop_key)?,
@@ -177,12 +180,20 @@ impl Branch {
     }
 }
 
-/// Exactly 16 hex digits.
-fn hex16(s: &str) -> Option<u64> {
-    if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+/// Exactly 16 hex digits (either case).
+fn hex16(s: &[u8]) -> Option<u64> {
+    if s.len() != 16 {
         return None;
     }
-    u64::from_str_radix(s, 16).ok()
+    s.iter().try_fold(0u64, |acc, &c| {
+        let digit = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        Some(acc << 4 | u64::from(digit))
+    })
 }
 
 /// A stable 64-bit hash of a sequence of byte strings; each part is length-prefixed, so

@@ -4,7 +4,7 @@
 
 use super::message::Message;
 use super::name::HeaderName;
-use super::scan::param;
+use super::scan::{param, split_outside};
 use super::uri::{Host, HostPort};
 use crate::peer::Transport;
 use std::borrow::Cow;
@@ -91,6 +91,33 @@ pub struct ViaMarks<'a> {
     /// The source port of the TCP connection the request came in on (`dgc`), so responses go
     /// back on it (RFC 3261 §18.2.2).
     pub connection: Option<u16>,
+}
+
+impl<'a> ViaMarks<'a> {
+    /// The marks in the parameters of a Via the gateway wrote (`;branch=..;dgn=..`), read in
+    /// one pass; the first occurrence of a name wins, as with [`param`]. A `dgc` that is not a
+    /// port counts as absent.
+    pub fn read(params: &'a str) -> ViaMarks<'a> {
+        let (mut number, mut queue, mut connection) = (None, None, None);
+        for p in split_outside(params, b';') {
+            let (n, v) = match p.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(v.trim())),
+                None => (p.trim(), None),
+            };
+            if n.eq_ignore_ascii_case("dgn") {
+                number = number.or(Some(v));
+            } else if n.eq_ignore_ascii_case("dgq") {
+                queue = queue.or(Some(v));
+            } else if n.eq_ignore_ascii_case("dgc") {
+                connection = connection.or(Some(v));
+            }
+        }
+        ViaMarks {
+            number: number.flatten(),
+            queue: queue.flatten(),
+            connection: connection.flatten().and_then(|p| p.parse::<u16>().ok()),
+        }
+    }
 }
 
 /// The gateway's own Via at `at` over `transport`, with the branch parameter `branch`.
@@ -192,5 +219,33 @@ mod tests {
             ),
             "SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bKdgX;dgn=059185666661;dgq=fuzhou;dgc=40000"
         );
+    }
+
+    #[test]
+    fn via_marks_read_back_what_via_wrote_and_agree_with_param() {
+        let at: HostPort = "192.0.2.10:5060".parse().unwrap();
+        let marks = ViaMarks {
+            number: Some("12356"),
+            queue: Some("fuzhou"),
+            connection: Some(40000),
+        };
+        let v = via(Transport::Tcp, &at, "z9hG4bKdgx", &marks);
+        let params = &v[v.find(';').unwrap()..];
+        assert_eq!(ViaMarks::read(params), marks);
+        for params in [
+            ";branch=b;dgn=1;dgq=q;dgc=5",
+            ";DGN = 1 ;dgn=2;dgq;dgq=late;dgc=99999",
+            ";dgc=x;x=\"a;dgn=no\";dgn=yes",
+            "",
+        ] {
+            let want = ViaMarks {
+                number: param(params, "dgn").flatten(),
+                queue: param(params, "dgq").flatten(),
+                connection: param(params, "dgc")
+                    .flatten()
+                    .and_then(|p| p.parse::<u16>().ok()),
+            };
+            assert_eq!(ViaMarks::read(params), want, "{params}");
+        }
     }
 }
