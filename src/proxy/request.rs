@@ -180,7 +180,7 @@ impl<'m, 's> Ctx<'m, 's> {
         header::via(
             transport,
             &self.snap.gateway.advertised,
-            &sealed.to_param(),
+            &sealed,
             &ViaMarks {
                 number,
                 queue,

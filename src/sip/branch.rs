@@ -153,10 +153,26 @@ impl Branch {
 
     /// The `branch` parameter value: `z9hG4bKdg{txn:016x}.{loop_key:016x}.{mac:016x}`.
     pub fn to_param(&self) -> String {
-        format!(
-            "{BRANCH_PREFIX}{MARKER}{:016x}.{:016x}.{:016x}",
-            self.txn, self.loop_key, self.mac
-        )
+        let mut p = String::with_capacity(59);
+        self.push_param(&mut p);
+        p
+    }
+
+    /// Appends [`Branch::to_param`]'s text to `out`, digit by digit (no formatting machinery:
+    /// this runs for every forwarded request).
+    pub fn push_param(&self, out: &mut String) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        out.push_str(BRANCH_PREFIX);
+        out.push_str(MARKER);
+        for (i, n) in [self.txn, self.loop_key, self.mac].into_iter().enumerate() {
+            if i > 0 {
+                out.push('.');
+            }
+            for shift in (0..16).rev() {
+                // A nibble indexes the 16-entry table.
+                out.push(char::from(HEX[((n >> (shift * 4)) & 0xf) as usize]));
+            }
+        }
     }
 
     /// Reads back a branch written by [`Branch::to_param`]; `None` for anything else.
@@ -501,6 +517,17 @@ To: <sip:12356@gw>{to}\r\nCall-ID: call-1\r\nCSeq: {cseq} {method}\r\nMax-Forwar
         }
         for c in counts {
             assert!((2_000..=3_000).contains(&c), "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn the_pushed_param_is_the_formatted_one() {
+        for (txn, loop_key, mac) in [(0, 0, 0), (1, u64::MAX, 0x0123_4567_89ab_cdef)] {
+            let b = Branch { txn, loop_key, mac };
+            assert_eq!(
+                b.to_param(),
+                format!("z9hG4bKdg{txn:016x}.{loop_key:016x}.{mac:016x}")
+            );
         }
     }
 }

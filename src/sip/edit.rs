@@ -202,8 +202,15 @@ fn write_list(out: &mut Vec<u8>, name: &str, first: &str, rest: Option<&str>) {
 }
 
 fn write_max_forwards(out: &mut Vec<u8>, n: u8) {
-    // Writing into a Vec cannot fail.
-    let _ = std::io::Write::write_fmt(out, format_args!("Max-Forwards: {n}\r\n"));
+    out.extend_from_slice(b"Max-Forwards: ");
+    let (hundreds, tens, ones) = (n / 100, n / 10 % 10, n % 10);
+    if hundreds > 0 {
+        out.push(b'0' + hundreds);
+    }
+    if n >= 10 {
+        out.push(b'0' + tens);
+    }
+    out.extend_from_slice(&[b'0' + ones, b'\r', b'\n']);
 }
 
 #[cfg(test)]
@@ -599,5 +606,14 @@ Max-Forwards: 69\r\nRoute: <sip:gw.example.net;lr>, <sip:core.example.net;lr>\n"
             lossy(&out),
             "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP c\r\nContent-Length: 0\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn max_forwards_is_written_in_decimal_for_every_value() {
+        for n in 0..=u8::MAX {
+            let mut out = Vec::new();
+            write_max_forwards(&mut out, n);
+            assert_eq!(lossy(&out), format!("Max-Forwards: {n}\r\n"));
+        }
     }
 }
