@@ -31,10 +31,42 @@ impl ReturnHop {
     /// `next` is the Via below the gateway's; `connection` its `dgc`. `None` when the Via names
     /// a host and no `received` address: a stateless gateway resolves nothing (RFC 3263).
     pub(super) fn of(next: &Via<'_>, connection: Option<u16>) -> Option<ReturnHop> {
-        let transport = Transport::from_token(next.transport).unwrap_or(Transport::Udp);
         let ip = next.received.and_then(ip_of).or_else(|| ip_of(next.host))?;
+        Some(ReturnHop::at(next, ip, next.rport, connection))
+    }
+
+    /// [`ReturnHop::of`] the Via `top` as the gateway forwards it, stamped with `received` and
+    /// `rport` ([`crate::sip::stamp_via`]), without writing the stamped entry and parsing it
+    /// again. Only for an entry whose parameters hold no quote or bracket: there the stamping's
+    /// plain split on `;` and the parser's agree on every parameter.
+    pub(super) fn stamped(
+        top: &Via<'_>,
+        received: Option<IpAddr>,
+        rport: Option<u16>,
+        connection: Option<u16>,
+    ) -> Option<ReturnHop> {
+        let ip = match received {
+            Some(ip) => ip,
+            None => top.received.and_then(ip_of).or_else(|| ip_of(top.host))?,
+        };
+        // A bare `rport` gets the value; any other stays as it was.
+        let rport = match (top.rport, rport) {
+            (Some(None), Some(p)) => Some(Some(p)),
+            (r, _) => r,
+        };
+        Some(ReturnHop::at(top, ip, rport, connection))
+    }
+
+    /// The hop of `next` (transport, sent-by port) at `ip` with `rport`.
+    fn at(
+        next: &Via<'_>,
+        ip: IpAddr,
+        rport: Option<Option<u16>>,
+        connection: Option<u16>,
+    ) -> ReturnHop {
+        let transport = Transport::from_token(next.transport).unwrap_or(Transport::Udp);
         // RFC 3581: the source port when the client asked for rport; else the sent-by port.
-        let sent_by_port = match next.rport {
+        let sent_by_port = match rport {
             Some(Some(p)) => p,
             _ => next.port.unwrap_or(5060),
         };
@@ -45,13 +77,13 @@ impl ReturnHop {
         };
         let reconnect = (transport == Transport::Tcp && port != sent_by_port)
             .then(|| SocketAddr::new(ip, next.port.unwrap_or(5060)));
-        Some(ReturnHop {
+        ReturnHop {
             to: Peer {
                 addr: SocketAddr::new(ip, port),
                 transport,
             },
             reconnect,
-        })
+        }
     }
 
     /// A fixed-width encoding, for the MAC.
@@ -102,4 +134,47 @@ fn ip_of(host: &str) -> Option<IpAddr> {
 /// The params of a Via entry, after its sent-by.
 pub(super) fn via_params<'a>(v: &Via<'a>) -> &'a str {
     v.raw.find(';').map_or("", |i| &v.raw[i..])
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::sip::stamp_via;
+
+    #[test]
+    fn the_stamped_hop_is_the_hop_of_the_stamped_text() {
+        let entries = [
+            "SIP/2.0/UDP 203.0.113.7:5060;branch=z9hG4bK1;rport",
+            "SIP/2.0/UDP 203.0.113.7;branch=z9hG4bK1",
+            "SIP/2.0/UDP 203.0.113.7:5062;rport=4000;branch=z9hG4bK1",
+            "SIP/2.0/TCP 203.0.113.7:5062;branch=z9hG4bK1;received=198.51.100.1",
+            "SIP/2.0/TCP 203.0.113.7;RECEIVED=198.51.100.1;RPORT;received=10.0.0.9",
+            "SIP/2.0/UDP carrier.example:5060;branch=z9hG4bK1",
+            "SIP/2.0/UDP carrier.example;received;rport",
+            "SIP/2.0/UDP [2001:db8::7]:5062;branch=z9hG4bK1;received=2001:db8::8;rport",
+            "SIP/2.0/TLS 203.0.113.7 ; rport ; branch = z9hG4bK1",
+            "sip / 2.0 / udp 203.0.113.7;rport;rport=5",
+        ];
+        let received = [
+            None,
+            Some("192.0.2.9".parse().unwrap()),
+            Some("2001:db8::9".parse().unwrap()),
+        ];
+        for entry in entries {
+            let top = Via::parse(entry).unwrap();
+            for r in received {
+                for rport in [None, Some(40000)] {
+                    for connection in [None, Some(7000)] {
+                        let text = stamp_via(entry, r, rport);
+                        let want = Via::parse(&text)
+                            .ok()
+                            .and_then(|v| ReturnHop::of(&v, connection));
+                        let got = ReturnHop::stamped(&top, r, rport, connection);
+                        assert_eq!(got, want, "{entry} {r:?} {rport:?} {connection:?}");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -330,7 +330,10 @@ pub fn handle_with<'s>(
             }
         }
         Start::Response { code, .. } => {
-            if let Some((id, status)) = sip::probe::reply_to_probe(&msg) {
+            // The top Via, parsed once for the probe check and the response path.
+            let top = msg.top_via();
+            if let Some(id) = top.as_ref().and_then(sip::probe::probe_id) {
+                let status = code;
                 out.clear();
                 let class = u8::try_from(code / 100).unwrap_or(0);
                 return Handled {
@@ -342,7 +345,7 @@ pub fn handle_with<'s>(
                     event: Some(Event::ProbeReply { id, status }),
                 };
             }
-            let o = response(&msg, code, from, snap, out);
+            let o = response(&msg, top.as_ref(), code, from, snap, out);
             let to_invite = msg.cseq().is_some_and(|(_, m)| m == "INVITE");
             let becomes = snap.failover.backend_503;
             if code == 503 && to_invite && o.label.act == Act::Forwarded && becomes != 503 {

@@ -5,7 +5,7 @@
 //! ([`forward`]). Pure: every input is a parameter; the text of every header comes from
 //! `sip::header`.
 
-use super::auth::{key, sealed_parts, via_is_ours, ReturnHop};
+use super::auth::{key, sealed_parts, via_is_ours, via_params, ReturnHop};
 use super::{
     call_key, method_label, reason_phrase, Act, CallOutcome, Conditions, Event, Kind, Label,
     Outcome, DEFAULT_MAX_FORWARDS,
@@ -95,16 +95,21 @@ impl<'m, 's> Ctx<'m, 's> {
         // What a response will find below the gateway's Via: the top Via as forwarded
         // (stamped), and the connection it came in on. The branch's MAC binds it.
         let connection = (from.transport == Transport::Tcp).then_some(from.addr.port());
-        let hop = msg
-            .via_entries()
-            .next()
-            .and_then(|entry| {
+        let plain = !via_params(&top)
+            .bytes()
+            .any(|b| matches!(b, b'"' | b'<' | b'['));
+        let hop = if plain {
+            ReturnHop::stamped(&top, received, rport, connection)
+        } else {
+            // Quotes or brackets: read the hop from the stamped text, as the response will.
+            msg.via_entries().next().and_then(|entry| {
                 let stamped = sip::stamp_via(entry, received, rport);
                 Via::parse(&stamped)
                     .ok()
                     .and_then(|v| ReturnHop::of(&v, connection))
             })
-            .map_or([0u8; 38], |h| h.bytes());
+        }
+        .map_or([0u8; 38], |h| h.bytes());
         Some(Ctx {
             msg,
             method,
@@ -175,7 +180,7 @@ impl<'m, 's> Ctx<'m, 's> {
         header::via(
             transport,
             &self.snap.gateway.advertised,
-            &sealed.to_param(),
+            &sealed,
             &ViaMarks {
                 number,
                 queue,

@@ -8,12 +8,14 @@ use crate::config::Snapshot;
 use crate::mapping::NumberId;
 use crate::peer::Peer;
 use crate::route::{RejectReason, TrunkId};
-use crate::sip::parse::param;
-use crate::sip::{self, Branch, Message};
+use crate::sip::header::ViaMarks;
+use crate::sip::{self, Branch, Message, Via};
 
-/// Handles a response from `from`; the bytes to send, if any, are left in `out`.
+/// Handles a response from `from` whose top Via is `top` (`None` when missing or malformed);
+/// the bytes to send, if any, are left in `out`.
 pub(super) fn response<'s>(
     msg: &Message<'_>,
+    top: Option<&Via<'_>>,
     code: u16,
     from: Peer,
     snap: &'s Snapshot,
@@ -37,24 +39,23 @@ pub(super) fn response<'s>(
         label.trunk = TrunkId::Unknown;
         return drop(label, RejectReason::UntrustedResponseSource);
     }
-    let mut vias = msg.vias();
-    let Some(top) = vias.next() else {
+    let Some(top) = top else {
         return drop(label, RejectReason::BadRequest);
     };
     // RFC 3261 §16.11: only a response whose top Via is ours is forwarded.
-    if !via_is_ours(&top, snap) {
+    if !via_is_ours(top, snap) {
         return drop(label, RejectReason::ForgedResponse);
     }
-    let params = via_params(&top);
-    let number = param(params, "dgn").flatten();
-    let queue = param(params, "dgq").flatten();
-    let Some(next) = vias.next() else {
+    let ViaMarks {
+        number,
+        queue,
+        connection,
+    } = ViaMarks::read(via_params(top));
+    // The second Via: the top one is parsed already (and well-formed).
+    let Some(next) = msg.via_entries().nth(1).and_then(|e| Via::parse(e).ok()) else {
         // The gateway originates no request: nothing below its Via is nowhere to go.
         return drop(label, RejectReason::BadRequest);
     };
-    let connection = param(params, "dgc")
-        .flatten()
-        .and_then(|p| p.parse::<u16>().ok());
     let Some(hop) = ReturnHop::of(&next, connection) else {
         // A sent-by host name would need DNS (RFC 3263); a stateless gateway does not resolve.
         return drop(label, RejectReason::BadRequest);

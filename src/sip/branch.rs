@@ -17,7 +17,7 @@
 //! costs about as much as the FNV hashes beside it. A responder that does not know the key
 //! cannot make a branch the gateway accepts, nor move a real one to another return hop.
 
-use super::parse::Message;
+use super::message::Message;
 use siphasher::sip::SipHasher24;
 use std::fmt;
 use std::hash::Hasher;
@@ -153,17 +153,36 @@ impl Branch {
 
     /// The `branch` parameter value: `z9hG4bKdg{txn:016x}.{loop_key:016x}.{mac:016x}`.
     pub fn to_param(&self) -> String {
-        format!(
-            "{BRANCH_PREFIX}{MARKER}{:016x}.{:016x}.{:016x}",
-            self.txn, self.loop_key, self.mac
-        )
+        let mut p = String::with_capacity(59);
+        self.push_param(&mut p);
+        p
+    }
+
+    /// Appends [`Branch::to_param`]'s text to `out`, digit by digit (no formatting machinery:
+    /// this runs for every forwarded request).
+    pub fn push_param(&self, out: &mut String) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        out.push_str(BRANCH_PREFIX);
+        out.push_str(MARKER);
+        for (i, n) in [self.txn, self.loop_key, self.mac].into_iter().enumerate() {
+            if i > 0 {
+                out.push('.');
+            }
+            for shift in (0..16).rev() {
+                // A nibble indexes the 16-entry table.
+                out.push(char::from(HEX[((n >> (shift * 4)) & 0xf) as usize]));
+            }
+        }
     }
 
     /// Reads back a branch written by [`Branch::to_param`]; `None` for anything else.
     pub fn parse(param: &str) -> Option<Branch> {
-        let rest = param.strip_prefix(BRANCH_PREFIX)?.strip_prefix(MARKER)?;
-        let (txn, rest) = rest.split_once('.')?;
-        let (loop_key, mac) = rest.split_once('.')?;
+        let rest = param.strip_prefix(GATEWAY_PREFIX)?.as_bytes();
+        // Three fields of exactly 16 hex digits, so the dots sit at fixed places.
+        if rest.len() != 50 || rest.get(16) != Some(&b'.') || rest.get(33) != Some(&b'.') {
+            return None;
+        }
+        let (txn, loop_key, mac) = (rest.get(..16)?, rest.get(17..33)?, rest.get(34..)?);
         Some(Branch {
             txn: hex16(txn)?,
             loop_key: hex16(loop_key)?,
@@ -177,12 +196,20 @@ impl Branch {
     }
 }
 
-/// Exactly 16 hex digits.
-fn hex16(s: &str) -> Option<u64> {
-    if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+/// Exactly 16 hex digits (either case).
+fn hex16(s: &[u8]) -> Option<u64> {
+    if s.len() != 16 {
         return None;
     }
-    u64::from_str_radix(s, 16).ok()
+    s.iter().try_fold(0u64, |acc, &c| {
+        let digit = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        Some(acc << 4 | u64::from(digit))
+    })
 }
 
 /// A stable 64-bit hash of a sequence of byte strings; each part is length-prefixed, so
@@ -249,7 +276,7 @@ fn mix(mut z: u64) -> u64 {
 mod tests {
     use super::*;
     use crate::sip::fixture::{invite, with_body};
-    use crate::sip::parse::parse;
+    use crate::sip::message::parse;
 
     fn branch(raw: &[u8]) -> Branch {
         Branch::of(&parse(raw).unwrap())
@@ -490,6 +517,17 @@ To: <sip:12356@gw>{to}\r\nCall-ID: call-1\r\nCSeq: {cseq} {method}\r\nMax-Forwar
         }
         for c in counts {
             assert!((2_000..=3_000).contains(&c), "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn the_pushed_param_is_the_formatted_one() {
+        for (txn, loop_key, mac) in [(0, 0, 0), (1, u64::MAX, 0x0123_4567_89ab_cdef)] {
+            let b = Branch { txn, loop_key, mac };
+            assert_eq!(
+                b.to_param(),
+                format!("z9hG4bKdg{txn:016x}.{loop_key:016x}.{mac:016x}")
+            );
         }
     }
 }

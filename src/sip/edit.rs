@@ -5,7 +5,9 @@
 //! their bytes, including their line-ending style. Content-Length is never rewritten because the
 //! body never changes.
 
-use super::parse::{param, split_first, split_list, HeaderName, Message, Start};
+use super::message::{Message, Start};
+use super::name::HeaderName;
+use super::scan::{param, split_first, split_list};
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -200,8 +202,15 @@ fn write_list(out: &mut Vec<u8>, name: &str, first: &str, rest: Option<&str>) {
 }
 
 fn write_max_forwards(out: &mut Vec<u8>, n: u8) {
-    // Writing into a Vec cannot fail.
-    let _ = std::io::Write::write_fmt(out, format_args!("Max-Forwards: {n}\r\n"));
+    out.extend_from_slice(b"Max-Forwards: ");
+    let (hundreds, tens, ones) = (n / 100, n / 10 % 10, n % 10);
+    if hundreds > 0 {
+        out.push(b'0' + hundreds);
+    }
+    if n >= 10 {
+        out.push(b'0' + tens);
+    }
+    out.extend_from_slice(&[b'0' + ones, b'\r', b'\n']);
 }
 
 #[cfg(test)]
@@ -209,7 +218,7 @@ fn write_max_forwards(out: &mut Vec<u8>, n: u8) {
 mod tests {
     use super::*;
     use crate::sip::fixture::{invite, invite_lf, with_body, SDP};
-    use crate::sip::parse::parse;
+    use crate::sip::message::parse;
 
     const GW_VIA: &str = "SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKdgX";
 
@@ -597,5 +606,14 @@ Max-Forwards: 69\r\nRoute: <sip:gw.example.net;lr>, <sip:core.example.net;lr>\n"
             lossy(&out),
             "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP c\r\nContent-Length: 0\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn max_forwards_is_written_in_decimal_for_every_value() {
+        for n in 0..=u8::MAX {
+            let mut out = Vec::new();
+            write_max_forwards(&mut out, n);
+            assert_eq!(lossy(&out), format!("Max-Forwards: {n}\r\n"));
+        }
     }
 }

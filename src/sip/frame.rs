@@ -4,7 +4,7 @@
 //! without one is framed leniently as having an empty body. Folded Content-Length lines are not
 //! supported (the folded value reads as empty, hence [`FrameError::BadContentLength`]).
 
-use super::parse::head_end;
+use super::message::head_end;
 use thiserror::Error;
 
 /// What the front of a stream buffer holds.

@@ -2,11 +2,13 @@
 //! a backend, History-Info and Diversion marks, Reason and Contact. Routing decides *what*
 //! (plain data); the text is written here and nowhere else. No I/O here.
 
-use super::parse::{param, HeaderName, Message};
-use super::uri::{Host, HostPort};
+use super::branch::Branch;
+use super::message::Message;
+use super::name::HeaderName;
+use super::scan::{param, split_outside};
+use super::uri::{push_decimal, Host, HostPort};
 use crate::peer::Transport;
 use std::borrow::Cow;
-use std::fmt::Write;
 use std::net::SocketAddr;
 
 /// A Q.850 cause the gateway gives (RFC 3326 `Reason: Q.850;cause=N`).
@@ -57,10 +59,15 @@ pub fn request_uri(user: &str, addr: SocketAddr, transport: Transport) -> String
         host: Host::Ip(addr.ip()),
         port: Some(addr.port()),
     };
-    match transport {
-        Transport::Udp => format!("sip:{user}@{at}"),
-        Transport::Tcp => format!("sip:{user}@{at};transport=tcp"),
+    let mut uri = String::with_capacity(user.len() + 64);
+    uri.push_str("sip:");
+    uri.push_str(user);
+    uri.push('@');
+    at.push_to(&mut uri);
+    if transport == Transport::Tcp {
+        uri.push_str(";transport=tcp");
     }
+    uri
 }
 
 /// The Record-Route for a dialog from an `inbound` caller to an `outbound` backend through the
@@ -68,15 +75,21 @@ pub fn request_uri(user: &str, addr: SocketAddr, transport: Transport) -> String
 /// record-routing), the top one facing the backend, so that each side reaches the gateway over
 /// the transport it already uses.
 pub fn record_route(at: &HostPort, inbound: Transport, outbound: Transport) -> String {
-    let entry = |t: Transport| match t {
-        Transport::Udp => format!("<sip:{at};lr>"),
-        Transport::Tcp => format!("<sip:{at};transport=tcp;lr>"),
+    let entry = |rr: &mut String, t: Transport| {
+        rr.push_str("<sip:");
+        at.push_to(rr);
+        if t == Transport::Tcp {
+            rr.push_str(";transport=tcp");
+        }
+        rr.push_str(";lr>");
     };
-    if inbound == outbound {
-        entry(inbound)
-    } else {
-        format!("{}, {}", entry(outbound), entry(inbound))
+    let mut rr = String::with_capacity(128);
+    if inbound != outbound {
+        entry(&mut rr, outbound);
+        rr.push_str(", ");
     }
+    entry(&mut rr, inbound);
+    rr
 }
 
 /// What the gateway's Via carries besides its address and branch.
@@ -91,17 +104,53 @@ pub struct ViaMarks<'a> {
     pub connection: Option<u16>,
 }
 
-/// The gateway's own Via at `at` over `transport`, with the branch parameter `branch`.
-pub fn via(transport: Transport, at: &HostPort, branch: &str, marks: &ViaMarks<'_>) -> String {
-    let mut v = format!("SIP/2.0/{} {at};branch={branch}", transport.as_via());
+impl<'a> ViaMarks<'a> {
+    /// The marks in the parameters of a Via the gateway wrote (`;branch=..;dgn=..`), read in
+    /// one pass; the first occurrence of a name wins, as with [`param`]. A `dgc` that is not a
+    /// port counts as absent.
+    pub fn read(params: &'a str) -> ViaMarks<'a> {
+        let (mut number, mut queue, mut connection) = (None, None, None);
+        for p in split_outside(params, b';') {
+            let (n, v) = match p.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(v.trim())),
+                None => (p.trim(), None),
+            };
+            if n.eq_ignore_ascii_case("dgn") {
+                number = number.or(Some(v));
+            } else if n.eq_ignore_ascii_case("dgq") {
+                queue = queue.or(Some(v));
+            } else if n.eq_ignore_ascii_case("dgc") {
+                connection = connection.or(Some(v));
+            }
+        }
+        ViaMarks {
+            number: number.flatten(),
+            queue: queue.flatten(),
+            connection: connection.flatten().and_then(|p| p.parse::<u16>().ok()),
+        }
+    }
+}
+
+/// The gateway's own Via at `at` over `transport`, with `branch` as its branch parameter.
+pub fn via(transport: Transport, at: &HostPort, branch: &Branch, marks: &ViaMarks<'_>) -> String {
+    let mut v = String::with_capacity(160);
+    v.push_str("SIP/2.0/");
+    v.push_str(transport.as_via());
+    v.push(' ');
+    at.push_to(&mut v);
+    v.push_str(";branch=");
+    branch.push_param(&mut v);
     if let Some(n) = marks.number {
-        let _ = write!(v, ";dgn={n}");
+        v.push_str(";dgn=");
+        v.push_str(n);
     }
     if let Some(q) = marks.queue {
-        let _ = write!(v, ";dgq={q}");
+        v.push_str(";dgq=");
+        v.push_str(q);
     }
     if let Some(port) = marks.connection {
-        let _ = write!(v, ";dgc={port}");
+        v.push_str(";dgc=");
+        push_decimal(&mut v, port);
     }
     v
 }
@@ -181,14 +230,59 @@ mod tests {
             via(
                 Transport::Tcp,
                 &at,
-                "z9hG4bKdgX",
+                &Branch {
+                    txn: 0xa,
+                    loop_key: 0xb,
+                    mac: 0xc
+                },
                 &ViaMarks {
                     number: Some("059185666661"),
                     queue: Some("fuzhou"),
                     connection: Some(40000)
                 }
             ),
-            "SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bKdgX;dgn=059185666661;dgq=fuzhou;dgc=40000"
+            "SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bKdg000000000000000a.000000000000000b.\
+             000000000000000c;dgn=059185666661;dgq=fuzhou;dgc=40000"
         );
+    }
+
+    #[test]
+    fn via_marks_read_back_what_via_wrote_and_agree_with_param() {
+        let at: HostPort = "192.0.2.10:5060".parse().unwrap();
+        let marks = ViaMarks {
+            number: Some("12356"),
+            queue: Some("fuzhou"),
+            connection: Some(40000),
+        };
+        let branch = Branch {
+            txn: 1,
+            loop_key: 2,
+            mac: 3,
+        };
+        let v = via(Transport::Tcp, &at, &branch, &marks);
+        assert_eq!(
+            v,
+            format!(
+                "SIP/2.0/TCP 192.0.2.10:5060;branch={};dgn=12356;dgq=fuzhou;dgc=40000",
+                branch.to_param()
+            )
+        );
+        let params = &v[v.find(';').unwrap()..];
+        assert_eq!(ViaMarks::read(params), marks);
+        for params in [
+            ";branch=b;dgn=1;dgq=q;dgc=5",
+            ";DGN = 1 ;dgn=2;dgq;dgq=late;dgc=99999",
+            ";dgc=x;x=\"a;dgn=no\";dgn=yes",
+            "",
+        ] {
+            let want = ViaMarks {
+                number: param(params, "dgn").flatten(),
+                queue: param(params, "dgq").flatten(),
+                connection: param(params, "dgc")
+                    .flatten()
+                    .and_then(|p| p.parse::<u16>().ok()),
+            };
+            assert_eq!(ViaMarks::read(params), want, "{params}");
+        }
     }
 }

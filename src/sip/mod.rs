@@ -12,18 +12,21 @@ pub mod edit;
 pub(crate) mod fixture;
 pub mod frame;
 pub mod header;
-pub mod parse;
+pub mod message;
+pub mod name;
 pub mod probe;
 pub mod reply;
+pub mod scan;
 pub mod uri;
+pub mod via;
 
 pub use branch::{hash64, rendezvous, Branch, Key, BRANCH_PREFIX};
 pub use edit::{forward_request, forward_response, stamp_via, RequestEdit};
 pub use frame::{frame, Frame, FrameError};
 pub use header::{Cause, Q850};
-pub use parse::{
-    header_params, param, parse, split_first, split_list, Header, HeaderName, Message, Method,
-    ParseError, Start, Via,
-};
+pub use message::{parse, Header, Message, Method, ParseError, Start};
+pub use name::HeaderName;
 pub use reply::{reply, Reply};
+pub use scan::{header_params, param, split_first, split_list};
 pub use uri::{Host, HostPort, Scheme, Uri};
+pub use via::Via;

@@ -48,9 +48,14 @@ pub fn reply_to_probe(msg: &Message<'_>) -> Option<(u64, u16)> {
     if !top.contains(PROBE_PREFIX) {
         return None;
     }
-    let branch = super::Via::parse(top).ok()?.branch?;
-    let id = branch.strip_prefix(PROBE_PREFIX)?;
-    Some((u64::from_str_radix(id, 16).ok()?, code))
+    Some((probe_id(&super::Via::parse(top).ok()?)?, code))
+}
+
+/// The probe id in a response's top Via (already parsed), when it is the Via of one of the
+/// gateway's probes.
+pub fn probe_id(top: &super::Via<'_>) -> Option<u64> {
+    let id = top.branch?.strip_prefix(PROBE_PREFIX)?;
+    u64::from_str_radix(id, 16).ok()
 }
 
 /// Replaces the status line of the response in `out` with `status` and `reason`, keeping every

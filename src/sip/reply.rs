@@ -6,7 +6,9 @@
 //! reason as the Rust identifier (`404 NotFound`), `Other` writes `404 Not Found` verbatim.
 
 use super::edit::stamp_via;
-use super::parse::{split_first, split_list, HeaderName, Message};
+use super::message::Message;
+use super::name::HeaderName;
+use super::scan::{split_first, split_list};
 use rsip::headers::UntypedHeader;
 use std::net::IpAddr;
 
@@ -92,7 +94,7 @@ pub fn reply(req: &Message<'_>, r: &Reply<'_>) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::sip::fixture::invite;
-    use crate::sip::parse::{parse, Start};
+    use crate::sip::message::{parse, Start};
 
     fn lossy(b: &[u8]) -> String {
         String::from_utf8_lossy(b).into_owned()

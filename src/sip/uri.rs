@@ -4,11 +4,11 @@
 //! only. No I/O here.
 
 use crate::peer::Transport;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-use super::parse::param;
+use super::scan::param;
 
 /// The default SIP port (RFC 3261 §19.1.2).
 pub const DEFAULT_PORT: u16 = 5060;
@@ -149,6 +149,50 @@ impl fmt::Display for HostPort {
             Some(p) => write!(f, "{}:{p}", self.host),
             None => write!(f, "{}", self.host),
         }
+    }
+}
+
+impl HostPort {
+    /// Appends the same text as `Display` to `out`; IPv4 hosts and ports are written digit by
+    /// digit, without the formatting machinery (this runs for every forwarded message).
+    pub fn push_to(&self, out: &mut String) {
+        match &self.host {
+            Host::Ip(IpAddr::V4(a)) => {
+                let [a, b, c, d] = a.octets();
+                push_decimal(out, a.into());
+                for octet in [b, c, d] {
+                    out.push('.');
+                    push_decimal(out, octet.into());
+                }
+            }
+            Host::Name(n) => out.push_str(n),
+            v6 => {
+                let _ = write!(out, "{v6}");
+            }
+        }
+        if let Some(p) = self.port {
+            out.push(':');
+            push_decimal(out, p);
+        }
+    }
+}
+
+/// Appends `n` in decimal to `out`.
+pub(crate) fn push_decimal(out: &mut String, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        // n % 10 < 10: the cast cannot truncate.
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
     }
 }
 
@@ -433,5 +477,29 @@ mod tests {
                 .to_string(),
             "[::1]"
         );
+    }
+
+    #[test]
+    fn pushed_host_port_text_is_the_displayed_text() {
+        let hosts = [
+            "0.0.0.0",
+            "192.0.2.10",
+            "255.255.255.255",
+            "10.1.20.100",
+            "[2001:db8::1]",
+            "[::ffff:10.0.0.1]",
+            "gw.example.net",
+        ];
+        for host in hosts {
+            for port in [None, Some(1), Some(9), Some(10), Some(5060), Some(65535)] {
+                let hp = HostPort {
+                    host: Host::parse(host).unwrap(),
+                    port,
+                };
+                let mut pushed = String::from("x");
+                hp.push_to(&mut pushed);
+                assert_eq!(pushed, format!("x{hp}"), "{host} {port:?}");
+            }
+        }
     }
 }

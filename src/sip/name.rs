@@ -1,0 +1,230 @@
+//! Header names: the ones the gateway reads or edits get a variant, compact forms (RFC 3261
+//! §7.3.3) map to their long names, and everything else is kept as written. No I/O here.
+
+/// How many names have a variant of their own (the size of the message's header index).
+pub(crate) const KNOWN: usize = 13;
+
+/// Header names the gateway reads or edits; everything else is `Other` and passes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderName<'a> {
+    /// `Via` / `v`
+    Via,
+    /// `From` / `f`
+    From,
+    /// `To` / `t`
+    To,
+    /// `Call-ID` / `i`
+    CallId,
+    /// `CSeq`
+    CSeq,
+    /// `Max-Forwards`
+    MaxForwards,
+    /// `Content-Length` / `l`
+    ContentLength,
+    /// `Content-Type` / `c`
+    ContentType,
+    /// `Contact` / `m`
+    Contact,
+    /// `Route`
+    Route,
+    /// `Record-Route`
+    RecordRoute,
+    /// `History-Info` (RFC 7044)
+    HistoryInfo,
+    /// `Diversion` (RFC 5806)
+    Diversion,
+    /// Any other name as written, or the long form of another compact name (`k` -> `Supported`).
+    Other(&'a str),
+}
+
+impl<'a> HeaderName<'a> {
+    /// Maps a header name as written (any case, compact or long) to its canonical form.
+    pub fn from_wire(name: &'a str) -> HeaderName<'a> {
+        if let [c] = name.as_bytes() {
+            // RFC 3261 §7.3.3 and the IANA compact-form registry.
+            return match c.to_ascii_lowercase() {
+                b'v' => HeaderName::Via,
+                b'f' => HeaderName::From,
+                b't' => HeaderName::To,
+                b'i' => HeaderName::CallId,
+                b'm' => HeaderName::Contact,
+                b'l' => HeaderName::ContentLength,
+                b'c' => HeaderName::ContentType,
+                b'e' => HeaderName::Other("Content-Encoding"),
+                b'k' => HeaderName::Other("Supported"),
+                b's' => HeaderName::Other("Subject"),
+                b'o' => HeaderName::Other("Event"),
+                b'r' => HeaderName::Other("Refer-To"),
+                b'b' => HeaderName::Other("Referred-By"),
+                b'u' => HeaderName::Other("Allow-Events"),
+                b'x' => HeaderName::Other("Session-Expires"),
+                _ => HeaderName::Other(name),
+            };
+        }
+        // The length picks at most two candidates, so a name costs one or two short
+        // case-insensitive compares, not a walk over every known name.
+        let candidates: &[HeaderName<'static>] = match name.len() {
+            2 => &[HeaderName::To],
+            3 => &[HeaderName::Via],
+            4 => &[HeaderName::From, HeaderName::CSeq],
+            5 => &[HeaderName::Route],
+            7 => &[HeaderName::CallId, HeaderName::Contact],
+            9 => &[HeaderName::Diversion],
+            12 => &[
+                HeaderName::MaxForwards,
+                HeaderName::ContentType,
+                HeaderName::RecordRoute,
+                HeaderName::HistoryInfo,
+            ],
+            14 => &[HeaderName::ContentLength],
+            _ => &[],
+        };
+        candidates
+            .iter()
+            .find(|known| known.as_str().eq_ignore_ascii_case(name))
+            .map_or(HeaderName::Other(name), |&known| known)
+    }
+
+    /// Position of a known name in [`KNOWN`]-sized tables (the message's header index);
+    /// `None` for `Other`.
+    pub(crate) fn slot(&self) -> Option<usize> {
+        Some(match self {
+            HeaderName::Via => 0,
+            HeaderName::From => 1,
+            HeaderName::To => 2,
+            HeaderName::CallId => 3,
+            HeaderName::CSeq => 4,
+            HeaderName::MaxForwards => 5,
+            HeaderName::ContentLength => 6,
+            HeaderName::ContentType => 7,
+            HeaderName::Contact => 8,
+            HeaderName::Route => 9,
+            HeaderName::RecordRoute => 10,
+            HeaderName::HistoryInfo => 11,
+            HeaderName::Diversion => 12,
+            HeaderName::Other(_) => return None,
+        })
+    }
+
+    /// The canonical long name (`Call-ID`, `Record-Route`, or an `Other` name as held).
+    pub fn as_str(&self) -> &'a str {
+        match self {
+            HeaderName::Via => "Via",
+            HeaderName::From => "From",
+            HeaderName::To => "To",
+            HeaderName::CallId => "Call-ID",
+            HeaderName::CSeq => "CSeq",
+            HeaderName::MaxForwards => "Max-Forwards",
+            HeaderName::ContentLength => "Content-Length",
+            HeaderName::ContentType => "Content-Type",
+            HeaderName::Contact => "Contact",
+            HeaderName::Route => "Route",
+            HeaderName::RecordRoute => "Record-Route",
+            HeaderName::HistoryInfo => "History-Info",
+            HeaderName::Diversion => "Diversion",
+            HeaderName::Other(s) => s,
+        }
+    }
+
+    /// Whether two names denote the same header (`Other` names compare case-insensitively,
+    /// and an `Other` spelling of a known or compact name matches that name).
+    pub fn same(&self, other: &HeaderName<'_>) -> bool {
+        match (self.canonical(), other.canonical()) {
+            (HeaderName::Other(x), HeaderName::Other(y)) => x.eq_ignore_ascii_case(y),
+            (x, y) => std::mem::discriminant(&x) == std::mem::discriminant(&y),
+        }
+    }
+
+    /// The same name with an `Other` spelling of a known or compact name mapped to its variant.
+    pub fn canonical(self) -> HeaderName<'a> {
+        match self {
+            HeaderName::Other(s) => HeaderName::from_wire(s),
+            known => known,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    #[test]
+    fn compact_and_long_names_map_case_insensitively() {
+        let cases = [
+            ("v", HeaderName::Via),
+            ("V", HeaderName::Via),
+            ("f", HeaderName::From),
+            ("t", HeaderName::To),
+            ("i", HeaderName::CallId),
+            ("m", HeaderName::Contact),
+            ("l", HeaderName::ContentLength),
+            ("c", HeaderName::ContentType),
+            ("e", HeaderName::Other("Content-Encoding")),
+            ("k", HeaderName::Other("Supported")),
+            ("s", HeaderName::Other("Subject")),
+            ("o", HeaderName::Other("Event")),
+            ("r", HeaderName::Other("Refer-To")),
+            ("b", HeaderName::Other("Referred-By")),
+            ("u", HeaderName::Other("Allow-Events")),
+            ("x", HeaderName::Other("Session-Expires")),
+            ("y", HeaderName::Other("y")),
+            ("call-id", HeaderName::CallId),
+            ("CSEQ", HeaderName::CSeq),
+            ("max-forwards", HeaderName::MaxForwards),
+            ("RECORD-ROUTE", HeaderName::RecordRoute),
+            ("route", HeaderName::Route),
+            ("history-info", HeaderName::HistoryInfo),
+            ("Diversion", HeaderName::Diversion),
+            ("X-Carrier", HeaderName::Other("X-Carrier")),
+        ];
+        for (name, want) in cases {
+            assert_eq!(HeaderName::from_wire(name), want, "{name}");
+        }
+        assert!(HeaderName::Other("v").same(&HeaderName::Via));
+        assert!(HeaderName::Other("x-a").same(&HeaderName::Other("X-A")));
+        assert!(!HeaderName::Other("x-a").same(&HeaderName::Other("X-B")));
+    }
+
+    #[test]
+    fn every_known_name_maps_back_from_its_long_form_in_any_case_and_has_its_own_slot() {
+        let known = [
+            HeaderName::Via,
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+            HeaderName::MaxForwards,
+            HeaderName::ContentLength,
+            HeaderName::ContentType,
+            HeaderName::Contact,
+            HeaderName::Route,
+            HeaderName::RecordRoute,
+            HeaderName::HistoryInfo,
+            HeaderName::Diversion,
+        ];
+        let mut slots = Vec::new();
+        for name in known {
+            let long = name.as_str();
+            assert_eq!(HeaderName::from_wire(long), name, "{long}");
+            assert_eq!(
+                HeaderName::from_wire(&long.to_ascii_uppercase()),
+                name,
+                "{long}"
+            );
+            assert_eq!(
+                HeaderName::from_wire(&long.to_ascii_lowercase()),
+                name,
+                "{long}"
+            );
+            slots.push(name.slot().unwrap());
+        }
+        slots.sort_unstable();
+        assert_eq!(slots, (0..KNOWN).collect::<Vec<_>>());
+        assert_eq!(HeaderName::Other("X-Call-ID").slot(), None);
+        // Same length as a known name, different spelling.
+        assert_eq!(
+            HeaderName::from_wire("Max-Forwardz"),
+            HeaderName::Other("Max-Forwardz")
+        );
+    }
+}

@@ -1,0 +1,249 @@
+//! Scanning helpers the header parsers share: `;name=value` parameters, comma lists and
+//! separator search outside quotes, `<...>` and `[...]` (RFC 3261 §7.3.1, §25.1), token and
+//! whitespace rules, decimals. Borrowing, never panics. No I/O here.
+
+/// Looks up `name` (case-insensitive) in a `;name[=value]` list: `Some(None)` for a bare flag,
+/// `Some(Some(value))` with the value trimmed (quotes kept), `None` when absent.
+pub fn param<'p>(params: &'p str, name: &str) -> Option<Option<&'p str>> {
+    split_outside(params, b';').find_map(|p| {
+        let (n, v) = match p.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim())),
+            None => (p.trim(), None),
+        };
+        n.eq_ignore_ascii_case(name).then_some(v)
+    })
+}
+
+/// Splits a header value into its comma-separated entries (RFC 3261 §7.3.1), ignoring commas
+/// inside quotes, `<...>` and `[...]`; entries are trimmed and empty ones skipped.
+pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
+    split_outside(value, b',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+}
+
+/// The first entry of a comma list and the rest after its comma (`None` when it is the only one).
+pub fn split_first(value: &str) -> (&str, Option<&str>) {
+    // Skip empty leading entries, as split_list does, so both agree on which entry is first.
+    let value = value.trim_start_matches([',', ' ', '\t']);
+    match find_outside(value, b',') {
+        Some(i) => {
+            let first = value.get(..i).unwrap_or_default().trim();
+            let rest = value.get(i + 1..).unwrap_or_default().trim();
+            (first, (!rest.is_empty()).then_some(rest))
+        }
+        None => (value.trim(), None),
+    }
+}
+
+/// The header parameters of a name-addr / addr-spec value (From, To, Route ...): what follows
+/// the `>` of `<uri>`, or the URI's first `;` when there are no brackets (RFC 3261 §20.10).
+pub fn header_params(value: &str) -> &str {
+    // The first `;` outside quotes and `<...>` starts the header parameters either way.
+    find_outside(value, b';')
+        .and_then(|i| value.get(i..))
+        .unwrap_or_default()
+}
+
+/// Byte offset of the first `sep` outside quotes, `<>` and `[]`.
+pub(crate) fn find_outside(s: &str, sep: u8) -> Option<usize> {
+    let bytes = s.as_bytes();
+    // Fast path (memchr): before the first quote or bracket nothing is nested, so the first
+    // `sep` there is the answer; the byte-by-byte scan starts at that first opener, where its
+    // state is still the initial one.
+    let opener = memchr::memchr3(b'"', b'<', b'[', bytes).unwrap_or(bytes.len());
+    if let Some(i) = memchr::memchr(sep, bytes.get(..opener).unwrap_or_default()) {
+        return Some(i);
+    }
+    let mut in_quote = false;
+    let mut escaped = false;
+    let mut depth = 0usize;
+    for (i, b) in bytes.iter().copied().enumerate().skip(opener) {
+        if in_quote {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_quote = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_quote = true,
+            b'<' | b'[' => depth += 1,
+            b'>' | b']' => depth = depth.saturating_sub(1),
+            _ if b == sep && depth == 0 => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Pieces of `s` between `sep`s found by [`find_outside`] (untrimmed, empty ones included).
+pub(crate) fn split_outside(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let cur = rest?;
+        match find_outside(cur, sep) {
+            Some(i) => {
+                rest = cur.get(i + 1..);
+                cur.get(..i)
+            }
+            None => {
+                rest = None;
+                Some(cur)
+            }
+        }
+    })
+}
+
+/// RFC 3261 §25.1 `token` characters.
+pub(crate) fn is_token(b: u8) -> bool {
+    TOKEN[usize::from(b)]
+}
+
+/// [`is_token`] as a table: one load per byte instead of a search of the punctuation list.
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        b += 1;
+    }
+    t
+};
+
+/// `s` without leading and trailing SP and HT.
+pub(crate) fn trim_wsp(s: &str) -> &str {
+    let b = s.as_bytes();
+    let start = b
+        .iter()
+        .position(|&c| c != b' ' && c != b'\t')
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|&c| c != b' ' && c != b'\t')
+        .map_or(start, |i| i + 1);
+    // Both ends sit next to an ASCII byte, so they are char boundaries.
+    s.get(start..end).unwrap_or_default()
+}
+
+pub(crate) fn starts_with_ci(s: &str, prefix: &str) -> bool {
+    s.get(..prefix.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+}
+
+/// A non-empty run of ASCII digits (surrounding whitespace allowed) that fits a `u64`.
+pub(crate) fn parse_decimal(s: &str) -> Option<u64> {
+    let s = trim_wsp(s);
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    /// The scan before the memchr fast path, kept as the reference.
+    fn find_outside_by_bytes(s: &str, sep: u8) -> Option<usize> {
+        let (mut in_quote, mut escaped, mut depth) = (false, false, 0usize);
+        for (i, b) in s.bytes().enumerate() {
+            if in_quote {
+                match b {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => in_quote = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_quote = true,
+                b'<' | b'[' => depth += 1,
+                b'>' | b']' => depth = depth.saturating_sub(1),
+                _ if b == sep && depth == 0 => return Some(i),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn the_fast_separator_search_agrees_with_the_byte_scan() {
+        let pieces = [
+            "a", ",", ";", "\"", "\\", "<", ">", "[", "]", "x=1", " ", "电话",
+        ];
+        let mut checked = 0;
+        // Every string of up to 4 pieces.
+        let mut stack: Vec<String> = vec![String::new()];
+        while let Some(s) = stack.pop() {
+            for sep in [b',', b';'] {
+                assert_eq!(
+                    find_outside(&s, sep),
+                    find_outside_by_bytes(&s, sep),
+                    "{s:?} {}",
+                    sep as char
+                );
+                checked += 1;
+            }
+            if s.chars().count() < 4 {
+                stack.extend(pieces.iter().map(|p| format!("{s}{p}")));
+            }
+        }
+        assert!(checked > 20_000, "{checked}");
+    }
+
+    #[test]
+    fn params_are_looked_up_case_insensitively() {
+        let cases = [
+            (";branch=z9hG4bK1;rport", "branch", Some(Some("z9hG4bK1"))),
+            (";branch=z9hG4bK1;rport", "RPORT", Some(None)),
+            (";branch=z9hG4bK1;rport", "received", None),
+            ("lr;x=\"a;b\";tag=t", "tag", Some(Some("t"))),
+            ("lr;x=\"a;tag=b\"", "tag", None),
+            (" ; tag = v ", "tag", Some(Some("v"))),
+            ("", "tag", None),
+        ];
+        for (params, name, want) in cases {
+            assert_eq!(param(params, name), want, "{params} {name}");
+        }
+    }
+
+    #[test]
+    fn list_helpers_agree_on_the_first_entry() {
+        let cases: &[(&str, &str, Option<&str>, usize)] = &[
+            ("a, b ,c", "a", Some("b ,c"), 3),
+            ("a", "a", None, 1),
+            (" , a,", "a", None, 1),
+            (
+                "<sip:x;p=\"1,2\">, <sip:y>",
+                "<sip:x;p=\"1,2\">",
+                Some("<sip:y>"),
+                2,
+            ),
+            (
+                "\"Doe, J\" <sip:j@d>;tag=1",
+                "\"Doe, J\" <sip:j@d>;tag=1",
+                None,
+                1,
+            ),
+            ("[2001:db8::1]:5060, b", "[2001:db8::1]:5060", Some("b"), 2),
+            ("", "", None, 0),
+        ];
+        for (value, first, rest, n) in cases {
+            assert_eq!(split_first(value), (*first, *rest), "{value}");
+            assert_eq!(split_list(value).count(), *n, "{value}");
+            assert_eq!(split_list(value).next().unwrap_or(""), *first, "{value}");
+        }
+        assert_eq!(header_params("<sip:a;lr>;tag=x"), ";tag=x");
+        assert_eq!(header_params("sip:a;lr"), ";lr");
+        assert_eq!(header_params("<sip:a;lr"), "");
+    }
+}

@@ -1,0 +1,189 @@
+//! One Via entry (RFC 3261 §20.42): `SIP/2.0/transport sent-by *(;param)`, its parameters
+//! collected in one pass. Borrowing, never panics. No I/O here.
+
+use super::message::ParseError;
+use super::scan::{is_token, split_outside};
+use super::uri::{split_host_port, Host, HostPort};
+
+/// One Via entry (a combined `Via: a, b` line yields two).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via<'a> {
+    /// `UDP`, `TCP`, ... as written.
+    pub transport: &'a str,
+    /// sent-by host (IPv6 keeps its brackets).
+    pub host: &'a str,
+    /// sent-by port, if written.
+    pub port: Option<u16>,
+    /// `branch` parameter.
+    pub branch: Option<&'a str>,
+    /// `received` parameter.
+    pub received: Option<&'a str>,
+    /// `rport` parameter: `Some(None)` when present without a value.
+    pub rport: Option<Option<u16>>,
+    /// The whole entry as written, e.g. `SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1`.
+    pub raw: &'a str,
+}
+
+impl Via<'_> {
+    /// The sent-by as a [`HostPort`]; `None` when its host is not one.
+    pub fn sent_by(&self) -> Option<HostPort> {
+        Some(HostPort {
+            host: Host::parse(self.host)?,
+            port: self.port,
+        })
+    }
+}
+
+impl<'a> Via<'a> {
+    /// Parses one Via entry: `SIP/2.0/transport host[:port] *(;param)`, whitespace allowed
+    /// around `/` and `:` (RFC 3261 §20.42, §25.1), IPv6 in brackets.
+    ///
+    /// # Errors
+    /// [`ParseError::BadVia`] when the entry does not have that shape.
+    pub fn parse(entry: &'a str) -> Result<Via<'a>, ParseError> {
+        let raw = entry.trim();
+        // An unterminated quoted-string swallows the rest of the line (and any later entries):
+        // such a Via cannot be edited safely, so it is malformed.
+        if !quotes_balanced(raw) {
+            return Err(ParseError::BadVia);
+        }
+        let (name, rest) = raw.split_once('/').ok_or(ParseError::BadVia)?;
+        let (version, rest) = rest.split_once('/').ok_or(ParseError::BadVia)?;
+        if !name.trim().eq_ignore_ascii_case("SIP") || version.trim() != "2.0" {
+            return Err(ParseError::BadVia);
+        }
+        let rest = rest.trim_start();
+        let t_end = rest
+            .find(|c: char| c.is_ascii_whitespace() || c == ';')
+            .unwrap_or(rest.len());
+        let (transport, rest) = rest.split_at(t_end);
+        if transport.is_empty() || !transport.bytes().all(is_token) {
+            return Err(ParseError::BadVia);
+        }
+        let sb_end = rest.find(';').unwrap_or(rest.len());
+        let (sent_by, params) = rest.split_at(sb_end);
+        let (host, port) = split_host_port(sent_by.trim()).ok_or(ParseError::BadVia)?;
+        // One pass over the parameters (this runs for every Via of every message); the first
+        // occurrence of a name wins, as with `param`.
+        let (mut branch, mut received, mut rport) = (None, None, None);
+        for p in split_outside(params, b';') {
+            let (n, v) = match p.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(v.trim())),
+                None => (p.trim(), None),
+            };
+            if n.eq_ignore_ascii_case("branch") {
+                branch = branch.or(Some(v));
+            } else if n.eq_ignore_ascii_case("received") {
+                received = received.or(Some(v));
+            } else if n.eq_ignore_ascii_case("rport") && rport.is_none() {
+                rport = Some(match v {
+                    None => None,
+                    Some(p) => Some(p.parse::<u16>().map_err(|_| ParseError::BadVia)?),
+                });
+            }
+        }
+        Ok(Via {
+            transport,
+            host,
+            port,
+            branch: branch.flatten(),
+            received: received.flatten(),
+            rport,
+            raw,
+        })
+    }
+}
+
+/// Whether every `"` opening a quoted-string is closed (a `\\` escapes the next character).
+fn quotes_balanced(s: &str) -> bool {
+    // Most Vias hold no quote at all: one memchr instead of a walk over every byte.
+    let Some(first) = memchr::memchr(b'"', s.as_bytes()) else {
+        return true;
+    };
+    let (mut open, mut escaped) = (false, false);
+    for b in s.bytes().skip(first) {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if open => escaped = true,
+            b'"' => open = !open,
+            _ => {}
+        }
+    }
+    !open
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    #[test]
+    fn via_entries_parse_with_optional_whitespace() {
+        type Fields<'v> = (
+            &'v str,
+            &'v str,
+            Option<u16>,
+            Option<&'v str>,
+            Option<Option<u16>>,
+        );
+        let cases: &[(&str, Option<Fields<'_>>)] = &[
+            (
+                "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1",
+                Some(("UDP", "10.0.0.1", Some(5060), Some("z9hG4bK1"), None)),
+            ),
+            (
+                "SIP / 2.0 / TCP  host.example ; branch = z9hG4bK2 ; rport",
+                Some(("TCP", "host.example", None, Some("z9hG4bK2"), Some(None))),
+            ),
+            (
+                "sip/2.0/tls h : 5061;rport=1234",
+                Some(("tls", "h", Some(5061), None, Some(Some(1234)))),
+            ),
+            (
+                "SIP/2.0/UDP [2001:db8::9]:5060;BRANCH=z9hG4bK3",
+                Some(("UDP", "[2001:db8::9]", Some(5060), Some("z9hG4bK3"), None)),
+            ),
+            (
+                "SIP/2.0/UDP [::1];received=::2",
+                Some(("UDP", "[::1]", None, None, None)),
+            ),
+            ("SIP/2.0/UDP", None),
+            ("SIP/2.0/UDP ;branch=x", None),
+            ("SIP/3.0/UDP h", None),
+            ("HTTP/2.0/UDP h", None),
+            ("SIP/2.0/UDP h:99999", None),
+            ("SIP/2.0/UDP h:abc", None),
+            ("SIP/2.0/UDP [::1", None),
+            ("SIP/2.0/UDP h;rport=x", None),
+            ("SIP/2.0/UDP h h2", None),
+            ("", None),
+        ];
+        for (entry, want) in cases {
+            let got = Via::parse(entry)
+                .ok()
+                .map(|v| (v.transport, v.host, v.port, v.branch, v.rport));
+            assert_eq!(got, *want, "{entry}");
+        }
+        assert_eq!(
+            Via::parse("SIP/2.0/UDP [::1];received=::2")
+                .unwrap()
+                .received,
+            Some("::2")
+        );
+    }
+
+    #[test]
+    fn a_via_with_an_unterminated_quote_is_malformed() {
+        let cases = [
+            ("SIP/2.0/UDP h:5060;branch=z9hG4bK1;x=\"a", false),
+            (
+                "SIP/2.0/UDP h:5060;branch=z9hG4bK1;x=\"a, SIP/2.0/UDP b",
+                false,
+            ),
+            ("SIP/2.0/UDP h:5060;branch=z9hG4bK1;x=\"a,b\"", true),
+            ("SIP/2.0/UDP h:5060;branch=z9hG4bK1;x=\"a\\\"b\"", true),
+        ];
+        for (entry, ok) in cases {
+            assert_eq!(Via::parse(entry).is_ok(), ok, "{entry}");
+        }
+    }
+}
