@@ -259,11 +259,16 @@ pub struct Routed<'s> {
     pub number: &'s str,
     /// The queue's name, or `none`.
     pub queue: &'s str,
+    /// The same labels as ids (for the metrics edge); the phase is only there.
+    pub ids: RouteIds,
+}
+
+impl Routed<'_> {
     /// The migration phase (`before`, `parallel`, `retired`, `decommissioned`), `new` for the
     /// new number, `none` otherwise.
-    pub phase: &'static str,
-    /// The same three labels as ids (for the metrics edge).
-    pub ids: RouteIds,
+    pub fn phase(&self) -> &'static str {
+        self.ids.phase.as_str()
+    }
 }
 
 fn reply<'s>(
@@ -303,7 +308,6 @@ pub fn decide<'s>(f: &Facts<'_, 's>, snap: &'s Snapshot, now: SystemTime) -> Rou
             decision: reply(200, "OK", None, None),
             number: "none",
             queue: "none",
-            phase: "none",
             ids: RouteIds::NONE,
         };
     }
@@ -383,7 +387,6 @@ fn new_number<'s>(
             ),
             number,
             queue: &q.1.name,
-            phase: "new",
             ids: ids(Some(q.0)),
         };
     }
@@ -395,7 +398,6 @@ fn new_number<'s>(
         },
         number,
         queue: &q.1.name,
-        phase: "new",
         ids: ids(Some(q.0)),
     }
 }
@@ -418,7 +420,6 @@ fn legacy<'s>(l: &'s Legacy, id: NumberId, phase: Phase<'s>, snap: &'s Snapshot)
             },
             number: &l.number,
             queue: &q.name,
-            phase: phase.as_str(),
             ids: ids(Some(queue)),
         }
     };
@@ -450,7 +451,6 @@ fn legacy<'s>(l: &'s Legacy, id: NumberId, phase: Phase<'s>, snap: &'s Snapshot)
                 decision,
                 number: &l.number,
                 queue: queue_name,
-                phase: "retired",
                 ids: ids(Some(l.queue)),
             }
         }
@@ -469,7 +469,6 @@ fn legacy<'s>(l: &'s Legacy, id: NumberId, phase: Phase<'s>, snap: &'s Snapshot)
                 decision,
                 number: &l.number,
                 queue: queue_name,
-                phase: "retired",
                 ids: ids(Some(l.queue)),
             }
         }
@@ -483,7 +482,6 @@ fn legacy<'s>(l: &'s Legacy, id: NumberId, phase: Phase<'s>, snap: &'s Snapshot)
             ),
             number: &l.number,
             queue: "none",
-            phase: "decommissioned",
             ids: ids(None),
         },
     }
@@ -496,12 +494,17 @@ pub struct Reach<'s> {
     pub number: &'s str,
     /// The `queue` label.
     pub queue: &'s str,
-    /// The `phase` label.
-    pub phase: &'static str,
     /// Forwarded to the queue (`true`) or answered by the gateway.
     pub forwarded: bool,
-    /// The three labels as ids.
+    /// The labels as ids (the `phase` label is only there).
     pub ids: RouteIds,
+}
+
+impl Reach<'_> {
+    /// The `phase` label.
+    pub fn phase(&self) -> &'static str {
+        self.ids.phase.as_str()
+    }
 }
 
 impl<'s> Routed<'s> {
@@ -510,7 +513,6 @@ impl<'s> Routed<'s> {
         Reach {
             number: self.number,
             queue: self.queue,
-            phase: self.phase,
             forwarded: matches!(self.decision, Decision::Forward { .. }),
             ids: self.ids,
         }
@@ -555,7 +557,6 @@ fn unrouted(decision: Decision<'static>) -> Routed<'static> {
         decision,
         number: "other",
         queue: "none",
-        phase: "none",
         ids: RouteIds {
             number: NumberId::Other,
             ..RouteIds::NONE
@@ -678,7 +679,7 @@ when_retired = { treatment = "reject", status = 410, reason = "Number Changed, D
         for (uri, trunk, queue, number) in cases {
             let r = route(&s, uri, trunk, PARALLEL);
             assert_eq!(forwarded_to(&r), Some((queue, false)), "{uri} from {trunk}");
-            assert_eq!((r.number, r.phase), (number, "new"), "{uri} from {trunk}");
+            assert_eq!((r.number, r.phase()), (number, "new"), "{uri} from {trunk}");
         }
     }
 
@@ -692,12 +693,12 @@ when_retired = { treatment = "reject", status = 410, reason = "Number Changed, D
             "2025-04-06T23:59:59.999+08:00",
         );
         assert_eq!(
-            (forwarded_to(&before), before.phase),
+            (forwarded_to(&before), before.phase()),
             (Some(("fuzhou", false)), "before")
         );
         let during = route(&s, "sip:85666661@gw", "fuzhou-trunk", PARALLEL);
         assert_eq!(
-            (forwarded_to(&during), during.phase, during.number),
+            (forwarded_to(&during), during.phase(), during.number),
             (Some(("fuzhou", true)), "parallel", "059185666661")
         );
         let last_ms = route(
@@ -706,7 +707,7 @@ when_retired = { treatment = "reject", status = 410, reason = "Number Changed, D
             "fuzhou-trunk",
             "2025-05-06T23:59:59.999+08:00",
         );
-        assert_eq!(last_ms.phase, "parallel");
+        assert_eq!(last_ms.phase(), "parallel");
     }
 
     #[test]
@@ -714,7 +715,7 @@ when_retired = { treatment = "reject", status = 410, reason = "Number Changed, D
         let s = snap();
         let r = route(&s, "sip:059185666661@gw", "fuzhou-trunk", AFTER);
         assert_eq!(
-            (forwarded_to(&r), r.phase),
+            (forwarded_to(&r), r.phase()),
             (Some(("fuzhou", true)), "retired")
         );
 
@@ -843,7 +844,7 @@ when_retired = { treatment = "reject", status = 410, reason = "Number Changed, D
             let phases: std::collections::BTreeSet<&str> = seen
                 .iter()
                 .filter(|r| r.number == l.number)
-                .map(|r| r.phase)
+                .map(|r| r.phase())
                 .collect();
             let want = if l.schedule.decommissioned_from.is_some() {
                 4
@@ -855,13 +856,13 @@ when_retired = { treatment = "reject", status = 410, reason = "Number Changed, D
         // The announce treatment's queue is listed for that number, not only its home queue.
         assert!(listed
             .iter()
-            .any(|r| (r.number, r.queue, r.phase, r.forwarded)
+            .any(|r| (r.number, r.queue, r.phase(), r.forwarded)
                 == ("059185666221", "announcement", "retired", true)));
-        // The ids the metrics edge counts under name the same labels as the text.
+        // The ids the metrics edge counts under name the same labels as the text (the phase has
+        // no text of its own).
         for r in &listed {
             assert_eq!(s.mappings.number_text(r.ids.number), r.number, "{r:?}");
             assert_eq!(s.queue_label(r.ids.queue), r.queue, "{r:?}");
-            assert_eq!(r.ids.phase.as_str(), r.phase, "{r:?}");
         }
     }
 
@@ -874,7 +875,7 @@ when_retired = { treatment = "reject", status = 410, reason = "Number Changed, D
             "fuzhou-trunk",
             "2026-01-01T00:00:00+08:00",
         );
-        assert_eq!(r.phase, "decommissioned");
+        assert_eq!(r.phase(), "decommissioned");
         match r.decision {
             Decision::Reply {
                 status,

@@ -161,7 +161,7 @@ pub fn rehearse(snap: &Snapshot, q: &Query<'_>, now: SystemTime) -> Result<Rehea
         canonical: dialled.as_ref().ok().map(|d| d.as_str().to_string()),
         not_a_number: dialled.as_ref().err().map(ToString::to_string),
         number: routed.number.to_string(),
-        phase: routed.phase.to_string(),
+        phase: routed.phase().to_string(),
         decision: "reply",
         queue: None,
         user: None,

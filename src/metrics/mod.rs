@@ -430,11 +430,6 @@ pub fn record_backend_error(queue: &str, kind: &'static str) {
     counter!(BACKEND_ERRORS, "queue" => queue.to_string(), "kind" => kind).increment(1);
 }
 
-/// Counts a message dropped because the gateway could not keep up.
-pub fn record_overload() {
-    counter!(REJECTED, "reason" => RejectReason::Overload.as_str()).increment(1);
-}
-
 /// Counts a mapping reload attempt.
 pub fn record_reload(ok: bool, now: SystemTime) {
     counter!(RELOADS, "result" => if ok { "success" } else { "failure" }).increment(1);

@@ -719,7 +719,7 @@ when_retired = { treatment = "route" }
                             r.number,
                             r.queue,
                             trunk.text(&s),
-                            r.phase,
+                            r.phase(),
                             act.as_str(),
                         ],
                     );

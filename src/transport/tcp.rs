@@ -255,11 +255,6 @@ impl Pool {
         }
     }
 
-    /// The budgets it enforces.
-    pub fn budgets(&self) -> Budgets {
-        self.budgets
-    }
-
     fn sender(&self, addr: SocketAddr) -> Option<Handle> {
         self.state.lock().ok()?.conns.get(&addr).cloned()
     }
