@@ -569,7 +569,7 @@ const UNALLOCATED: Cause<'static> = Cause::Q850(Q850::Unallocated);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::validate;
     use std::path::Path;

@@ -20,6 +20,7 @@ use crate::mapping::Mappings;
 use crate::number::AreaCode;
 use crate::peer::Transport;
 use crate::sip::{HostPort, Key};
+use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -46,6 +47,10 @@ pub struct Snapshot {
     pub overload: Overload,
     /// What callers get when backends fail.
     pub failover: Failover,
+    /// Every backend's address (canonical IP), so telling a backend's message from a stranger's
+    /// is one hash probe, not a walk over every queue's backends (a national file has hundreds).
+    /// Derived from `queues` by validation, the only place a snapshot is built.
+    backend_ips: HashSet<IpAddr>,
 }
 
 /// The `[overload]` table, beyond the per-trunk limits.
@@ -175,11 +180,16 @@ impl Snapshot {
     /// Whether `addr` is one of the configured backends (for in-dialog requests from the call
     /// centre).
     pub fn is_backend(&self, ip: IpAddr) -> bool {
-        let ip = cidr::canonical_ip(ip);
-        self.queues
+        self.backend_ips.contains(&cidr::canonical_ip(ip))
+    }
+
+    /// The set [`Snapshot::is_backend`] reads, from `queues`.
+    fn backend_ips(queues: &[Queue]) -> HashSet<IpAddr> {
+        queues
             .iter()
             .flat_map(|q| &q.backends)
-            .any(|b| cidr::canonical_ip(b.addr.ip()) == ip)
+            .map(|b| cidr::canonical_ip(b.addr.ip()))
+            .collect()
     }
 
     /// Whether `hp` names this gateway: its advertised address, or a listen address (an IP
@@ -331,5 +341,32 @@ impl fmt::Display for Invalid<'_> {
             write!(f, "\n  {}", i.display(self.path))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_is_known_by_its_address_in_any_ip_spelling_and_nothing_else_is() {
+        let snap = validate::validate(
+            std::path::Path::new("fixture.toml"),
+            crate::route::tests::FIXTURE,
+        )
+        .unwrap();
+        for b in snap.queues.iter().flat_map(|q| &q.backends) {
+            let ip = b.addr.ip();
+            assert!(snap.is_backend(ip), "{ip}");
+            if let IpAddr::V4(v4) = ip {
+                // The same host as an IPv4-mapped IPv6 source (a dual-stack socket).
+                assert!(snap.is_backend(IpAddr::V6(v4.to_ipv6_mapped())), "{ip}");
+            }
+        }
+        for stranger in ["127.0.0.2", "192.0.2.10", "::1", "203.0.113.5"] {
+            let ip: IpAddr = stranger.parse().unwrap();
+            assert!(!snap.is_backend(ip), "{ip}");
+        }
     }
 }

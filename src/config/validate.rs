@@ -302,6 +302,7 @@ fn build(path: &Path, raw: &RawFile, issues: &mut Issues<'_>) -> Snapshot {
     Snapshot {
         source: path.to_path_buf(),
         gateway,
+        backend_ips: Snapshot::backend_ips(&queues),
         queues,
         trunks,
         mappings: Mappings::new(new_number, default_queue, areas, legacy),
