@@ -111,6 +111,10 @@ enum Command {
         /// File holding a bearer token for Prometheus (user:password go in the URL instead).
         #[arg(long)]
         bearer_token_file: Option<PathBuf>,
+        /// Time zone of the table's times: an IANA name (Asia/Shanghai), an offset (+08:00)
+        /// or UTC. JSON stays in UTC.
+        #[arg(long, default_value = "UTC", value_parser = dualgate::timeline::zone)]
+        tz: jiff::tz::TimeZone,
     },
 }
 
@@ -280,12 +284,13 @@ fn main() -> ExitCode {
             format,
             ca_file,
             bearer_token_file,
+            tz,
         } => retirement(
             &config_path(&config),
             &prometheus,
             window,
             at,
-            format,
+            (format, &tz),
             &prometheus::Access {
                 ca_file,
                 bearer_token_file,
@@ -638,7 +643,7 @@ fn retirement(
     url: &str,
     window: Window,
     at: Option<SystemTime>,
-    format: Format,
+    (format, tz): (Format, &jiff::tz::TimeZone),
     access: &prometheus::Access,
 ) -> anyhow::Result<ExitCode> {
     use dualgate::report::{assess, outcome, render, render_json, LegacyLine};
@@ -686,7 +691,7 @@ fn retirement(
     }
     let rows = assess(&lines, &observed, now, window.seconds());
     emit(&match format {
-        Format::Table => render(&rows, &window.to_string(), now),
+        Format::Table => render(&rows, &window.to_string(), now, tz),
         Format::Json => render_json(&rows, &window, now),
     })?;
     Ok(ExitCode::from(outcome(&rows).exit_code()))

@@ -142,6 +142,54 @@ pub fn utc(t: SystemTime) -> String {
     }
 }
 
+/// An instant in `tz`, to the second: `2025-05-07T00:00:00+08:00`, or the [`utc`] form
+/// (`…Z`) when `tz` is UTC.
+pub fn in_zone(t: SystemTime, tz: &jiff::tz::TimeZone) -> String {
+    match jiff::Timestamp::try_from(t) {
+        Ok(ts) if *tz != jiff::tz::TimeZone::UTC => {
+            let ts = whole_seconds(ts);
+            ts.display_with_offset(tz.to_offset(ts)).to_string()
+        }
+        _ => utc(t),
+    }
+}
+
+/// A time zone as an operator names it: `UTC`, an offset (`+08:00`) or an IANA name
+/// (`Asia/Shanghai`, read from the system's tzdata).
+///
+/// # Errors
+/// What is wrong with the name, as a sentence.
+pub fn zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
+    let name = name.trim();
+    if name.eq_ignore_ascii_case("utc") || name == "Z" {
+        return Ok(jiff::tz::TimeZone::UTC);
+    }
+    if let Some(rest) = name.strip_prefix(['+', '-']) {
+        let sign = if name.starts_with('-') { -1 } else { 1 };
+        let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
+        let offset = match (h.parse::<i32>(), m.parse::<i32>()) {
+            (Ok(hv), Ok(mv))
+                if (1..=2).contains(&h.len())
+                    && (1..=2).contains(&m.len())
+                    && h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit())
+                    && mv < 60 =>
+            {
+                jiff::tz::Offset::from_seconds(sign * (hv * 3600 + mv * 60)).ok()
+            }
+            _ => None,
+        };
+        return offset
+            .map(jiff::tz::TimeZone::fixed)
+            .ok_or_else(|| format!("`{name}` is not an offset like +08:00"));
+    }
+    jiff::tz::TimeZone::get(name).map_err(|_| {
+        format!(
+            "unknown time zone `{name}`: give an IANA name such as Asia/Shanghai (read from the \
+             system's tzdata, /usr/share/zoneinfo), an offset such as +08:00, or UTC"
+        )
+    })
+}
+
 /// `ts` to the second, so Display prints no fraction (timestamps before 1970 round toward
 /// the past, as strftime's `%S` did).
 fn whole_seconds(ts: jiff::Timestamp) -> jiff::Timestamp {
@@ -307,6 +355,36 @@ mod tests {
         for (now, want) in cases {
             let got = next_for(l, at(now)).map(|(t, p)| (t, p.as_str()));
             assert_eq!(got, want.map(|(t, p)| (at(t), p)), "{now}");
+        }
+    }
+
+    #[test]
+    fn zones_are_named_as_an_operator_writes_them() {
+        use jiff::tz::{Offset, TimeZone};
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_746_547_200);
+        for (name, want) in [
+            ("UTC", "2025-05-06T16:00:00Z"),
+            ("utc", "2025-05-06T16:00:00Z"),
+            ("+08:00", "2025-05-07T00:00:00+08:00"),
+            ("+8", "2025-05-07T00:00:00+08:00"),
+            ("-05:30", "2025-05-06T10:30:00-05:30"),
+        ] {
+            assert_eq!(in_zone(t, &zone(name).unwrap()), want, "{name}");
+        }
+        assert_eq!(
+            zone("+08:00").unwrap(),
+            TimeZone::fixed(Offset::constant(8))
+        );
+        for bad in ["+8:5x", "+123", "+08:60", "+", "Nowhere/Bogus", "++08"] {
+            let e = zone(bad).unwrap_err();
+            assert!(e.contains(bad.trim()), "{bad}: {e}");
+        }
+        // IANA names come from the system's tzdata, where it is installed.
+        if std::path::Path::new("/usr/share/zoneinfo/Asia/Shanghai").exists() {
+            assert_eq!(
+                in_zone(t, &zone("Asia/Shanghai").unwrap()),
+                "2025-05-07T00:00:00+08:00"
+            );
         }
     }
 }

@@ -350,6 +350,13 @@ fn exit_statuses_tell_a_usage_error_from_a_verdict() {
             "7x",
         ],
         vec!["retirement", "--prometheus", "ftp://127.0.0.1:1"],
+        vec![
+            "retirement",
+            "--prometheus",
+            "http://127.0.0.1:1",
+            "--tz",
+            "Nowhere/Bogus",
+        ],
         vec!["check", "--at", "2025-05-07"],
         vec!["check", "--bogus"],
         vec!["route"],
@@ -365,6 +372,18 @@ fn exit_statuses_tell_a_usage_error_from_a_verdict() {
     assert_eq!(code, 64);
     assert!(
         err.contains("no trunk named `nowhere`; trunks: loopback"),
+        "{err}"
+    );
+    let (code, _, err) = dualgate(&[
+        "retirement",
+        "--prometheus",
+        "http://127.0.0.1:1",
+        "--tz",
+        "+8:5x",
+    ]);
+    assert_eq!(code, 64);
+    assert!(
+        err.contains("`+8:5x` is not an offset like +08:00"),
         "{err}"
     );
     // 0: a good file; --help too.

@@ -781,6 +781,24 @@ async fn the_report_reads_a_prometheus_behind_tls_and_basic_auth() {
         "{}",
         r.stdout
     );
+    // The operator's zone: the same report with its times in China time.
+    let out = Command::new(env!("CARGO_BIN_EXE_dualgate"))
+        .args(["retirement", "--prometheus", &good, "--window", "1m"])
+        .args(["--at", RETIRED_DAY, "--tz", "+08:00", "--ca-file"])
+        .arg(&ca_file)
+        .arg("--config")
+        .arg(&gw.config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("Legacy numbers over the last 1m, up to ") && first.ends_with("+08:00"),
+        "{text}"
+    );
     // A wrong password: Prometheus answers 401.
     let r = retirement_tls(
         &format!("https://ops:wrong@127.0.0.1:{port}"),

@@ -460,12 +460,16 @@ pub fn summary(rows: &[Row]) -> String {
 /// Unix seconds as an ISO-8601 UTC datetime, `2025-05-07T00:00:00Z` (written by
 /// [`crate::timeline::utc`], the one place instants are formatted).
 pub fn iso8601(unix: i64) -> String {
-    let t = if unix >= 0 {
+    crate::timeline::utc(instant(unix))
+}
+
+/// Unix seconds (Prometheus' clock) as an instant.
+fn instant(unix: i64) -> std::time::SystemTime {
+    if unix >= 0 {
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.unsigned_abs())
     } else {
         std::time::UNIX_EPOCH - std::time::Duration::from_secs(unix.unsigned_abs())
-    };
-    crate::timeline::utc(t)
+    }
 }
 
 #[cfg(test)]

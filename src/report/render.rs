@@ -3,7 +3,13 @@
 
 use super::trend::{Bucket, Trend};
 use super::{iso8601, outcome, summary, Row, Verdict};
+use jiff::tz::TimeZone;
 use serde::Serialize;
+
+/// Unix seconds in the operator's zone (`--tz`), for the table.
+fn shown(unix: i64, tz: &TimeZone) -> String {
+    crate::timeline::in_zone(super::instant(unix), tz)
+}
 
 /// A short age, `45s`, `12m`, `5h`, `3d`.
 fn age(seconds: i64) -> String {
@@ -33,7 +39,7 @@ fn verdict_text(r: &Row) -> String {
     }
 }
 
-fn trend_text(t: &Trend, max_share: f64) -> String {
+fn trend_text(t: &Trend, max_share: f64, tz: &TimeZone) -> String {
     match t {
         Trend::TooFewPoints { points } => format!(
             "too few buckets with calls to estimate ({points} of {})",
@@ -46,7 +52,7 @@ fn trend_text(t: &Trend, max_share: f64) -> String {
         } => format!(
             "at the current decline (the share halves every {halving_days:.1} d), below {} around {}",
             percent(max_share),
-            iso8601(*below_at)
+            shown(*below_at, tz)
         ),
         Trend::NotDeclining { daily_factor } => format!(
             "not declining (fitted change {:+.1}% a day)",
@@ -57,7 +63,7 @@ fn trend_text(t: &Trend, max_share: f64) -> String {
 
 /// Renders the rows as an aligned text table with a header naming the window and the time,
 /// then who still dials each number and its trend, then the summary line.
-pub fn render(rows: &[Row], window: &str, now_unix: i64) -> String {
+pub fn render(rows: &[Row], window: &str, now_unix: i64, tz: &TimeZone) -> String {
     let header = [
         "NUMBER",
         "PHASE",
@@ -77,7 +83,7 @@ pub fn render(rows: &[Row], window: &str, now_unix: i64) -> String {
             // Seconds are whole in the table; the fraction is sub-second noise.
             Some(t) => {
                 let t = t.floor() as i64;
-                format!("{} ({} ago)", iso8601(t), age(now_unix - t))
+                format!("{} ({} ago)", shown(t, tz), age(now_unix - t))
             }
             None => "never".to_string(),
         };
@@ -105,7 +111,7 @@ pub fn render(rows: &[Row], window: &str, now_unix: i64) -> String {
 
     let mut out = format!(
         "Legacy numbers over the last {window}, up to {}\n\n",
-        iso8601(now_unix)
+        shown(now_unix, tz)
     );
     for row in &table {
         let mut line = String::new();
@@ -127,7 +133,7 @@ pub fn render(rows: &[Row], window: &str, now_unix: i64) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
-    let details: Vec<String> = rows.iter().filter_map(details).collect();
+    let details: Vec<String> = rows.iter().filter_map(|r| details(r, tz)).collect();
     if !details.is_empty() {
         out.push_str("\nWho still dials them, and the trend:\n");
         for d in details {
@@ -142,7 +148,7 @@ pub fn render(rows: &[Row], window: &str, now_unix: i64) -> String {
 
 /// The lines under the table for one number: its calls by trunk, per bucket and the trend;
 /// `None` for a number nobody called.
-fn details(r: &Row) -> Option<String> {
+fn details(r: &Row, tz: &TimeZone) -> Option<String> {
     if r.calls == 0 && r.trunks.is_empty() {
         return None;
     }
@@ -181,7 +187,7 @@ fn details(r: &Row) -> Option<String> {
     out.push_str(&format!(
         "  {}  trend: {}\n",
         r.number,
-        trend_text(&r.trend, r.max_share)
+        trend_text(&r.trend, r.max_share, tz)
     ));
     Some(out)
 }
@@ -338,7 +344,7 @@ mod tests {
             now,
             7 * 86_400,
         );
-        let text = render(&rows, "7d", now);
+        let text = render(&rows, "7d", now, &TimeZone::UTC);
         let want = "\
 Legacy numbers over the last 7d, up to 2025-06-01T00:00:00Z
 
@@ -362,7 +368,7 @@ NOT SAFE: 1 of 2 retired number(s) still carry calls at or above their threshold
     fn render_shows_a_dash_share_when_nobody_called() {
         let obs = observed(&[("059185666661", 0.0), ("059112356", 0.0)], &[]);
         let rows = assess(&[line("059185666661", Retired)], &obs, NOW, 86_400);
-        let text = render(&rows, "24h", 0);
+        let text = render(&rows, "24h", 0, &TimeZone::UTC);
         let row = text.lines().nth(3).unwrap();
         assert_eq!(row, "059185666661  retired      0  059112356           0      -  never      safe to retire  line 059185666661");
         assert!(
@@ -389,7 +395,7 @@ NOT SAFE: 1 of 2 retired number(s) still carry calls at or above their threshold
             });
         }
         let rows = assess(&[line("059185666661", Retired)], &obs, NOW, 3 * day as u64);
-        let text = render(&rows, "3d", NOW);
+        let text = render(&rows, "3d", NOW, &TimeZone::UTC);
         assert!(
             text.contains(
                 "\n  059185666661  per 1d (legacy/area, oldest first): 320/1000 160/1000 80/1000\n"
@@ -399,6 +405,24 @@ NOT SAFE: 1 of 2 retired number(s) still carry calls at or above their threshold
         assert!(
             text.contains("\n  059185666661  trend: at the current decline (the share halves every 1.0 d), below 1.00% around 2025-06-03T12:00:00Z\n"),
             "{text}"
+        );
+        // `--tz +08:00` (China time): the same instants, in the operator's zone.
+        let china = crate::timeline::zone("+08:00").unwrap();
+        let text = render(&rows, "3d", NOW, &china);
+        assert!(
+            text.contains("below 1.00% around 2025-06-03T20:00:00+08:00\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "up to {}",
+                crate::timeline::in_zone(super::super::instant(NOW), &china)
+            )),
+            "{text}"
+        );
+        assert!(
+            !text.contains("Z\n"),
+            "no UTC time left in the table: {text}"
         );
     }
 
