@@ -329,9 +329,9 @@ pub(crate) struct Table {
     cells: Box<[Option<CellRef>]>,
     /// Per number.
     last_call: Box<[Option<CellRef>]>,
-    /// Per legacy number: its phase gauges (in [`PHASES`] order), retired-from and next
-    /// boundary.
-    legacy_gauges: Box<[[CellRef; 6]]>,
+    /// Per legacy number: its phase gauges (in [`PHASES`] order), then retired-from and next
+    /// boundary ([`AT_NEXT_BOUNDARY`]).
+    legacy_gauges: Box<[[CellRef; LEGACY_GAUGES]]>,
     /// Requests with no number, queue or phase (in-dialog requests, refusals before routing):
     /// by method, trunk and decision, created on first use.
     unrouted: Box<[OnceLock<CellRef>]>,
@@ -619,10 +619,16 @@ impl Table {
     /// Sets each legacy number's next-boundary gauge for `now`.
     pub(crate) fn set_next_boundaries(&self, snap: &Snapshot, now: SystemTime) {
         for (l, g) in snap.mappings.legacy.iter().zip(self.legacy_gauges.iter()) {
-            g[5].set(crate::timeline::next_for(l, now).map_or(0.0, |(at, _)| unix_seconds(at)));
+            g[AT_NEXT_BOUNDARY]
+                .set(crate::timeline::next_for(l, now).map_or(0.0, |(at, _)| unix_seconds(at)));
         }
     }
 }
+
+/// A legacy number's gauges: one per phase, then retired-from and next boundary.
+const LEGACY_GAUGES: usize = PHASES.len() + 2;
+/// Index of the next-boundary gauge in a legacy number's gauges.
+const AT_NEXT_BOUNDARY: usize = PHASES.len() + 1;
 
 /// Where the attempt cells start within a route's cells.
 fn trunks_offset_attempt(trunks: usize) -> usize {
