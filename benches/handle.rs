@@ -2,9 +2,10 @@
 //! bytes out plus the metric recording `transport::process` does (the Prometheus recorder
 //! installed, its upkeep running), for a typical INVITE and its 200 OK, and for an INVITE to a
 //! legacy number with 10 and with 10 000 legacy numbers configured (lookup scaling).
-//! `cargo bench --bench handle`; not part of CI.
+//! `cargo bench --bench handle`; not part of CI. `bench/instr.sh` runs the same cases a fixed
+//! number of times under callgrind for instruction counts.
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use criterion::{criterion_group, BatchSize, Criterion};
 use dualgate::clock::Stopwatch;
 use dualgate::config::Snapshot;
 use dualgate::health::Down;
@@ -179,5 +180,76 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// One case run exactly `n` times outside criterion, for instruction counts that do not depend
+/// on how many iterations criterion chooses: `HANDLE_INSTR=<n> HANDLE_CASE=<case>` under
+/// `valgrind --tool=callgrind --toggle-collect='*handle::measured*'` (bench/instr.sh).
+fn instructions(n: usize, case: &str) {
+    let _ = dualgate::metrics::install("bench");
+    let national = case.starts_with("national");
+    let (areas, legacy_n) = if national { (340, 10_000) } else { (1, 10) };
+    let snap = Arc::new(snapshot(areas, legacy_n));
+    dualgate::metrics::register(&snap, start());
+    let codes = national::area_codes(areas);
+    let mut p = Path1 {
+        snap: &snap,
+        down: Down::none(),
+        recorder: Recorder::default(),
+        out: Vec::with_capacity(4096),
+    };
+    let (msgs, from): (Vec<Vec<u8>>, Peer) = if case.ends_with("200 OK") {
+        let oks = (0..CALLS)
+            .map(|i| {
+                p.run(&invite("12356", i), carrier(), start(), false);
+                ok_200(&p.out)
+            })
+            .collect();
+        (oks, backend())
+    } else if case.ends_with("legacy") {
+        let legacy = (0..CALLS)
+            .map(|i| invite(&national::legacy_number(&codes, (i * 7919) % legacy_n), i))
+            .collect();
+        (legacy, carrier())
+    } else {
+        ((0..CALLS).map(|i| invite("12356", i)).collect(), carrier())
+    };
+    let mut now = start();
+    // Warm the caches and the metric cells the way the criterion loop does.
+    for m in msgs.iter().take(64) {
+        now += STEP;
+        p.run(m, from, now, true);
+    }
+    let sent = measured(&mut p, &msgs, from, now, n);
+    println!("{case}: {n} messages, {sent} bytes out");
+}
+
+#[inline(never)]
+fn measured(
+    p: &mut Path1<'_>,
+    msgs: &[Vec<u8>],
+    from: Peer,
+    mut now: SystemTime,
+    n: usize,
+) -> usize {
+    let mut sent = 0;
+    for i in 0..n {
+        now += STEP;
+        sent += black_box(p.run(&msgs[i % CALLS], from, now, true));
+    }
+    sent
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(n) = std::env::var("HANDLE_INSTR")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        let case =
+            std::env::var("HANDLE_CASE").unwrap_or_else(|_| "10 numbers/INVITE 12356".into());
+        instructions(n, &case);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

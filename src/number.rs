@@ -55,41 +55,60 @@ impl fmt::Display for AreaCode {
     }
 }
 
-/// What the caller's side tells us about how a number was dialled.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Dialling {
+/// What the caller's side tells us about how a number was dialled (borrowed from the trunk's
+/// configuration: routing a call copies nothing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dialling<'a> {
     /// Area assumed for numbers dialled without one (the trunk's origin area).
-    pub origin_area: Option<AreaCode>,
+    pub origin_area: Option<&'a AreaCode>,
 }
 
-/// A canonical national number.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// The longest canonical number: a 4-digit area code and an 8-digit local number, or a
+/// national significant number of up to [`MAX_DIGITS`] digits.
+const MAX_NATIONAL: usize = MAX_DIGITS + 4;
+
+/// A canonical national number, held inline (normalizing allocates nothing).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Dialled {
-    national: String,
-    area_len: usize,
+    digits: [u8; MAX_NATIONAL],
+    len: u8,
+    area_len: u8,
 }
 
 impl Dialled {
     /// The canonical digits: `059185666661`, `059112356`, `13800000000`, `12356`.
     pub fn as_str(&self) -> &str {
-        &self.national
+        let d = self.digits.get(..usize::from(self.len)).unwrap_or_default();
+        // ASCII digits only, written by `joined`.
+        std::str::from_utf8(d).unwrap_or_default()
     }
     /// The area code with trunk prefix, when the number is geographic or area-scoped.
     pub fn area(&self) -> Option<&str> {
         match self.area_len {
             0 => None,
-            n => self.national.get(..n),
+            n => self.as_str().get(..usize::from(n)),
         }
     }
     /// The part after the area code (the whole number when there is no area).
     pub fn local(&self) -> &str {
-        self.national.get(self.area_len..).unwrap_or("")
+        self.as_str()
+            .get(usize::from(self.area_len)..)
+            .unwrap_or("")
+    }
+}
+
+impl fmt::Debug for Dialled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dialled")
+            .field("national", &self.as_str())
+            .field("area", &self.area())
+            .finish()
     }
 }
 
 impl fmt::Display for Dialled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.national)
+        f.write_str(self.as_str())
     }
 }
 
@@ -162,7 +181,6 @@ pub fn normalize(input: &str, dialling: &Dialling) -> Result<Dialled, NumberErro
         total: digits.total,
         origin: dialling
             .origin_area
-            .as_ref()
             .and_then(|a| Area::from_digits(a.as_str().as_bytes())),
         context: Context::Unknown,
     };
@@ -453,13 +471,19 @@ fn text(d: &[u8]) -> String {
     d.iter().copied().map(char::from).collect()
 }
 
-/// `area` + `local` as a canonical number.
+/// `area` + `local` as a canonical number (callers pass at most [`MAX_NATIONAL`] digits in
+/// all; anything past that is cut, never a panic).
 fn joined(area: &[u8], local: &[u8]) -> Dialled {
-    let mut national = String::with_capacity(area.len() + local.len());
-    national.extend(area.iter().chain(local).copied().map(char::from));
+    let mut digits = [0u8; MAX_NATIONAL];
+    let mut len = 0;
+    for (slot, &b) in digits.iter_mut().zip(area.iter().chain(local)) {
+        *slot = b;
+        len += 1;
+    }
     Dialled {
-        national,
-        area_len: area.len(),
+        digits,
+        len: u8::try_from(len).unwrap_or(0),
+        area_len: u8::try_from(area.len().min(len)).unwrap_or(0),
     }
 }
 
@@ -572,13 +596,13 @@ impl Plan {
 mod tests {
     use super::*;
 
-    fn from(area: &str) -> Dialling {
+    fn from(area: &str) -> Dialling<'static> {
         Dialling {
-            origin_area: Some(AreaCode::new(area).unwrap()),
+            origin_area: Some(Box::leak(Box::new(AreaCode::new(area).unwrap()))),
         }
     }
 
-    fn nowhere() -> Dialling {
+    fn nowhere() -> Dialling<'static> {
         Dialling::default()
     }
 

@@ -312,7 +312,7 @@ pub fn decide<'s>(f: &Facts<'_, 's>, snap: &'s Snapshot, now: SystemTime) -> Rou
         };
     }
     let dialling = Dialling {
-        origin_area: trunk.origin_area.clone(),
+        origin_area: trunk.origin_area.as_ref(),
     };
     let Ok(dialled) = normalize(f.request_uri, &dialling) else {
         return unrouted(reply(

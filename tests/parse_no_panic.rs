@@ -996,7 +996,8 @@ proptest! {
         uri in prop_oneof!["\\PC{0,40}", "(sip|sips|tel):[+0-9%a-zA-Z;=@.:\\[\\]-]{0,40}"],
         area in proptest::option::of(select(&["0591", "010", "0592"][..])),
     ) {
-        let d = Dialling { origin_area: area.map(|a| AreaCode::new(a).unwrap()) };
+        let code = area.map(|a| AreaCode::new(a).unwrap());
+        let d = Dialling { origin_area: code.as_ref() };
         if let Ok(n) = normalize(&uri, &d) {
             prop_assert!(n.as_str().bytes().all(|b| b.is_ascii_digit()), "{}", n.as_str());
         }

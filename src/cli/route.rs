@@ -141,7 +141,7 @@ pub fn rehearse(snap: &Snapshot, q: &Query<'_>, now: SystemTime) -> Result<Rehea
     let dialled = normalize(
         &uri,
         &Dialling {
-            origin_area: t.origin_area.clone(),
+            origin_area: t.origin_area.as_ref(),
         },
     );
     let routed = decide(

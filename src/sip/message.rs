@@ -154,29 +154,37 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, ParseError> {
     if raw.is_empty() {
         return Err(ParseError::Empty);
     }
-    let (head_end, blank_end) = head_end(raw).ok_or(ParseError::Incomplete)?;
+    // One scan finds the blank line and remembers where each line ends on the way, so the
+    // header loop below does not look for line ends again.
+    let mut ends = LineEnds::default();
+    let (head_end, blank_end) = scan_head(raw, &mut ends).ok_or(ParseError::Incomplete)?;
     let head = raw.get(..head_end).ok_or(ParseError::Incomplete)?;
     let head = std::str::from_utf8(head).map_err(|e| ParseError::NotUtf8 {
         at: e.valid_up_to(),
     })?;
 
-    let mut lines = Lines { text: head, pos: 0 }.peekable();
-    let first = lines.next().ok_or(ParseError::Incomplete)?;
+    let mut cursor = Cursor {
+        head,
+        ends: &ends,
+        next: 0,
+        pos: 0,
+    };
+    let first = cursor.line().ok_or(ParseError::Incomplete)?;
     let start = parse_start(first.content)?;
     let start_line = first.range.clone();
 
     let mut headers = Vec::with_capacity(16);
     let mut index = [NONE; KNOWN];
     let mut line_no = 1;
-    while let Some(line) = lines.next() {
+    while let Some(line) = cursor.line() {
         line_no += 1;
         let (name, value) =
             split_header(line.content).ok_or(ParseError::BadHeaderLine { line: line_no })?;
         let mut end = line.range.end;
         let mut value = Cow::Borrowed(value);
         // RFC 3261 §7.3.1: a line starting with SP/HT continues the previous header.
-        while let Some(cont) = lines.next_if(|l| matches!(l.content.as_bytes(), [b' ' | b'\t', ..]))
-        {
+        while cursor.continues() {
+            let Some(cont) = cursor.line() else { break };
             line_no += 1;
             end = cont.range.end;
             let piece = trim_wsp(cont.content);
@@ -239,9 +247,15 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, ParseError> {
 ///
 /// Accepts `\n\n` and `\n\r\n`; `buf` must not start with CR or LF.
 pub(crate) fn head_end(buf: &[u8]) -> Option<(usize, usize)> {
+    scan_head(buf, &mut LineEnds::default())
+}
+
+/// [`head_end`], remembering in `ends` where the first lines end.
+fn scan_head(buf: &[u8], ends: &mut LineEnds) -> Option<(usize, usize)> {
     let mut from = 0;
     while let Some(off) = memchr::memchr(b'\n', buf.get(from..)?) {
         let nl = from + off;
+        ends.push(nl + 1);
         let rest = buf.get(nl + 1..)?;
         if rest.starts_with(b"\n") {
             return Some((nl + 1, nl + 2));
@@ -254,6 +268,33 @@ pub(crate) fn head_end(buf: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
+/// Where the lines of a header section end (just past each `\n`), for the first
+/// [`LineEnds::CAP`] lines; a longer header section finds the rest again by searching.
+struct LineEnds {
+    at: [u32; LineEnds::CAP],
+    len: usize,
+}
+
+impl LineEnds {
+    const CAP: usize = 48;
+
+    fn push(&mut self, end: usize) {
+        if let (Some(slot), Ok(end)) = (self.at.get_mut(self.len), u32::try_from(end)) {
+            *slot = end;
+            self.len += 1;
+        }
+    }
+}
+
+impl Default for LineEnds {
+    fn default() -> LineEnds {
+        LineEnds {
+            at: [0; LineEnds::CAP],
+            len: 0,
+        }
+    }
+}
+
 /// One line of the header section.
 struct Line<'a> {
     /// Without its terminator.
@@ -262,31 +303,50 @@ struct Line<'a> {
     range: Range<usize>,
 }
 
-/// Lines of a header section, each ending in `\n` (a `\r` before it is stripped).
-struct Lines<'a> {
-    text: &'a str,
+/// Walks the lines of a header section (each ending in `\n`; a `\r` before it is stripped),
+/// taking their ends from [`LineEnds`] while it has them.
+struct Cursor<'a, 'e> {
+    head: &'a str,
+    ends: &'e LineEnds,
+    /// Index in `ends` of the next line's end.
+    next: usize,
+    /// Where the next line starts.
     pos: usize,
 }
 
-impl<'a> Iterator for Lines<'a> {
-    type Item = Line<'a>;
-
-    fn next(&mut self) -> Option<Line<'a>> {
-        let rest = self.text.get(self.pos..)?;
-        if rest.is_empty() {
+impl<'a> Cursor<'a, '_> {
+    fn line(&mut self) -> Option<Line<'a>> {
+        let bytes = self.head.as_bytes();
+        if self.pos >= bytes.len() {
             return None;
         }
-        let (len, content) = match memchr::memchr(b'\n', rest.as_bytes()) {
-            Some(nl) => (nl + 1, rest.get(..nl)?),
-            None => (rest.len(), rest),
+        let end = match self
+            .ends
+            .at
+            .get(self.next)
+            .filter(|_| self.next < self.ends.len)
+        {
+            Some(&e) => e as usize,
+            None => memchr::memchr(b'\n', bytes.get(self.pos..)?)
+                .map_or(bytes.len(), |nl| self.pos + nl + 1),
         };
-        let content = content.strip_suffix('\r').unwrap_or(content);
-        let start = self.pos;
-        self.pos += len;
-        Some(Line {
-            content,
-            range: start..self.pos,
-        })
+        self.next += 1;
+        let mut stop = end;
+        if bytes.get(stop.wrapping_sub(1)) == Some(&b'\n') {
+            stop -= 1;
+            if stop > self.pos && bytes.get(stop - 1) == Some(&b'\r') {
+                stop -= 1;
+            }
+        }
+        let content = self.head.get(self.pos..stop)?;
+        let range = self.pos..end;
+        self.pos = end;
+        Some(Line { content, range })
+    }
+
+    /// Whether the next line starts with SP or HT (continues the header before it).
+    fn continues(&self) -> bool {
+        matches!(self.head.as_bytes().get(self.pos), Some(b' ' | b'\t'))
     }
 }
 
@@ -334,14 +394,22 @@ fn check_version(v: &str) -> Result<(), ParseError> {
 }
 
 /// `name *WSP ":" value` -> (name, trimmed value); `None` when the line is not a header.
+/// One pass over the name: it is the run of token characters the line starts with, and only
+/// whitespace may stand between it and the colon.
 fn split_header(line: &str) -> Option<(&str, &str)> {
-    let colon = memchr::memchr(b':', line.as_bytes())?;
-    let (name, value) = (line.get(..colon)?, line.get(colon + 1..)?);
-    let name = name.trim_end_matches([' ', '\t']);
-    if name.is_empty() || !name.bytes().all(is_token) {
+    let b = line.as_bytes();
+    let name_len = b.iter().position(|&c| !is_token(c)).unwrap_or(b.len());
+    if name_len == 0 {
         return None;
     }
-    Some((name, trim_wsp(value)))
+    let mut colon = name_len;
+    while matches!(b.get(colon), Some(b' ' | b'\t')) {
+        colon += 1;
+    }
+    if b.get(colon) != Some(&b':') {
+        return None;
+    }
+    Some((line.get(..name_len)?, trim_wsp(line.get(colon + 1..)?)))
 }
 
 impl<'a> Method<'a> {

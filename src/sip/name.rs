@@ -61,27 +61,28 @@ impl<'a> HeaderName<'a> {
                 _ => HeaderName::Other(name),
             };
         }
-        // The length picks at most two candidates, so a name costs one or two short
-        // case-insensitive compares, not a walk over every known name.
-        let candidates: &[HeaderName<'static>] = match name.len() {
-            2 => &[HeaderName::To],
-            3 => &[HeaderName::Via],
-            4 => &[HeaderName::From, HeaderName::CSeq],
-            5 => &[HeaderName::Route],
-            7 => &[HeaderName::CallId, HeaderName::Contact],
-            9 => &[HeaderName::Diversion],
-            12 => &[
-                HeaderName::MaxForwards,
-                HeaderName::ContentType,
-                HeaderName::RecordRoute,
-                HeaderName::HistoryInfo,
-            ],
-            14 => &[HeaderName::ContentLength],
+        // The length and the first letter pick at most one or two candidates, so a name costs
+        // one short compare, not a walk over every known name.
+        let bytes = name.as_bytes();
+        let first = bytes.first().map_or(0, |b| b | 0x20);
+        let candidates: &[HeaderName<'static>] = match (bytes.len(), first) {
+            (2, b't') => &[HeaderName::To],
+            (3, b'v') => &[HeaderName::Via],
+            (4, b'f') => &[HeaderName::From],
+            (4, b'c') => &[HeaderName::CSeq],
+            (5, b'r') => &[HeaderName::Route],
+            (7, b'c') => &[HeaderName::CallId, HeaderName::Contact],
+            (9, b'd') => &[HeaderName::Diversion],
+            (12, b'm') => &[HeaderName::MaxForwards],
+            (12, b'c') => &[HeaderName::ContentType],
+            (12, b'r') => &[HeaderName::RecordRoute],
+            (12, b'h') => &[HeaderName::HistoryInfo],
+            (14, b'c') => &[HeaderName::ContentLength],
             _ => &[],
         };
         candidates
             .iter()
-            .find(|known| known.as_str().eq_ignore_ascii_case(name))
+            .find(|known| same_letters(bytes, known.as_str().as_bytes()))
             .map_or(HeaderName::Other(name), |&known| known)
     }
 
@@ -141,6 +142,36 @@ impl<'a> HeaderName<'a> {
             HeaderName::Other(s) => HeaderName::from_wire(s),
             known => known,
         }
+    }
+}
+
+/// Case-insensitive equality of a header name with a known name, eight bytes at a time.
+/// `known` holds only letters and `-`; setting bit 5 of every byte lower-cases letters and
+/// leaves `-` alone, and no other token character (RFC 3261 §25.1) becomes a letter or `-`
+/// that way, so for the token names the parser passes this is `eq_ignore_ascii_case`.
+fn same_letters(name: &[u8], known: &[u8]) -> bool {
+    const BIT5: u64 = 0x2020_2020_2020_2020;
+    if name.len() != known.len() {
+        return false;
+    }
+    // Eight bytes as one word with bit 5 set (`b` has at least eight).
+    let word = |b: &[u8]| {
+        let w: [u8; 8] = b
+            .get(..8)
+            .and_then(|w| w.try_into().ok())
+            .unwrap_or_default();
+        u64::from_le_bytes(w) | BIT5
+    };
+    match name.len() {
+        0..=7 => name.iter().zip(known).all(|(&a, &k)| a | 0x20 == k | 0x20),
+        // Two words that may overlap: the first eight bytes and the last eight.
+        8..=16 => {
+            let tail = name.len() - 8;
+            word(name) == word(known)
+                && word(name.get(tail..).unwrap_or_default())
+                    == word(known.get(tail..).unwrap_or_default())
+        }
+        _ => name.eq_ignore_ascii_case(known),
     }
 }
 
@@ -221,6 +252,16 @@ mod tests {
         slots.sort_unstable();
         assert_eq!(slots, (0..KNOWN).collect::<Vec<_>>());
         assert_eq!(HeaderName::Other("X-Call-ID").slot(), None);
+        // Token characters that differ from a letter or `-` only in bit 5 do not match.
+        assert_eq!(
+            HeaderName::from_wire("Call_ID"),
+            HeaderName::Other("Call_ID")
+        );
+        assert_eq!(HeaderName::from_wire("Vi`"), HeaderName::Other("Vi`"));
+        assert_eq!(
+            HeaderName::from_wire("cOnTeNt-LeNgTh"),
+            HeaderName::ContentLength
+        );
         // Same length as a known name, different spelling.
         assert_eq!(
             HeaderName::from_wire("Max-Forwardz"),

@@ -141,10 +141,13 @@ pub(crate) fn starts_with_ci(s: &str, prefix: &str) -> bool {
 /// A non-empty run of ASCII digits (surrounding whitespace allowed) that fits a `u64`.
 pub(crate) fn parse_decimal(s: &str) -> Option<u64> {
     let s = trim_wsp(s);
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty() {
         return None;
     }
-    s.parse().ok()
+    s.bytes().try_fold(0u64, |n, b| {
+        let digit = b.is_ascii_digit().then(|| u64::from(b - b'0'))?;
+        n.checked_mul(10)?.checked_add(digit)
+    })
 }
 
 #[cfg(test)]
