@@ -355,7 +355,7 @@ fn check(ctx: &Ctx<'_, '_>) -> Result<Checked, Refusal> {
     // entries carrying a gateway branch are parsed: most requests have none.
     let looped = msg
         .via_entries()
-        .filter(|e| e.contains(sip::branch::GATEWAY_PREFIX))
+        .filter(|e| has_gateway_branch(e))
         .filter_map(|e| Via::parse(e).ok())
         .any(|v| {
             via_is_ours(&v, ctx.snap)
@@ -369,6 +369,15 @@ fn check(ctx: &Ctx<'_, '_>) -> Result<Checked, Refusal> {
         keepalive,
         max_forwards: u8::try_from(max_forwards.saturating_sub(1)).unwrap_or(u8::MAX),
     })
+}
+
+/// Whether a Via entry holds a branch this gateway wrote (its prefix, anywhere in the text).
+fn has_gateway_branch(entry: &str) -> bool {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| {
+            memchr::memmem::Finder::new(sip::branch::GATEWAY_PREFIX.as_bytes())
+        });
+    FINDER.find(entry.as_bytes()).is_some()
 }
 
 /// Loose routing of in-dialog requests (RFC 3261 §16.4, §16.12): `None` when the request is

@@ -142,11 +142,34 @@ impl Branch {
 
     fn mac_of(&self, key: &Key, bound: &[&[u8]]) -> u64 {
         let mut h = SipHasher24::new_with_key(&key.0);
-        h.write(&self.txn.to_be_bytes());
-        h.write(&self.loop_key.to_be_bytes());
+        // SipHash reads a byte stream: gathered on the stack and written once, the input and
+        // so the MAC are the same as with one write per piece, in far fewer steps.
+        let mut buf = [0u8; 256];
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            let end = at + bytes.len();
+            match buf.get_mut(at..end) {
+                Some(slot) => {
+                    slot.copy_from_slice(bytes);
+                    at = end;
+                    true
+                }
+                None => false,
+            }
+        };
+        let mut fits = put(&self.txn.to_be_bytes()) && put(&self.loop_key.to_be_bytes());
         for part in bound {
-            h.write(&(part.len() as u64).to_le_bytes());
-            h.write(part);
+            fits = fits && put(&(part.len() as u64).to_le_bytes()) && put(part);
+        }
+        if fits {
+            h.write(buf.get(..at).unwrap_or_default());
+        } else {
+            h.write(&self.txn.to_be_bytes());
+            h.write(&self.loop_key.to_be_bytes());
+            for part in bound {
+                h.write(&(part.len() as u64).to_le_bytes());
+                h.write(part);
+            }
         }
         h.finish()
     }
@@ -243,6 +266,16 @@ struct Fnv(u64);
 impl Fnv {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
+    /// `PRIME`⁶ (mod 2⁶⁴): FNV-1a over six zero bytes.
+    const PRIME_POW6: u64 = {
+        let mut p = 1u64;
+        let mut i = 0;
+        while i < 6 {
+            p = p.wrapping_mul(Fnv::PRIME);
+            i += 1;
+        }
+        p
+    };
 
     fn new() -> Fnv {
         Fnv(Fnv::OFFSET)
@@ -255,7 +288,16 @@ impl Fnv {
     }
 
     fn part(&mut self, part: &[u8]) {
-        self.bytes(&(part.len() as u64).to_le_bytes());
+        // The length as 8 little-endian bytes. Below 2^16 its top six bytes are zero, and
+        // FNV-1a over a zero byte is one multiplication by the prime: six of them are one
+        // multiplication by the prime's sixth power, the same value in fewer steps.
+        match u16::try_from(part.len()) {
+            Ok(len) => {
+                self.bytes(&len.to_le_bytes());
+                self.0 = self.0.wrapping_mul(Fnv::PRIME_POW6);
+            }
+            Err(_) => self.bytes(&(part.len() as u64).to_le_bytes()),
+        }
         self.bytes(part);
     }
 

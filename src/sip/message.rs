@@ -38,6 +38,9 @@ pub struct Message<'a> {
     /// other than `Other`), [`NONE`] when absent: the accessors look a header up once, not
     /// by walking every header each time.
     index: [u32; KNOWN],
+    /// CSeq read once at parse time when its value is a slice of `raw` (it is unless folded);
+    /// `None`: read it on each call.
+    cseq: Option<Option<(u32, &'a str)>>,
 }
 
 /// No header of that name in [`Message::headers`].
@@ -232,6 +235,18 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, ParseError> {
         .get(..blank_end + body_len)
         .ok_or(ParseError::Incomplete)?;
     let body = raw.get(blank_end..).unwrap_or_default();
+    // Read by the checks, the branch and the call key of every request: once, here.
+    let cseq = match index
+        .get(HeaderName::CSeq.slot().unwrap_or(KNOWN))
+        .and_then(|&i| headers.get(i as usize))
+    {
+        None => Some(None),
+        Some(Header {
+            value: Cow::Borrowed(v),
+            ..
+        }) => Some(read_cseq(v)),
+        Some(_) => None,
+    };
     Ok(Message {
         raw,
         start,
@@ -240,7 +255,18 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, ParseError> {
         blank_line: head_end..blank_end,
         body,
         index,
+        cseq,
     })
+}
+
+/// `number method` -> (number, method); `None` when malformed.
+fn read_cseq(v: &str) -> Option<(u32, &str)> {
+    let mut parts = v.split_ascii_whitespace();
+    let (Some(num), Some(method), None) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    let num = u32::try_from(parse_decimal(num)?).ok()?;
+    method.bytes().all(is_token).then_some((num, method))
 }
 
 /// Finds the blank line ending a header section: `(end of last header line, end of blank line)`.
@@ -536,13 +562,10 @@ impl<'a> Message<'a> {
 
     /// CSeq as (sequence number, method); `None` when missing or malformed.
     pub fn cseq(&self) -> Option<(u32, &str)> {
-        let v = self.header(HeaderName::CSeq)?;
-        let mut parts = v.split_ascii_whitespace();
-        let (Some(num), Some(method), None) = (parts.next(), parts.next(), parts.next()) else {
-            return None;
-        };
-        let num = u32::try_from(parse_decimal(num)?).ok()?;
-        method.bytes().all(is_token).then_some((num, method))
+        match self.cseq {
+            Some(read) => read,
+            None => read_cseq(self.header(HeaderName::CSeq)?),
+        }
     }
 
     /// Max-Forwards: `None` when absent.

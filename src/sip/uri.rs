@@ -32,6 +32,9 @@ impl Host {
                 .and_then(|v6| v6.parse().ok())
                 .map(Host::Ip);
         }
+        if let Some(v4) = ipv4(s.as_bytes()) {
+            return Some(Host::Ip(IpAddr::V4(v4)));
+        }
         if let Ok(ip) = s.parse::<IpAddr>() {
             return Some(Host::Ip(ip));
         }
@@ -156,18 +159,26 @@ impl HostPort {
     /// Appends the same text as `Display` to `out`; IPv4 hosts and ports are written digit by
     /// digit, without the formatting machinery (this runs for every forwarded message).
     pub fn push_to(&self, out: &mut String) {
-        match &self.host {
-            Host::Ip(IpAddr::V4(a)) => {
-                let [a, b, c, d] = a.octets();
-                push_decimal(out, a.into());
-                for octet in [b, c, d] {
-                    out.push('.');
-                    push_decimal(out, octet.into());
+        if let Host::Ip(IpAddr::V4(a)) = &self.host {
+            // `255.255.255.255:65535` at most: written into a stack buffer, pushed once.
+            let mut text = Digits::default();
+            for (i, octet) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.byte(b'.');
                 }
+                text.octet(octet);
             }
+            if let Some(p) = self.port {
+                text.byte(b':');
+                text.decimal(p);
+            }
+            out.push_str(text.as_str());
+            return;
+        }
+        match &self.host {
             Host::Name(n) => out.push_str(n),
-            v6 => {
-                let _ = write!(out, "{v6}");
+            other => {
+                let _ = write!(out, "{other}");
             }
         }
         if let Some(p) = self.port {
@@ -177,23 +188,70 @@ impl HostPort {
     }
 }
 
-/// Appends `n` in decimal to `out`.
-pub(crate) fn push_decimal(out: &mut String, n: u16) {
-    let mut digits = [0u8; 5];
-    let mut at = digits.len();
-    let mut n = n;
-    loop {
-        at -= 1;
-        // n % 10 < 10: the cast cannot truncate.
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+/// The decimal digits of every octet value, then how many there are.
+static OCTETS: [[u8; 4]; 256] = {
+    let mut t = [[0u8; 4]; 256];
+    let mut n = 0;
+    while n < 256 {
+        // n < 256: every digit and the length fit a u8.
+        let (h, te, o) = ((n / 100) as u8, (n / 10 % 10) as u8, (n % 10) as u8);
+        t[n] = if n >= 100 {
+            [b'0' + h, b'0' + te, b'0' + o, 3]
+        } else if n >= 10 {
+            [b'0' + te, b'0' + o, 0, 2]
+        } else {
+            [b'0' + o, 0, 0, 1]
+        };
+        n += 1;
+    }
+    t
+};
+
+/// A short ASCII text built on the stack (an address and port).
+#[derive(Default)]
+struct Digits {
+    buf: [u8; 24],
+    len: usize,
+}
+
+impl Digits {
+    fn byte(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
         }
     }
-    for &d in &digits[at..] {
-        out.push(char::from(d));
+
+    fn octet(&mut self, n: u8) {
+        let [a, b, c, len] = OCTETS[usize::from(n)];
+        for &d in [a, b, c].get(..usize::from(len)).unwrap_or_default() {
+            self.byte(d);
+        }
     }
+
+    fn decimal(&mut self, n: u16) {
+        let mut started = false;
+        for div in [10_000, 1_000, 100, 10, 1] {
+            // n / div % 10 < 10: the cast cannot truncate.
+            let d = (n / div % 10) as u8;
+            if started || d != 0 || div == 1 {
+                started = true;
+                self.byte(b'0' + d);
+            }
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // ASCII only.
+        std::str::from_utf8(self.buf.get(..self.len).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+/// Appends `n` in decimal to `out`.
+pub(crate) fn push_decimal(out: &mut String, n: u16) {
+    let mut text = Digits::default();
+    text.decimal(n);
+    out.push_str(text.as_str());
 }
 
 /// Splits `host[:port]` (IPv6 in brackets; whitespace around the `:` as a Via's sent-by allows,
@@ -201,32 +259,87 @@ pub(crate) fn push_decimal(out: &mut String, n: u16) {
 /// characters: the borrowed form a parsed Via keeps. `None` when malformed.
 pub(crate) fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if s.starts_with('[') {
-        let close = s.find(']')?;
+        let close = memchr::memchr(b']', s.as_bytes())?;
         let (host, after) = s.split_at(close + 1);
-        let after = after.trim_start();
+        let after = after.trim_ascii_start();
         if after.is_empty() {
             (host, None)
         } else {
             (host, Some(after.strip_prefix(':')?))
         }
     } else {
-        match s.split_once(':') {
-            Some((h, p)) => (h.trim_end(), Some(p)),
+        match memchr::memchr(b':', s.as_bytes()) {
+            Some(i) => (
+                s.get(..i)?.trim_ascii_end(),
+                Some(s.get(i + 1..).unwrap_or_default()),
+            ),
             None => (s, None),
         }
     };
-    let host_ok = |b: u8| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b);
-    if host.is_empty() || !host.bytes().all(host_ok) {
+    if host.is_empty() || !host.bytes().all(|b| HOST[usize::from(b)]) {
         return None;
     }
     let port = match port {
-        Some(p) if !p.trim().is_empty() && p.trim().bytes().all(|b| b.is_ascii_digit()) => {
-            Some(p.trim().parse::<u16>().ok()?)
+        Some(p) => {
+            let p = p.trim_ascii().as_bytes();
+            if p.is_empty() {
+                return None;
+            }
+            let n = p.iter().try_fold(0u32, |n, &b| {
+                let digit = b.is_ascii_digit().then(|| u32::from(b - b'0'))?;
+                Some(n * 10 + digit).filter(|&n| n <= u32::from(u16::MAX))
+            })?;
+            Some(u16::try_from(n).ok()?)
         }
-        Some(_) => return None,
         None => None,
     };
     Some((host, port))
+}
+
+/// The bytes a host as written may hold: letters, digits, `-._` and, for IPv6, `:[]`.
+static HOST: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b':' | b'[' | b']');
+        b += 1;
+    }
+    t
+};
+
+/// A dotted-quad IPv4 address, read in one pass: exactly what `Ipv4Addr`'s `FromStr` accepts
+/// (four decimal octets up to 255, no leading zeros); `None` for anything else, which the
+/// general parser then sees.
+fn ipv4(s: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut part = 0;
+    let mut digits = 0;
+    let mut value = 0u16;
+    for &b in s {
+        match b {
+            b'0'..=b'9' => {
+                // "01" is not an octet; more than three digits never is.
+                if (digits == 1 && value == 0) || digits == 3 {
+                    return None;
+                }
+                value = value * 10 + u16::from(b - b'0');
+                digits += 1;
+            }
+            b'.' if digits > 0 && part < 3 => {
+                *octets.get_mut(part)? = u8::try_from(value).ok()?;
+                part += 1;
+                digits = 0;
+                value = 0;
+            }
+            _ => return None,
+        }
+    }
+    if part != 3 || digits == 0 {
+        return None;
+    }
+    *octets.get_mut(3)? = u8::try_from(value).ok()?;
+    Some(std::net::Ipv4Addr::from(octets))
 }
 
 /// A URI scheme dualgate reads.
@@ -258,7 +371,9 @@ impl<'a> Uri<'a> {
     /// Parses a URI, bare or as a name-addr (`"Name" <sip:...>`); headers (`?...`) are
     /// ignored. `None` when it is not a sip/sips/tel URI or a sip URI has no valid host.
     pub fn parse(text: &'a str) -> Option<Uri<'a>> {
-        let uri = match (text.find('<'), text.rfind('>')) {
+        // Byte searches (memchr) for ASCII separators: char boundaries either side.
+        let bytes = text.as_bytes();
+        let uri = match (memchr::memchr(b'<', bytes), memchr::memrchr(b'>', bytes)) {
             (Some(a), Some(b)) if a < b => text.get(a + 1..b)?,
             _ => text,
         }
@@ -277,9 +392,16 @@ impl<'a> Uri<'a> {
         } else {
             return None;
         };
-        let rest = rest.split('?').next().unwrap_or(rest);
+        let cut = |s: &'a str, at: Option<usize>| match at {
+            Some(i) => (
+                s.get(..i).unwrap_or_default(),
+                s.get(i + 1..).unwrap_or_default(),
+            ),
+            None => (s, ""),
+        };
+        let rest = cut(rest, memchr::memchr(b'?', rest.as_bytes())).0;
         if scheme == Scheme::Tel {
-            let (number, params) = rest.split_once(';').unwrap_or((rest, ""));
+            let (number, params) = cut(rest, memchr::memchr(b';', rest.as_bytes()));
             return Some(Uri {
                 scheme,
                 user: Some(number),
@@ -287,18 +409,18 @@ impl<'a> Uri<'a> {
                 params,
             });
         }
-        let (user, after_user) = match rest.rfind('@') {
+        let (user, after_user) = match memchr::memrchr(b'@', rest.as_bytes()) {
             Some(i) => {
                 let userinfo = rest.get(..i)?;
                 // RFC 3261 §19.1.1: userinfo = user [":" password].
                 (
-                    Some(userinfo.split(':').next().unwrap_or(userinfo)),
+                    Some(cut(userinfo, memchr::memchr(b':', userinfo.as_bytes())).0),
                     rest.get(i + 1..)?,
                 )
             }
             None => (None, rest),
         };
-        let (host_port, params) = after_user.split_once(';').unwrap_or((after_user, ""));
+        let (host_port, params) = cut(after_user, memchr::memchr(b';', after_user.as_bytes()));
         Some(Uri {
             scheme,
             user,
@@ -333,6 +455,51 @@ impl<'a> Uri<'a> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ipv4_fast_path_accepts_exactly_what_the_standard_parser_accepts() {
+        let cases = [
+            "127.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1.2.3.0",
+            "1..2.3",
+            ".1.2.3",
+            "1.2.3.",
+            "1.2.3.4 ",
+            "a.b.c.d",
+            "1000.1.1.1",
+            "10.0.0.255",
+            "192.168.001.1",
+            "",
+            "1.2.3.-4",
+            "9.9.9.9",
+        ];
+        for c in cases {
+            assert_eq!(ipv4(c.as_bytes()), c.parse().ok(), "{c:?}");
+        }
+        // Every 1–15 character string over the characters that matter.
+        let alphabet = b"0129.5";
+        let mut s = Vec::new();
+        let mut state = 0x2545_f491_u64;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            s.clear();
+            let len = 1 + (state % 15) as usize;
+            for i in 0..len {
+                s.push(alphabet[((state >> (i * 3)) % 6) as usize]);
+            }
+            let text = std::str::from_utf8(&s).unwrap();
+            assert_eq!(ipv4(&s), text.parse().ok(), "{text:?}");
+        }
+    }
 
     #[test]
     fn host_ports_parse_and_print_with_brackets_only_for_ipv6() {

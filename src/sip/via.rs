@@ -41,56 +41,96 @@ impl<'a> Via<'a> {
     /// # Errors
     /// [`ParseError::BadVia`] when the entry does not have that shape.
     pub fn parse(entry: &'a str) -> Result<Via<'a>, ParseError> {
-        let raw = entry.trim();
+        let raw = entry.trim_ascii();
         // An unterminated quoted-string swallows the rest of the line (and any later entries):
         // such a Via cannot be edited safely, so it is malformed.
         if !quotes_balanced(raw) {
             return Err(ParseError::BadVia);
         }
-        let (name, rest) = raw.split_once('/').ok_or(ParseError::BadVia)?;
-        let (version, rest) = rest.split_once('/').ok_or(ParseError::BadVia)?;
-        if !name.trim().eq_ignore_ascii_case("SIP") || version.trim() != "2.0" {
-            return Err(ParseError::BadVia);
-        }
-        let rest = rest.trim_start();
+        let rest = match raw.get(..8) {
+            // The usual spelling, without whitespace around the slashes.
+            Some(p) if p.eq_ignore_ascii_case("SIP/2.0/") => raw.get(8..).unwrap_or_default(),
+            _ => {
+                let (name, rest) = raw.split_once('/').ok_or(ParseError::BadVia)?;
+                let (version, rest) = rest.split_once('/').ok_or(ParseError::BadVia)?;
+                if !name.trim().eq_ignore_ascii_case("SIP") || version.trim() != "2.0" {
+                    return Err(ParseError::BadVia);
+                }
+                rest
+            }
+        };
+        let rest = rest.trim_ascii_start();
         let t_end = rest
-            .find(|c: char| c.is_ascii_whitespace() || c == ';')
+            .bytes()
+            .position(|c| c.is_ascii_whitespace() || c == b';')
             .unwrap_or(rest.len());
         let (transport, rest) = rest.split_at(t_end);
         if transport.is_empty() || !transport.bytes().all(is_token) {
             return Err(ParseError::BadVia);
         }
-        let sb_end = rest.find(';').unwrap_or(rest.len());
+        let sb_end = memchr::memchr(b';', rest.as_bytes()).unwrap_or(rest.len());
         let (sent_by, params) = rest.split_at(sb_end);
-        let (host, port) = split_host_port(sent_by.trim()).ok_or(ParseError::BadVia)?;
+        let (host, port) = split_host_port(sent_by.trim_ascii()).ok_or(ParseError::BadVia)?;
         // One pass over the parameters (this runs for every Via of every message); the first
         // occurrence of a name wins, as with `param`.
-        let (mut branch, mut received, mut rport) = (None, None, None);
-        for p in split_outside(params, b';') {
-            let (n, v) = match p.split_once('=') {
-                Some((n, v)) => (n.trim(), Some(v.trim())),
-                None => (p.trim(), None),
-            };
-            if n.eq_ignore_ascii_case("branch") {
-                branch = branch.or(Some(v));
-            } else if n.eq_ignore_ascii_case("received") {
-                received = received.or(Some(v));
-            } else if n.eq_ignore_ascii_case("rport") && rport.is_none() {
-                rport = Some(match v {
-                    None => None,
-                    Some(p) => Some(p.parse::<u16>().map_err(|_| ParseError::BadVia)?),
-                });
+        let mut found = Found::default();
+        if memchr::memchr3(b'"', b'<', b'[', params.as_bytes()).is_none() {
+            // Nothing quoted or bracketed: every `;` separates.
+            for p in params.split(';') {
+                found.take(p)?;
+            }
+        } else {
+            for p in split_outside(params, b';') {
+                found.take(p)?;
             }
         }
         Ok(Via {
             transport,
             host,
             port,
-            branch: branch.flatten(),
-            received: received.flatten(),
-            rport,
+            branch: found.branch.flatten(),
+            received: found.received.flatten(),
+            rport: found.rport,
             raw,
         })
+    }
+}
+
+/// The parameters a Via is read for, as they turn up.
+#[derive(Default)]
+struct Found<'a> {
+    branch: Option<Option<&'a str>>,
+    received: Option<Option<&'a str>>,
+    rport: Option<Option<u16>>,
+}
+
+impl<'a> Found<'a> {
+    /// Takes one `name[=value]` parameter.
+    fn take(&mut self, p: &'a str) -> Result<(), ParseError> {
+        // SIP's whitespace is ASCII (RFC 3261 §25.1): `trim_ascii`, not the Unicode `trim`.
+        let (n, v) = match memchr::memchr(b'=', p.as_bytes()) {
+            Some(i) => (
+                p.get(..i).unwrap_or_default().trim_ascii(),
+                Some(p.get(i + 1..).unwrap_or_default().trim_ascii()),
+            ),
+            None => (p.trim_ascii(), None),
+        };
+        match n.len() {
+            6 if n.eq_ignore_ascii_case("branch") => {
+                self.branch = self.branch.or(Some(v));
+            }
+            8 if n.eq_ignore_ascii_case("received") => {
+                self.received = self.received.or(Some(v));
+            }
+            5 if self.rport.is_none() && n.eq_ignore_ascii_case("rport") => {
+                self.rport = Some(match v {
+                    None => None,
+                    Some(p) => Some(p.parse::<u16>().map_err(|_| ParseError::BadVia)?),
+                });
+            }
+            _ => {}
+        }
+        Ok(())
     }
 }
 
