@@ -5,7 +5,7 @@
 use super::branch::Branch;
 use super::message::Message;
 use super::name::HeaderName;
-use super::scan::{param, split_outside};
+use super::scan::{each_param, param};
 use super::uri::{push_decimal, Host, HostPort};
 use crate::peer::Transport;
 use std::borrow::Cow;
@@ -110,19 +110,18 @@ impl<'a> ViaMarks<'a> {
     /// port counts as absent.
     pub fn read(params: &'a str) -> ViaMarks<'a> {
         let (mut number, mut queue, mut connection) = (None, None, None);
-        for p in split_outside(params, b';') {
-            let (n, v) = match p.split_once('=') {
-                Some((n, v)) => (n.trim(), Some(v.trim())),
-                None => (p.trim(), None),
-            };
-            if n.eq_ignore_ascii_case("dgn") {
-                number = number.or(Some(v));
-            } else if n.eq_ignore_ascii_case("dgq") {
-                queue = queue.or(Some(v));
-            } else if n.eq_ignore_ascii_case("dgc") {
-                connection = connection.or(Some(v));
+        each_param(params, |n, v| {
+            if n.len() == 3 {
+                if n.eq_ignore_ascii_case("dgn") {
+                    number = number.or(Some(v));
+                } else if n.eq_ignore_ascii_case("dgq") {
+                    queue = queue.or(Some(v));
+                } else if n.eq_ignore_ascii_case("dgc") {
+                    connection = connection.or(Some(v));
+                }
             }
-        }
+            false
+        });
         ViaMarks {
             number: number.flatten(),
             queue: queue.flatten(),

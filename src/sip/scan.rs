@@ -5,13 +5,55 @@
 /// Looks up `name` (case-insensitive) in a `;name[=value]` list: `Some(None)` for a bare flag,
 /// `Some(Some(value))` with the value trimmed (quotes kept), `None` when absent.
 pub fn param<'p>(params: &'p str, name: &str) -> Option<Option<&'p str>> {
-    split_outside(params, b';').find_map(|p| {
-        let (n, v) = match p.split_once('=') {
-            Some((n, v)) => (n.trim(), Some(v.trim())),
-            None => (p.trim(), None),
-        };
-        n.eq_ignore_ascii_case(name).then_some(v)
-    })
+    let mut found = None;
+    each_param(params, |n, v| {
+        let hit = n.eq_ignore_ascii_case(name);
+        if hit {
+            found = Some(v);
+        }
+        hit
+    });
+    found
+}
+
+/// Calls `f` with each `name[=value]` of a `;`-separated parameter list in order, name and
+/// value trimmed of SIP's (ASCII) whitespace, quotes kept, until `f` returns `true`. A `;`
+/// inside quotes, `<...>` or `[...]` does not separate. The one place parameter lists are
+/// split: the Via reader, the gateway's Via marks and [`param`] all come here.
+pub(crate) fn each_param<'p>(params: &'p str, mut f: impl FnMut(&'p str, Option<&'p str>) -> bool) {
+    // A parameter's name is short: a plain scan finds its `=` sooner than memchr starts.
+    let named = |p: &'p str| match p.bytes().position(|b| b == b'=') {
+        Some(i) => (
+            p.get(..i).unwrap_or_default().trim_ascii(),
+            Some(p.get(i + 1..).unwrap_or_default().trim_ascii()),
+        ),
+        None => (p.trim_ascii(), None),
+    };
+    if memchr::memchr3(b'"', b'<', b'[', params.as_bytes()).is_none() {
+        // Nothing quoted or bracketed (the usual case): every `;` separates.
+        let mut rest = params;
+        loop {
+            let (p, next) = match memchr::memchr(b';', rest.as_bytes()) {
+                Some(i) => (rest.get(..i).unwrap_or_default(), rest.get(i + 1..)),
+                None => (rest, None),
+            };
+            let (n, v) = named(p);
+            if f(n, v) {
+                return;
+            }
+            match next {
+                Some(r) => rest = r,
+                None => return,
+            }
+        }
+    } else {
+        for p in split_outside(params, b';') {
+            let (n, v) = named(p);
+            if f(n, v) {
+                return;
+            }
+        }
+    }
 }
 
 /// Splits a header value into its comma-separated entries (RFC 3261 §7.3.1), ignoring commas
@@ -55,29 +97,57 @@ pub(crate) fn find_outside(s: &str, sep: u8) -> Option<usize> {
     if let Some(i) = memchr::memchr(sep, bytes.get(..opener).unwrap_or_default()) {
         return Some(i);
     }
+    // From the opener on, a byte-class table: ordinary bytes (most of a URI) cost one load
+    // and one compare each.
     let mut in_quote = false;
-    let mut escaped = false;
     let mut depth = 0usize;
-    for (i, b) in bytes.iter().copied().enumerate().skip(opener) {
+    let mut i = opener;
+    while let Some(&b) = bytes.get(i) {
+        i += 1;
+        let class = CLASS[usize::from(b)];
+        if class == ORDINARY {
+            if b == sep && depth == 0 && !in_quote {
+                return Some(i - 1);
+            }
+            continue;
+        }
         if in_quote {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_quote = false,
+            match class {
+                ESCAPE => i += 1,
+                QUOTE => in_quote = false,
                 _ => {}
             }
             continue;
         }
-        match b {
-            b'"' => in_quote = true,
-            b'<' | b'[' => depth += 1,
-            b'>' | b']' => depth = depth.saturating_sub(1),
-            _ if b == sep && depth == 0 => return Some(i),
+        match class {
+            QUOTE => in_quote = true,
+            OPEN => depth += 1,
+            CLOSE => depth = depth.saturating_sub(1),
+            // A backslash outside quotes is an ordinary byte.
+            _ if b == sep && depth == 0 => return Some(i - 1),
             _ => {}
         }
     }
     None
 }
+
+const ORDINARY: u8 = 0;
+const QUOTE: u8 = 1;
+const ESCAPE: u8 = 2;
+const OPEN: u8 = 3;
+const CLOSE: u8 = 4;
+
+/// What each byte is to [`find_outside`]; 0 for ordinary bytes.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'"' as usize] = QUOTE;
+    t[b'\\' as usize] = ESCAPE;
+    t[b'<' as usize] = OPEN;
+    t[b'[' as usize] = OPEN;
+    t[b'>' as usize] = CLOSE;
+    t[b']' as usize] = CLOSE;
+    t
+};
 
 /// Pieces of `s` between `sep`s found by [`find_outside`] (untrimmed, empty ones included).
 pub(crate) fn split_outside(s: &str, sep: u8) -> impl Iterator<Item = &str> {

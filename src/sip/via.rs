@@ -2,7 +2,7 @@
 //! collected in one pass. Borrowing, never panics. No I/O here.
 
 use super::message::ParseError;
-use super::scan::{is_token, split_outside};
+use super::scan::{each_param, is_token};
 use super::uri::{split_host_port, Host, HostPort};
 
 /// One Via entry (a combined `Via: a, b` line yields two).
@@ -74,15 +74,13 @@ impl<'a> Via<'a> {
         // One pass over the parameters (this runs for every Via of every message); the first
         // occurrence of a name wins, as with `param`.
         let mut found = Found::default();
-        if memchr::memchr3(b'"', b'<', b'[', params.as_bytes()).is_none() {
-            // Nothing quoted or bracketed: every `;` separates.
-            for p in params.split(';') {
-                found.take(p)?;
-            }
-        } else {
-            for p in split_outside(params, b';') {
-                found.take(p)?;
-            }
+        let mut bad_rport = false;
+        each_param(params, |n, v| {
+            bad_rport = found.take(n, v).is_err();
+            bad_rport
+        });
+        if bad_rport {
+            return Err(ParseError::BadVia);
         }
         Ok(Via {
             transport,
@@ -106,15 +104,7 @@ struct Found<'a> {
 
 impl<'a> Found<'a> {
     /// Takes one `name[=value]` parameter.
-    fn take(&mut self, p: &'a str) -> Result<(), ParseError> {
-        // SIP's whitespace is ASCII (RFC 3261 §25.1): `trim_ascii`, not the Unicode `trim`.
-        let (n, v) = match memchr::memchr(b'=', p.as_bytes()) {
-            Some(i) => (
-                p.get(..i).unwrap_or_default().trim_ascii(),
-                Some(p.get(i + 1..).unwrap_or_default().trim_ascii()),
-            ),
-            None => (p.trim_ascii(), None),
-        };
+    fn take(&mut self, n: &'a str, v: Option<&'a str>) -> Result<(), ParseError> {
         match n.len() {
             6 if n.eq_ignore_ascii_case("branch") => {
                 self.branch = self.branch.or(Some(v));
