@@ -187,15 +187,16 @@ impl Branch {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         out.push_str(BRANCH_PREFIX);
         out.push_str(MARKER);
-        for (i, n) in [self.txn, self.loop_key, self.mac].into_iter().enumerate() {
-            if i > 0 {
-                out.push('.');
-            }
-            for shift in (0..16).rev() {
+        // Three 16-digit fields and two dots, written on the stack and pushed once.
+        let mut text = [b'.'; 50];
+        for (field, n) in text.chunks_mut(17).zip([self.txn, self.loop_key, self.mac]) {
+            for (i, slot) in field.iter_mut().take(16).enumerate() {
                 // A nibble indexes the 16-entry table.
-                out.push(char::from(HEX[((n >> (shift * 4)) & 0xf) as usize]));
+                *slot = HEX[((n >> ((15 - i) * 4)) & 0xf) as usize];
             }
         }
+        // Hex digits and dots: ASCII.
+        out.push_str(std::str::from_utf8(&text).unwrap_or_default());
     }
 
     /// Reads back a branch written by [`Branch::to_param`]; `None` for anything else.
