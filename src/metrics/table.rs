@@ -104,6 +104,14 @@ impl Family {
     fn index(self) -> usize {
         self as usize
     }
+
+    /// The position of the `number` label in [`Family::labels`].
+    fn number_at(self) -> usize {
+        match self {
+            Family::Requests => 1,
+            _ => 0,
+        }
+    }
 }
 
 /// One series' value: a counter's count, or a gauge's `f64` bits.
@@ -135,15 +143,23 @@ const NO_VALUE: u32 = u32::MAX;
 /// Cells are allocated this many at a time.
 const CELL_BLOCK: usize = 4096;
 
+/// The store's hasher: a reload looks up every series of the national file (≈ 200 000), and
+/// SipHash's resistance to chosen keys buys nothing for ids and label values the mapping file
+/// defines.
+type Quick = foldhash::fast::RandomState;
+
 /// Every series of the families in [`Family`], for the life of the process.
 #[derive(Default)]
 struct Store {
     /// Interned label values, escaped for the text format.
     escaped: Vec<Box<str>>,
     /// Label value text to its id in `escaped`.
-    ids: HashMap<Box<str>, u32>,
-    /// Series by family and label values.
-    series: HashMap<(Family, Values), CellRef>,
+    ids: HashMap<Box<str>, u32, Quick>,
+    /// Series by their `number` label's value, then by family and label values. A table
+    /// registers a number's series one after another: looked up in a small map of that number's
+    /// own, they stay in cache, where in one map of every series (≈ 200 000 with the national
+    /// file) each lookup was a cache miss, a quarter of a reload.
+    series: HashMap<u32, HashMap<(Family, Values), CellRef, Quick>, Quick>,
     /// Per family, its series in registration order (the order they are rendered).
     order: [Vec<(Values, CellRef)>; Family::ALL.len()],
     /// Cells not yet handed out.
@@ -174,7 +190,9 @@ impl Store {
         for (k, v) in key.iter_mut().zip(labels) {
             *k = *v;
         }
-        if let Some(c) = self.series.get(&(f, key)) {
+        let number = key.get(f.number_at()).copied().unwrap_or(NO_VALUE);
+        let of_number = self.series.entry(number).or_default();
+        if let Some(c) = of_number.get(&(f, key)) {
             return c;
         }
         let cell = match self.free.split_first() {
@@ -192,7 +210,7 @@ impl Store {
                 c
             }
         };
-        self.series.insert((f, key), cell);
+        of_number.insert((f, key), cell);
         self.order[f.index()].push((key, cell));
         cell
     }
@@ -787,6 +805,13 @@ when_retired = { treatment = "route" }
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn every_family_says_where_its_number_label_is() {
+        for f in Family::ALL {
+            assert_eq!(f.labels().get(f.number_at()), Some(&"number"), "{f:?}");
+        }
     }
 
     #[test]
