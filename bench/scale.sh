@@ -10,7 +10,8 @@
 #      (bytes, lines, seconds).
 # Environment: RATE [8000], RELOADS [100], SKIP_TRAFFIC [0], WORK [bench/out/scale-<time>],
 #   CARGO_TARGET_DIR [<repo>/target], BIN [the gateway built here; set it to measure another
-#   build, e.g. the previous commit's, in the same run].
+#   build, e.g. the previous commit's, in the same run], SIP_PORT [15060], METRICS_PORT [19190],
+#   BACKEND_PORT [15090] (another set of ports lets two runs share a machine).
 set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
@@ -18,6 +19,9 @@ RATE="${RATE:-8000}"
 RELOADS="${RELOADS:-100}"
 NOW="${NOW:-2025-04-20T10:00:00+08:00}"
 WORK="${WORK:-$HERE/out/scale-$(date -u +%Y%m%dT%H%M%SZ)}"
+SIP_PORT="${SIP_PORT:-15060}"
+METRICS_PORT="${METRICS_PORT:-19190}"
+BACKEND_PORT="${BACKEND_PORT:-15090}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
 mkdir -p "$WORK"
 (cd "$REPO" && cargo build --release --quiet) || exit 2
@@ -32,32 +36,32 @@ mem() { awk '/^VmRSS:/{r=$2} /^VmHWM:/{h=$2} END{printf "rss_kb=%s hwm_kb=%s", r
 echo "date: $(date -u +%FT%TZ) dualgate $(git -C "$REPO" rev-parse --short HEAD) loadavg: $(cat /proc/loadavg)" | tee "$WORK/machine.txt"
 
 if [ "${SKIP_TRAFFIC:-0}" != 1 ]; then
-  write_loadgen_mappings "$WORK/m.toml" 15060 19190 15090 16
-  RUST_LOG=warn "$BIN" run --config "$WORK/m.toml" --sip-udp 127.0.0.1:15060 --sip-tcp off \
-    --metrics 127.0.0.1:19190 --now "$NOW" >"$WORK/traffic.log" 2>&1 &
+  write_loadgen_mappings "$WORK/m.toml" "$SIP_PORT" "$METRICS_PORT" "$BACKEND_PORT" 16
+  RUST_LOG=warn "$BIN" run --config "$WORK/m.toml" --sip-udp "127.0.0.1:$SIP_PORT" --sip-tcp off \
+    --metrics "127.0.0.1:$METRICS_PORT" --now "$NOW" >"$WORK/traffic.log" 2>&1 &
   PID=$!
   sleep 1
   echo "MEM calls=0 $(mem $PID)" | tee -a "$WORK/results.txt"
   done_calls=0
   for n in 100000 900000; do
-    "$LG" gen --target 127.0.0.1:15060 --uas-base 15090 --uac-base 15200 --calls $n --rate "$RATE" --window 4096 --max-secs 300 --pid $PID >"$WORK/gen-$n.txt"
+    "$LG" gen --target "127.0.0.1:$SIP_PORT" --uas-base "$BACKEND_PORT" --uac-base $((BACKEND_PORT + 110)) --calls $n --rate "$RATE" --window 4096 --max-secs 300 --pid $PID >"$WORK/gen-$n.txt"
     done_calls=$((done_calls + n))
     echo "MEM calls=$done_calls $(mem $PID) load=$(cut -d' ' -f1 /proc/loadavg) gen: $(cut -d' ' -f3-6 "$WORK/gen-$n.txt")" | tee -a "$WORK/results.txt"
   done
   stop
 fi
 
-"$LG" national --port 15060 --metrics 19190 --backend 15090 >"$WORK/national.toml"
+"$LG" national --port "$SIP_PORT" --metrics "$METRICS_PORT" --backend "$BACKEND_PORT" >"$WORK/national.toml"
 T0=$(date +%s.%N)
-RUST_LOG=info "$BIN" run --config "$WORK/national.toml" --sip-udp 127.0.0.1:15060 --sip-tcp off \
-  --metrics 127.0.0.1:19190 --now "$NOW" >"$WORK/national.log" 2>&1 &
+RUST_LOG=info "$BIN" run --config "$WORK/national.toml" --sip-udp "127.0.0.1:$SIP_PORT" --sip-tcp off \
+  --metrics "127.0.0.1:$METRICS_PORT" --now "$NOW" >"$WORK/national.log" 2>&1 &
 PID=$!
 # Ready = the "dualgate listening" log line: bound, and every series registered.
 for _ in $(seq 6000); do grep -q "dualgate listening" "$WORK/national.log" && break; sleep 0.005; done
 T1=$(date +%s.%N)
 echo "NATIONAL start_to_ready_s=$(awk -v a="$T0" -v b="$T1" 'BEGIN{printf "%.3f", b-a}') $(mem $PID)" | tee -a "$WORK/results.txt"
 scrape() {
-  curl -s -o "$WORK/metrics.txt" -w '%{size_download} %{time_total}' http://127.0.0.1:19190/metrics
+  curl -s -o "$WORK/metrics.txt" -w '%{size_download} %{time_total}' "http://127.0.0.1:$METRICS_PORT/metrics"
 }
 read -r size secs < <(scrape)
 echo "SCRAPE bytes=$size lines=$(wc -l <"$WORK/metrics.txt") seconds=$secs $(mem $PID)" | tee -a "$WORK/results.txt"

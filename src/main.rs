@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use dualgate::calendar::phase_at;
 use dualgate::cli::{self, Format};
 use dualgate::clock::{Clock, SystemClock};
-use dualgate::config::diff::{diff, fingerprint};
+use dualgate::config::diff::{describe, diff, Description};
 use dualgate::config::{self, parse_instant, Checked, ConfigError, Snapshot};
 use dualgate::number::AreaCode;
 use dualgate::report::{prometheus, Window};
@@ -452,7 +452,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ctx.sip_bound();
         }
         let now = clock.now();
-        let sha256 = fingerprint(&snap);
+        let described = describe(&snap);
+        let sha256 = described.fingerprint();
         dualgate::metrics::register(&served, now);
         dualgate::metrics::register_failover(&served);
         dualgate::metrics::record_calendar(&served, now);
@@ -476,7 +477,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 dualgate::watcher::EVERY,
             ));
         }
-        tokio::spawn(reload_on_sighup(path, overrides, tx, sha256, clock.clone()));
+        let served = Served { described, sha256 };
+        tokio::spawn(reload_on_sighup(path, overrides, tx, served, clock.clone()));
         let udp_workers = udp_workers.map_or(workers, usize::from);
         dualgate::run(sockets, udp_workers, rx, clock, shutdown_signal())
             .await
@@ -518,6 +520,14 @@ fn release_freed_memory() {
     }
 }
 
+/// What the reload loop keeps of the snapshot being served, to tell what a new file changes.
+struct Served {
+    /// Its entries as an operator reads them.
+    described: Description,
+    /// Its routing fingerprint.
+    sha256: String,
+}
+
 /// SIGHUP reloads the mapping file: a valid file replaces the snapshot for the next message,
 /// and what changed is logged (`[gateway]` fields read only at start-up as warnings); a bad one
 /// is logged and counted, and the old snapshot keeps serving.
@@ -525,7 +535,7 @@ async fn reload_on_sighup(
     path: PathBuf,
     overrides: Overrides,
     tx: watch::Sender<Arc<Snapshot>>,
-    mut served_sha: String,
+    mut served: Served,
     clock: Arc<dyn Clock>,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
@@ -541,36 +551,42 @@ async fn reload_on_sighup(
                 let load = watch.elapsed();
                 log_warnings(&path, &checked);
                 let new = Arc::new(overrides.apply(checked.snapshot));
-                let old = tx.borrow().clone();
-                let changes = diff(&old, &new);
+                let numbers = new.mappings.numbers().count();
+                let described = describe(&new);
+                let sha256 = described.fingerprint();
+                let fingerprinted = watch.elapsed();
+                // Every series the new mappings can count exists (at 0) before they serve.
+                dualgate::metrics::register(&new, now);
+                dualgate::metrics::register_failover(&new);
+                dualgate::metrics::record_calendar(&new, now);
+                dualgate::metrics::record_config(Some(&served.sha256), &sha256);
+                let registered = watch.elapsed();
+                tx.send_replace(new);
+                // What changed only feeds the log: told once the new mappings serve.
+                let served_then = std::mem::replace(&mut served, Served { described, sha256 });
+                let changes = served_then.described.diff(&served.described);
+                drop(served_then);
                 for c in changes.needing_restart() {
                     tracing::warn!(config = %path.display(), field = %format!("gateway.{}", c.field), change = %c, "this change takes effect on restart only");
                 }
                 for c in changes.applied() {
                     tracing::info!(config = %path.display(), change = %c, "reload changes");
                 }
-                // The served snapshot's fingerprint was computed when it was loaded.
-                let new_sha = fingerprint(&new);
-                let old_sha = std::mem::replace(&mut served_sha, new_sha.clone());
-                let compared = watch.elapsed();
-                dualgate::metrics::register(&new, now);
-                dualgate::metrics::register_failover(&new);
-                dualgate::metrics::record_calendar(&new, now);
-                dualgate::metrics::record_config(Some(&old_sha), &new_sha);
                 let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+                let compared = watch.elapsed().saturating_sub(registered);
                 tracing::info!(
                     config = %path.display(),
-                    numbers = new.mappings.numbers().count(),
+                    numbers,
                     changes = changes.applied().count(),
                     restart_needed = changes.needing_restart().count(),
-                    sha256 = %new_sha,
+                    sha256 = %served.sha256,
                     load_ms = ms(load),
-                    diff_ms = ms(compared.saturating_sub(load)),
-                    metrics_ms = ms(watch.elapsed().saturating_sub(compared)),
+                    diff_ms = ms(fingerprinted.saturating_sub(load) + compared),
+                    metrics_ms = ms(registered.saturating_sub(fingerprinted)),
                     "mappings reloaded"
                 );
-                // Swap, then count: whoever waits on the counter sees the new mappings.
-                tx.send_replace(new);
+                // Swapped and told, then counted: whoever waits on the counter sees the new
+                // mappings and finds what changed logged.
                 dualgate::metrics::record_reload(true, now);
                 release_freed_memory();
             }

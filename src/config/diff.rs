@@ -8,7 +8,7 @@ use crate::calendar::Treatment;
 use crate::timeline::local;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 /// One field of one entry, before and after (`None`: the entry is not in that file).
@@ -86,8 +86,22 @@ const WHOLE: &str = "(entry)";
 /// installed on the exporter once.
 const RESTART_FIELDS: [&str; 4] = ["sip_udp", "sip_tcp", "metrics", "replica"];
 
-/// Every entry of a snapshot as (entry, [(field, value)]), values as an operator reads them.
-fn entries(s: &Snapshot) -> Vec<(String, Vec<(&'static str, String)>)> {
+/// The fields of one entry, values as an operator reads them.
+type Fields = Vec<(&'static str, String)>;
+
+/// A snapshot as an operator reads it: every entry with its fields, `[gateway]` first. Both
+/// [`diff`] and [`fingerprint`] are computed from it, so a running gateway describes each file
+/// once and keeps the description of the one it serves (a national file has 10 000 entries).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Description {
+    /// `[gateway]`.
+    gateway: Fields,
+    /// The entries that decide routing and the calendar, in file order.
+    routing: Vec<(String, Fields)>,
+}
+
+/// Every entry of `s` as an operator reads it.
+pub fn describe(s: &Snapshot) -> Description {
     let queue = |i: QueueId| s.queue(i).name.clone();
     let addr = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
     let g = &s.gateway;
@@ -98,9 +112,8 @@ fn entries(s: &Snapshot) -> Vec<(String, Vec<(&'static str, String)>)> {
     if g.diversion {
         marks.push("diversion");
     }
-    let mut out = vec![(
-        "gateway".to_string(),
-        vec![
+    Description {
+        gateway: vec![
             ("sip_udp", addr(g.sip_udp)),
             ("sip_tcp", addr(g.sip_tcp)),
             ("metrics", addr(g.metrics)),
@@ -109,9 +122,85 @@ fn entries(s: &Snapshot) -> Vec<(String, Vec<(&'static str, String)>)> {
             ("record_route", g.record_route.to_string()),
             ("mark_legacy", marks.join(", ")),
         ],
-    )];
-    out.extend(routing(s, &queue));
-    out
+        routing: routing(s, &queue),
+    }
+}
+
+impl Description {
+    /// Every entry, `[gateway]` first.
+    fn entries(&self) -> impl Iterator<Item = (&str, &Fields)> {
+        std::iter::once(("gateway", &self.gateway))
+            .chain(self.routing.iter().map(|(e, f)| (e.as_str(), f)))
+    }
+
+    /// The routing fingerprint of the snapshot described: see [`fingerprint`].
+    pub fn fingerprint(&self) -> String {
+        let mut h = Sha256::new();
+        for (entry, fields) in &self.routing {
+            for (k, v) in fields {
+                for part in [entry.as_str(), "\t", k, "\t", v.as_str(), "\n"] {
+                    h.update(part.as_bytes());
+                }
+            }
+        }
+        h.finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    }
+
+    /// What changes from the snapshot described by `self` to the one `new` describes.
+    pub fn diff(&self, new: &Description) -> Diff {
+        let before: HashMap<&str, &Fields> = self.entries().collect();
+        // Sets, not scans: a national file has 10 000 entries a side (issue 12).
+        let kept: HashSet<&str> = new.entries().map(|(e, _)| e).collect();
+        let mut changes = Vec::new();
+        let restart =
+            |entry: &str, field: &str| entry == "gateway" && RESTART_FIELDS.contains(&field);
+        for (entry, fields) in new.entries() {
+            match before.get(entry) {
+                None => changes.push(Change {
+                    entry: entry.to_string(),
+                    field: WHOLE.to_string(),
+                    old: None,
+                    new: Some(
+                        fields
+                            .iter()
+                            .map(|(k, v)| format!("{k} {v}"))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    ),
+                    needs_restart: false,
+                }),
+                Some(was) => {
+                    for (field, value) in fields {
+                        let old_value = was.iter().find(|(f, _)| f == field).map(|(_, v)| v);
+                        if old_value != Some(value) {
+                            changes.push(Change {
+                                entry: entry.to_string(),
+                                field: (*field).to_string(),
+                                old: old_value.cloned(),
+                                new: Some(value.clone()),
+                                needs_restart: restart(entry, field),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        for (entry, _) in self.entries() {
+            if !kept.contains(entry) {
+                changes.push(Change {
+                    entry: entry.to_string(),
+                    field: WHOLE.to_string(),
+                    old: Some(String::new()),
+                    new: None,
+                    needs_restart: false,
+                });
+            }
+        }
+        Diff { changes }
+    }
 }
 
 /// The entries that decide routing and the calendar (everything but `[gateway]`).
@@ -199,74 +288,14 @@ fn routing(
 
 /// What changes from `old` to `new`.
 pub fn diff(old: &Snapshot, new: &Snapshot) -> Diff {
-    let was = entries(old);
-    let before: BTreeMap<&str, &Vec<(&str, String)>> =
-        was.iter().map(|(e, f)| (e.as_str(), f)).collect();
-    let after = entries(new);
-    // Sets, not scans: a national file has 10 000 entries a side (issue 12).
-    let kept: BTreeSet<&str> = after.iter().map(|(e, _)| e.as_str()).collect();
-    let mut changes = Vec::new();
-    let restart = |entry: &str, field: &str| entry == "gateway" && RESTART_FIELDS.contains(&field);
-    for (entry, fields) in &after {
-        match before.get(entry.as_str()) {
-            None => changes.push(Change {
-                entry: entry.clone(),
-                field: WHOLE.to_string(),
-                old: None,
-                new: Some(
-                    fields
-                        .iter()
-                        .map(|(k, v)| format!("{k} {v}"))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                ),
-                needs_restart: false,
-            }),
-            Some(was) => {
-                for (field, value) in fields {
-                    let old_value = was.iter().find(|(f, _)| f == field).map(|(_, v)| v);
-                    if old_value != Some(value) {
-                        changes.push(Change {
-                            entry: entry.clone(),
-                            field: (*field).to_string(),
-                            old: old_value.cloned(),
-                            new: Some(value.clone()),
-                            needs_restart: restart(entry, field),
-                        });
-                    }
-                }
-            }
-        }
-    }
-    for (entry, _) in was {
-        if !kept.contains(entry.as_str()) {
-            changes.push(Change {
-                entry,
-                field: WHOLE.to_string(),
-                old: Some(String::new()),
-                new: None,
-                needs_restart: false,
-            });
-        }
-    }
-    Diff { changes }
+    describe(old).diff(&describe(new))
 }
 
 /// SHA-256 (hex) of everything that decides routing and the calendar, in a canonical form:
 /// equal for two files that route alike whatever their comments, order of keys or `[gateway]`
 /// (which differs per replica); what `dualgate_config_info{sha256}` exports and `check` prints.
 pub fn fingerprint(s: &Snapshot) -> String {
-    let queue = |i: QueueId| s.queue(i).name.clone();
-    let mut h = Sha256::new();
-    for (entry, fields) in routing(s, &queue) {
-        for (k, v) in fields {
-            h.update(format!("{entry}\t{k}\t{v}\n").as_bytes());
-        }
-    }
-    h.finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()
+    describe(s).fingerprint()
 }
 
 #[cfg(test)]

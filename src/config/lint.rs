@@ -4,7 +4,7 @@
 //! [`super::validate()`] has built what it could.
 
 use super::raw::{RawArea, RawFile};
-use super::validate::{instant, Issues};
+use super::validate::{instant, AreaOf, Issues};
 use super::Snapshot;
 use crate::calendar::Treatment;
 use crate::mapping::{Area, Entry};
@@ -26,6 +26,7 @@ pub(crate) fn lint(raw: &RawFile, snap: &Snapshot, issues: &mut Issues<'_>) {
         }
     };
     let raw_areas = raw_areas(raw);
+    let area_of = AreaOf::new(&m.areas);
     for (i, l) in raw.legacy.iter().enumerate() {
         let r = l.get_ref();
         let field = |f: &str| format!("legacy[{i}].{f}");
@@ -35,7 +36,7 @@ pub(crate) fn lint(raw: &RawFile, snap: &Snapshot, issues: &mut Issues<'_>) {
         let Some(Entry::Legacy(legacy)) = m.lookup(&d) else {
             continue;
         };
-        let Some(area) = legacy.area(&m.areas) else {
+        let Some(area) = area_of.get(&legacy.number) else {
             let code = d.area().unwrap_or("?");
             issues.push(
                 r.number.span(),

@@ -11,7 +11,7 @@ use crate::health::Policy;
 use crate::hours::{Hours, Span};
 use crate::limit::{Limits, Rate};
 use crate::mapping::{Area, Legacy, Mappings};
-use crate::number::{normalize, AreaCode, Dialling};
+use crate::number::{normalize, AreaCode, Dialled, Dialling, NumberError};
 use crate::peer::Transport;
 use crate::sip::{HostPort, Key, Scheme, Uri};
 use std::collections::HashMap;
@@ -114,6 +114,67 @@ pub(crate) fn unknown_queue(name: &str, queues: &[Queue]) -> String {
     }
 }
 
+/// The queues by name, for the references to them (a national file has 10 000).
+struct QueueNames<'q> {
+    queues: &'q [Queue],
+    /// The first queue of each name, as a scan would find it.
+    ids: HashMap<&'q str, QueueId>,
+}
+
+impl<'q> QueueNames<'q> {
+    fn new(queues: &'q [Queue]) -> QueueNames<'q> {
+        let mut ids = HashMap::with_capacity(queues.len());
+        for (i, q) in queues.iter().enumerate() {
+            ids.entry(q.name.as_str()).or_insert(QueueId::new(i));
+        }
+        QueueNames { queues, ids }
+    }
+
+    /// The queue `name` refers to, or the problem to report.
+    fn id(&self, name: &str) -> Result<QueueId, String> {
+        self.ids
+            .get(name)
+            .copied()
+            .ok_or_else(|| unknown_queue(name, self.queues))
+    }
+}
+
+/// [`crate::mapping::Legacy::area`] by hash lookups instead of a scan of every area per
+/// number (a national file has 340 areas and 10 000 numbers).
+pub(crate) struct AreaOf<'a> {
+    areas: &'a [Area],
+    /// The first area of each code.
+    by_code: HashMap<&'a str, usize>,
+    /// The lengths codes have, shortest first.
+    lengths: Vec<usize>,
+}
+
+impl<'a> AreaOf<'a> {
+    pub(crate) fn new(areas: &'a [Area]) -> AreaOf<'a> {
+        let mut by_code = HashMap::with_capacity(areas.len());
+        for (i, a) in areas.iter().enumerate() {
+            by_code.entry(a.code.as_str()).or_insert(i);
+        }
+        let mut lengths: Vec<usize> = by_code.keys().map(|c| c.len()).collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        AreaOf {
+            areas,
+            by_code,
+            lengths,
+        }
+    }
+
+    /// The first area (in file order) whose code starts `number`.
+    pub(crate) fn get(&self, number: &str) -> Option<&'a Area> {
+        self.lengths
+            .iter()
+            .filter_map(|n| number.get(..*n).and_then(|p| self.by_code.get(p)))
+            .min()
+            .and_then(|i| self.areas.get(*i))
+    }
+}
+
 /// Parses and validates a mapping file's text; `path` is only used to name the file in errors.
 ///
 /// # Errors
@@ -177,15 +238,12 @@ fn build(path: &Path, raw: &RawFile, issues: &mut Issues<'_>) -> Snapshot {
     let gateway = gateway(path, raw, issues);
     let mut queues = queues(raw, issues);
     overflows(raw, &mut queues, issues);
+    let names = QueueNames::new(&queues);
     let queue_index = |name: &Spanned<String>, field: String, issues: &mut Issues<'_>| {
-        let found = queues
-            .iter()
-            .position(|q| q.name == *name.get_ref())
-            .map(QueueId::new);
-        if found.is_none() {
-            issues.push(name.span(), field, unknown_queue(name.get_ref(), &queues));
-        }
-        found
+        names
+            .id(name.get_ref())
+            .map_err(|problem| issues.push(name.span(), field, problem))
+            .ok()
     };
 
     // The new number, and its area form per configured area.
@@ -269,10 +327,12 @@ fn build(path: &Path, raw: &RawFile, issues: &mut Issues<'_>) -> Snapshot {
         .rev()
         .map(|(k, a)| (a.new_number.as_str(), k))
         .collect();
+    let area_of = AreaOf::new(&areas);
     for (i, l) in raw.legacy.iter().enumerate() {
         let r = l.get_ref();
+        let normalized = normalize(r.number.get_ref(), &Dialling::default());
         // Duplicates are judged on the canonical number alone, even if the entry has other faults.
-        if let Ok(d) = normalize(r.number.get_ref(), &Dialling::default()) {
+        if let Ok(d) = &normalized {
             let n = d.as_str().to_string();
             if let Some((j, first)) = seen.get(&n) {
                 issues.push_both(
@@ -294,7 +354,7 @@ fn build(path: &Path, raw: &RawFile, issues: &mut Issues<'_>) -> Snapshot {
             }
             seen.entry(n).or_insert((i, r.number.span()));
         }
-        if let Some(entry) = legacy_entry(i, r, &queues, &areas, max_share, issues) {
+        if let Some(entry) = legacy_entry((i, r, normalized), &names, &area_of, max_share, issues) {
             legacy.push(entry);
         }
     }
@@ -907,16 +967,16 @@ fn share_field(s: &Spanned<f64>, field: &str, issues: &mut Issues<'_>) -> f64 {
     v
 }
 
+/// The `i`-th `[[legacy]]` entry, `r`, whose number normalizes to `normalized`.
 fn legacy_entry(
-    i: usize,
-    r: &RawLegacy,
-    queues: &[Queue],
-    areas: &[Area],
+    (i, r, normalized): (usize, &RawLegacy, Result<Dialled, NumberError>),
+    queues: &QueueNames<'_>,
+    areas: &AreaOf<'_>,
     default_share: f64,
     issues: &mut Issues<'_>,
 ) -> Option<Legacy> {
     let field = |f: &str| format!("legacy[{i}].{f}");
-    let number = match normalize(r.number.get_ref(), &Dialling::default()) {
+    let number = match normalized {
         Ok(d) if d.area().is_some() => d.as_str().to_string(),
         Ok(d) => {
             issues.push(
@@ -939,16 +999,9 @@ fn legacy_entry(
         }
     };
     let queue = queues
-        .iter()
-        .position(|q| q.name == *r.queue.get_ref())
-        .map(QueueId::new);
-    if queue.is_none() {
-        issues.push(
-            r.queue.span(),
-            field("queue"),
-            unknown_queue(r.queue.get_ref(), queues),
-        );
-    }
+        .id(r.queue.get_ref())
+        .map_err(|problem| issues.push(r.queue.span(), field("queue"), problem))
+        .ok();
     let parallel_from = instant_field(&r.parallel_from, field("parallel_from"), issues);
     let retired_from = instant_field(&r.retired_from, field("retired_from"), issues);
     let decommissioned_from = r
@@ -989,11 +1042,8 @@ fn legacy_entry(
     let max_share = r.max_share.as_ref().map_or(default_share, |s| {
         share_field(s, &field("max_share"), issues)
     });
-    if let (Some(Treatment::Redirect { .. }), None) = (
-        &when_retired,
-        areas.iter().find(|a| number.starts_with(a.code.as_str())),
-    ) {
-        let known: Vec<&str> = areas.iter().map(|a| a.code.as_str()).collect();
+    if matches!(when_retired, Some(Treatment::Redirect { .. })) && areas.get(&number).is_none() {
+        let known: Vec<&str> = areas.areas.iter().map(|a| a.code.as_str()).collect();
         issues.push(
             r.when_retired.span(),
             field("when_retired"),
@@ -1017,7 +1067,7 @@ fn legacy_entry(
     })
 }
 
-fn treatment(t: &RawTreatment, queues: &[Queue]) -> Result<Treatment, String> {
+fn treatment(t: &RawTreatment, queues: &QueueNames<'_>) -> Result<Treatment, String> {
     let unexpected = |what: &str, ok: bool| {
         if ok {
             Ok(())
@@ -1042,11 +1092,7 @@ fn treatment(t: &RawTreatment, queues: &[Queue]) -> Result<Treatment, String> {
                 .queue
                 .as_deref()
                 .ok_or("treatment \"announce\" needs `queue` (the announcement service)")?;
-            let queue = queues
-                .iter()
-                .position(|q| q.name == name)
-                .map(QueueId::new)
-                .ok_or_else(|| unknown_queue(name, queues))?;
+            let queue = queues.id(name)?;
             Ok(Treatment::Announce { queue })
         }
         "redirect" => {
@@ -1102,8 +1148,36 @@ pub(crate) fn instant(d: &Datetime) -> Result<SystemTime, String> {
             "`{d}` needs a date, a time and an offset, e.g. 2025-04-07T00:00:00+08:00"
         ));
     }
+    if let Some(t) = exact(d) {
+        return Ok(t);
+    }
+    // Whatever the fields cannot say directly, jiff explains from the text.
     let t = jiff::Timestamp::from_str(&d.to_string()).map_err(|e| format!("`{d}`: {e}"))?;
     Ok(SystemTime::from(t))
+}
+
+/// An offset datetime's instant from its fields, without printing and parsing it again (a
+/// national file has 30 000 dates). `None` when a field is out of jiff's range; a leap second
+/// counts as :59, as jiff's parser reads it.
+fn exact(d: &Datetime) -> Option<SystemTime> {
+    use toml::value::Offset;
+    let (date, time, offset) = (d.date?, d.time?, d.offset?);
+    let civil = jiff::civil::DateTime::new(
+        i16::try_from(date.year).ok()?,
+        i8::try_from(date.month).ok()?,
+        i8::try_from(date.day).ok()?,
+        i8::try_from(time.hour).ok()?,
+        i8::try_from(time.minute).ok()?,
+        i8::try_from(time.second.unwrap_or(0).min(59)).ok()?,
+        i32::try_from(time.nanosecond.unwrap_or(0)).ok()?,
+    )
+    .ok()?;
+    let minutes = match offset {
+        Offset::Z => 0,
+        Offset::Custom { minutes } => i32::from(minutes),
+    };
+    let offset = jiff::tz::Offset::from_seconds(minutes * 60).ok()?;
+    offset.to_timestamp(civil).ok().map(SystemTime::from)
 }
 
 /// Parses an operator-given instant (`--at`, `--now`): an RFC 3339 datetime with offset.
@@ -1195,6 +1269,31 @@ mod tests {
     }
 
     #[test]
+    fn a_file_datetime_is_read_from_its_fields_as_jiff_reads_its_text() {
+        for text in [
+            "2025-05-07T00:00:00+08:00",
+            "2025-05-06T16:00:00Z",
+            "2025-05-06T23:59:59.999+08:00",
+            "2025-05-06T23:59:59.000000001-05:30",
+            "2016-12-31T23:59:60Z",
+            "2025-05-07T00:00+08:00",
+            "1979-05-27T07:32:00-23:59",
+        ] {
+            let d: Datetime = text.parse().unwrap();
+            let by_text = jiff::Timestamp::from_str(&d.to_string()).map(SystemTime::from);
+            assert_eq!(exact(&d), Some(by_text.unwrap()), "{text}");
+            assert_eq!(instant(&d), Ok(exact(&d).unwrap()), "{text}");
+        }
+        for local in ["2025-05-07T00:00:00", "2025-05-07", "00:00:00"] {
+            let d: Datetime = local.parse().unwrap();
+            assert_eq!(exact(&d), None, "{local}");
+            assert!(instant(&d)
+                .unwrap_err()
+                .contains("needs a date, a time and an offset"));
+        }
+    }
+
+    #[test]
     fn local_datetimes_and_dates_are_refused() {
         assert!(parse_instant("2025-05-07T00:00:00")
             .unwrap_err()
@@ -1222,5 +1321,36 @@ mod tests {
             .unwrap_err()
             .contains("sctp"));
         assert!(backend("http://10.0.0.1").is_err());
+    }
+
+    #[test]
+    fn the_area_of_a_number_is_the_first_in_file_order_whose_code_starts_it() {
+        let areas: Vec<Area> = ["0591", "010", "020", "0595", "0591"]
+            .iter()
+            .map(|c| Area {
+                code: AreaCode::new(c).unwrap(),
+                name: (*c).to_string(),
+                queue: QueueId::new(0),
+                launch: None,
+                answer_before_launch: false,
+                new_number: format!("{c}12356"),
+            })
+            .collect();
+        let by_hash = AreaOf::new(&areas);
+        for number in [
+            "059185666661",
+            "059585666661",
+            "059285666661",
+            "01012345678",
+            "021",
+            "",
+        ] {
+            let by_scan = areas.iter().find(|a| number.starts_with(a.code.as_str()));
+            assert_eq!(
+                by_hash.get(number).map(|a| a as *const Area),
+                by_scan.map(|a| a as *const Area),
+                "{number}"
+            );
+        }
     }
 }
