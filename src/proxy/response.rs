@@ -2,7 +2,7 @@
 //! gateway could have sent the request to, with a branch it made for the hop the response goes
 //! to; counted by the number and queue its own Via carries. Pure.
 
-use super::auth::{key, sealed_parts, via_is_ours, via_params, ReturnHop};
+use super::auth::{key, sealed_parts, via_is_ours, ReturnHop};
 use super::{call_key, is_stranger, Act, CallOutcome, Kind, Label, Outcome};
 use crate::config::Snapshot;
 use crate::mapping::NumberId;
@@ -50,7 +50,7 @@ pub(super) fn response<'s>(
         number,
         queue,
         connection,
-    } = ViaMarks::read(via_params(top));
+    } = top.marks;
     // The second Via: the top one is parsed already (and well-formed).
     let Some(next) = msg.via_entries().nth(1).and_then(|e| Via::parse(e).ok()) else {
         // The gateway originates no request: nothing below its Via is nowhere to go.

@@ -109,23 +109,53 @@ impl<'a> ViaMarks<'a> {
     /// one pass; the first occurrence of a name wins, as with [`param`]. A `dgc` that is not a
     /// port counts as absent.
     pub fn read(params: &'a str) -> ViaMarks<'a> {
-        let (mut number, mut queue, mut connection) = (None, None, None);
+        let mut marks = MarkReader::default();
         each_param(params, |n, v| {
-            if n.len() == 3 {
-                if n.eq_ignore_ascii_case("dgn") {
-                    number = number.or(Some(v));
-                } else if n.eq_ignore_ascii_case("dgq") {
-                    queue = queue.or(Some(v));
-                } else if n.eq_ignore_ascii_case("dgc") {
-                    connection = connection.or(Some(v));
-                }
-            }
+            marks.take(n, v);
             false
         });
+        marks.finish()
+    }
+}
+
+/// Collects the gateway's marks from a Via's parameters as they turn up: [`ViaMarks::read`]
+/// and the Via reader's own single pass (`Via::marks`) both feed it.
+#[derive(Debug, Default)]
+pub(crate) struct MarkReader<'a> {
+    number: Option<Option<&'a str>>,
+    queue: Option<Option<&'a str>>,
+    connection: Option<Option<&'a str>>,
+}
+
+impl<'a> MarkReader<'a> {
+    /// Takes one parameter (trimmed name and value); the first occurrence of a mark wins.
+    pub(crate) fn take(&mut self, n: &str, v: Option<&'a str>) {
+        if n.len() != 3 {
+            return;
+        }
+        let slot = if n.eq_ignore_ascii_case("dgn") {
+            &mut self.number
+        } else if n.eq_ignore_ascii_case("dgq") {
+            &mut self.queue
+        } else if n.eq_ignore_ascii_case("dgc") {
+            &mut self.connection
+        } else {
+            return;
+        };
+        if slot.is_none() {
+            *slot = Some(v);
+        }
+    }
+
+    /// The marks found. A `dgc` that is not a port counts as absent.
+    pub(crate) fn finish(self) -> ViaMarks<'a> {
         ViaMarks {
-            number: number.flatten(),
-            queue: queue.flatten(),
-            connection: connection.flatten().and_then(|p| p.parse::<u16>().ok()),
+            number: self.number.flatten(),
+            queue: self.queue.flatten(),
+            connection: self
+                .connection
+                .flatten()
+                .and_then(|p| p.parse::<u16>().ok()),
         }
     }
 }

@@ -670,6 +670,7 @@ mod tests {
                 branch: Some("z9hG4bK776asdhds"),
                 received: None,
                 rport: Some(None),
+                marks: crate::sip::header::ViaMarks::default(),
                 raw: "SIP/2.0/UDP 203.0.113.7:5060;branch=z9hG4bK776asdhds;rport",
             }
         );

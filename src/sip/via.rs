@@ -1,6 +1,7 @@
 //! One Via entry (RFC 3261 §20.42): `SIP/2.0/transport sent-by *(;param)`, its parameters
 //! collected in one pass. Borrowing, never panics. No I/O here.
 
+use super::header::{MarkReader, ViaMarks};
 use super::message::ParseError;
 use super::scan::{each_param, is_token};
 use super::uri::{split_host_port, Host, HostPort};
@@ -20,6 +21,9 @@ pub struct Via<'a> {
     pub received: Option<&'a str>,
     /// `rport` parameter: `Some(None)` when present without a value.
     pub rport: Option<Option<u16>>,
+    /// The gateway's marks (`dgn`, `dgq`, `dgc`), read in the same pass; all absent in a
+    /// Via some other element wrote.
+    pub marks: ViaMarks<'a>,
     /// The whole entry as written, e.g. `SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1`.
     pub raw: &'a str,
 }
@@ -89,6 +93,7 @@ impl<'a> Via<'a> {
             branch: found.branch.flatten(),
             received: found.received.flatten(),
             rport: found.rport,
+            marks: found.marks.finish(),
             raw,
         })
     }
@@ -100,6 +105,7 @@ struct Found<'a> {
     branch: Option<Option<&'a str>>,
     received: Option<Option<&'a str>>,
     rport: Option<Option<u16>>,
+    marks: MarkReader<'a>,
 }
 
 impl<'a> Found<'a> {
@@ -118,7 +124,7 @@ impl<'a> Found<'a> {
                     Some(p) => Some(p.parse::<u16>().map_err(|_| ParseError::BadVia)?),
                 });
             }
-            _ => {}
+            _ => self.marks.take(n, v),
         }
         Ok(())
     }
