@@ -84,6 +84,23 @@ pub fn parse(text: &str) -> Parsed {
     }
     let doc = match ImDocument::parse(text) {
         Ok(d) => d,
+        Err(_) if text.parse::<toml::Table>().is_ok() => {
+            // Good TOML 1.1 (the reader's version) that the problem finder, TOML 1.0, cannot
+            // read: report the reader's own first problem where it is, not the 1.1 syntax.
+            if let Err(e) = toml::from_str::<RawFile>(text) {
+                out.problems.push(Problem {
+                    span: e.span().unwrap_or(0..0),
+                    field: "(file)".to_string(),
+                    problem: format!(
+                        "{} (only this first problem is reported: the file uses TOML 1.1 \
+                         syntax, such as a time without seconds; in TOML 1.0 every problem is \
+                         reported with its field)",
+                        e.message().trim()
+                    ),
+                });
+            }
+            return out;
+        }
         Err(e) => {
             out.problems.push(Problem {
                 span: e.span().unwrap_or(0..0),
@@ -665,6 +682,33 @@ mod tests {
         let raw = p.raw.as_ref().unwrap();
         assert_eq!(raw.legacy.len(), 1);
         assert_eq!(p.field_in_file("legacy[0].number"), "legacy[1].number");
+    }
+
+    #[test]
+    fn a_toml_1_1_file_with_a_mistake_is_told_the_mistake_not_the_1_1_syntax() {
+        const FILE: &str = include_str!("../../mappings/fujian.toml");
+        let text = FILE
+            .replacen("T00:00:00+08:00", "T00:00+08:00", 1)
+            .replacen("origin_area", "orgin_area", 1);
+        assert_ne!(text, FILE);
+        let p = parse(&text);
+        assert!(p.raw.is_none());
+        assert_eq!(p.problems.len(), 1, "{:?}", p.problems);
+        assert!(
+            p.problems[0].problem.contains("orgin_area"),
+            "{:?}",
+            p.problems[0]
+        );
+        let line = text[..p.problems[0].span.start].matches('\n').count();
+        assert!(
+            text.lines().nth(line).unwrap_or("").contains("orgin_area"),
+            "line {}",
+            line + 1
+        );
+        // Without the mistake, the same TOML 1.1 file is good.
+        assert!(parse(&FILE.replacen("T00:00:00+08:00", "T00:00+08:00", 1))
+            .raw
+            .is_some());
     }
 
     #[test]
