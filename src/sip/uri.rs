@@ -8,7 +8,7 @@ use std::fmt::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-use super::scan::param;
+use super::scan::{param, parse_decimal};
 
 /// The default SIP port (RFC 3261 §19.1.2).
 pub const DEFAULT_PORT: u16 = 5060;
@@ -280,17 +280,7 @@ pub(crate) fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
         return None;
     }
     let port = match port {
-        Some(p) => {
-            let p = p.trim_ascii().as_bytes();
-            if p.is_empty() {
-                return None;
-            }
-            let n = p.iter().try_fold(0u32, |n, &b| {
-                let digit = b.is_ascii_digit().then(|| u32::from(b - b'0'))?;
-                Some(n * 10 + digit).filter(|&n| n <= u32::from(u16::MAX))
-            })?;
-            Some(u16::try_from(n).ok()?)
-        }
+        Some(p) => Some(u16::try_from(parse_decimal(p)?).ok()?),
         None => None,
     };
     Some((host, port))
