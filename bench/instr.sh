@@ -16,6 +16,7 @@ BIN="$(cd "$REPO" && cargo bench --bench handle --no-run 2>&1 | grep -o 'target/
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
 for CASE in "10 numbers/INVITE 12356" "10 numbers/200 OK" "10 numbers/INVITE legacy" \
+            "10 numbers/ACK" "10 numbers/BYE" \
             "national 10k/INVITE 12356" "national 10k/INVITE legacy"; do
   F="$OUT/cg.out"
   HANDLE_INSTR="$N" HANDLE_CASE="$CASE" valgrind --tool=callgrind --callgrind-out-file="$F" \

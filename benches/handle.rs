@@ -73,6 +73,25 @@ fn invite(number: &str, i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The carrier's ACK or BYE of call `i` inside the dialog the INVITE set up: to the call
+/// centre's Contact, through the gateway's Record-Route (as sipp's uac.xml sends them).
+fn in_dialog(method: &str, i: usize) -> Vec<u8> {
+    let cseq = if method == "ACK" { 1 } else { 2 };
+    format!(
+        "{method} sip:queue@127.0.0.1:5090;transport=udp SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-{i}-{cseq}-7\r\n\
+         Route: <sip:127.0.0.1:5060;lr>\r\n\
+         From: \"trunk\" <sip:13800000000@127.0.0.1:5061>;tag={i}SIPpTag001\r\n\
+         To: <sip:12356@127.0.0.1:5060>;tag=uas1\r\n\
+         Call-ID: {i}-4242@127.0.0.1\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Contact: <sip:13800000000@127.0.0.1:5061>\r\n\
+         Max-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
 /// The backend's 200 OK (bench/scenarios/uas.xml) to the forwarded INVITE `fwd`.
 fn ok_200(fwd: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(fwd);
@@ -153,6 +172,8 @@ fn bench(c: &mut Criterion) {
                 ok_200(&p.out)
             })
             .collect();
+        let acks: Vec<Vec<u8>> = (0..CALLS).map(|i| in_dialog("ACK", i)).collect();
+        let byes: Vec<Vec<u8>> = (0..CALLS).map(|i| in_dialog("BYE", i)).collect();
         let mut g = c.benchmark_group(name);
         for (what, msgs, from, metrics) in [
             ("INVITE 12356, core only", &invites, carrier(), false),
@@ -161,6 +182,8 @@ fn bench(c: &mut Criterion) {
             ("200 OK + metrics", &oks, backend(), true),
             ("INVITE legacy, core only", &legacy, carrier(), false),
             ("INVITE legacy + metrics", &legacy, carrier(), true),
+            ("ACK in dialog + metrics", &acks, carrier(), true),
+            ("BYE in dialog + metrics", &byes, carrier(), true),
         ] {
             let mut i = 0usize;
             let mut now = start();
@@ -204,6 +227,11 @@ fn instructions(n: usize, case: &str) {
             })
             .collect();
         (oks, backend())
+    } else if let Some(method) = ["ACK", "BYE"].into_iter().find(|m| case.ends_with(m)) {
+        (
+            (0..CALLS).map(|i| in_dialog(method, i)).collect(),
+            carrier(),
+        )
     } else if case.ends_with("legacy") {
         let legacy = (0..CALLS)
             .map(|i| invite(&national::legacy_number(&codes, (i * 7919) % legacy_n), i))
