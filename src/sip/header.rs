@@ -5,7 +5,7 @@
 use super::branch::Branch;
 use super::message::Message;
 use super::name::HeaderName;
-use super::scan::{each_param, param};
+use super::scan::param;
 use super::uri::{push_decimal, Host, HostPort};
 use crate::peer::Transport;
 use std::borrow::Cow;
@@ -104,22 +104,8 @@ pub struct ViaMarks<'a> {
     pub connection: Option<u16>,
 }
 
-impl<'a> ViaMarks<'a> {
-    /// The marks in the parameters of a Via the gateway wrote (`;branch=..;dgn=..`), read in
-    /// one pass; the first occurrence of a name wins, as with [`param`]. A `dgc` that is not a
-    /// port counts as absent.
-    pub fn read(params: &'a str) -> ViaMarks<'a> {
-        let mut marks = MarkReader::default();
-        each_param(params, |n, v| {
-            marks.take(n, v);
-            false
-        });
-        marks.finish()
-    }
-}
-
-/// Collects the gateway's marks from a Via's parameters as they turn up: [`ViaMarks::read`]
-/// and the Via reader's own single pass (`Via::marks`) both feed it.
+/// Collects the gateway's marks from a Via's parameters as the Via reader's one pass over them
+/// turns them up (`Via::marks`); the first occurrence of a name wins, as with [`param`].
 #[derive(Debug, Default)]
 pub(crate) struct MarkReader<'a> {
     number: Option<Option<&'a str>>,
@@ -296,8 +282,7 @@ mod tests {
                 branch.to_param()
             )
         );
-        let params = &v[v.find(';').unwrap()..];
-        assert_eq!(ViaMarks::read(params), marks);
+        assert_eq!(crate::sip::Via::parse(&v).unwrap().marks, marks);
         for params in [
             ";branch=b;dgn=1;dgq=q;dgc=5",
             ";DGN = 1 ;dgn=2;dgq;dgq=late;dgc=99999",
@@ -311,7 +296,9 @@ mod tests {
                     .flatten()
                     .and_then(|p| p.parse::<u16>().ok()),
             };
-            assert_eq!(ViaMarks::read(params), want, "{params}");
+            let entry = format!("SIP/2.0/UDP 192.0.2.7:5060{params}");
+            let read = crate::sip::Via::parse(&entry).unwrap().marks;
+            assert_eq!(read, want, "{params}");
         }
     }
 }
