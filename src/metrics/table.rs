@@ -498,7 +498,6 @@ impl Table {
         self.last_call.get(self.number(n)?).copied().flatten()
     }
 
-    /// Builds the table of `snap`, registering every series it lists (at 0 when new).
     /// The routes `list` of the number at position `n` of a table being built, with `queue`
     /// and `trunks` the value ids of its queues and trunk positions: the cells `self` found for
     /// the same number and label values, if any.
