@@ -222,19 +222,34 @@ impl Branch {
 
 /// Exactly 16 hex digits (either case).
 fn hex16(s: &[u8]) -> Option<u64> {
-    if s.len() != 16 {
-        return None;
+    let digits: &[u8; 16] = s.try_into().ok()?;
+    // One table load per digit; a non-digit sets bit 4 of `bad`, checked once at the end.
+    let mut n = 0u64;
+    let mut bad = 0u8;
+    for &c in digits {
+        let d = HEX_VALUE[usize::from(c)];
+        bad |= d;
+        n = n << 4 | u64::from(d & 0xf);
     }
-    s.iter().try_fold(0u64, |acc, &c| {
-        let digit = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => return None,
-        };
-        Some(acc << 4 | u64::from(digit))
-    })
+    (bad & 0x10 == 0).then_some(n)
 }
+
+/// The value of every hex digit (either case); `0x10` for every other byte.
+static HEX_VALUE: [u8; 256] = {
+    let mut t = [0x10u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 /// A stable 64-bit hash of a sequence of byte strings; each part is length-prefixed, so
 /// `["ab", "c"]` and `["a", "bc"]` differ.
@@ -318,6 +333,27 @@ fn mix(mut z: u64) -> u64 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex16_reads_exactly_what_from_str_radix_reads() {
+        let mut checked = 0;
+        for at in 0..16 {
+            for b in 0..=255u8 {
+                let mut s = *b"0123456789abcDEF";
+                s[at] = b;
+                let want = s
+                    .iter()
+                    .all(u8::is_ascii_hexdigit)
+                    .then(|| u64::from_str_radix(std::str::from_utf8(&s).unwrap(), 16).unwrap());
+                assert_eq!(hex16(&s), want, "{s:?}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 4096);
+        assert_eq!(hex16(b"ffffffffffffffff"), Some(u64::MAX));
+        assert_eq!(hex16(b"0123456789abcde"), None);
+        assert_eq!(hex16(b"0123456789abcdef0"), None);
+    }
     use crate::sip::fixture::{invite, with_body};
     use crate::sip::message::parse;
 
