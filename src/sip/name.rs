@@ -150,27 +150,41 @@ impl<'a> HeaderName<'a> {
 /// leaves `-` alone, and no other token character (RFC 3261 §25.1) becomes a letter or `-`
 /// that way, so for the token names the parser passes this is `eq_ignore_ascii_case`.
 fn same_letters(name: &[u8], known: &[u8]) -> bool {
-    const BIT5: u64 = 0x2020_2020_2020_2020;
     if name.len() != known.len() {
         return false;
     }
-    // Eight bytes as one word with bit 5 set (`b` has at least eight).
-    let word = |b: &[u8]| {
-        let w: [u8; 8] = b
-            .get(..8)
-            .and_then(|w| w.try_into().ok())
-            .unwrap_or_default();
-        u64::from_le_bytes(w) | BIT5
-    };
+    // Two loads that may overlap, the first `N` bytes and the last `N`, with bit 5 set in
+    // every byte: a name of 2 to 16 bytes costs two compares, whatever its length.
+    fn ends<const N: usize>(b: &[u8]) -> Option<([u8; N], [u8; N])> {
+        let first: [u8; N] = b.get(..N)?.try_into().ok()?;
+        let last: [u8; N] = b.get(b.len().checked_sub(N)?..)?.try_into().ok()?;
+        Some((first, last))
+    }
     match name.len() {
-        0..=7 => name.iter().zip(known).all(|(&a, &k)| a | 0x20 == k | 0x20),
-        // Two words that may overlap: the first eight bytes and the last eight.
-        8..=16 => {
-            let tail = name.len() - 8;
-            word(name) == word(known)
-                && word(name.get(tail..).unwrap_or_default())
-                    == word(known.get(tail..).unwrap_or_default())
-        }
+        8..=16 => match (ends::<8>(name), ends::<8>(known)) {
+            (Some((a0, a1)), Some((k0, k1))) => {
+                const BIT5: u64 = 0x2020_2020_2020_2020;
+                let w = |b: [u8; 8]| u64::from_le_bytes(b) | BIT5;
+                w(a0) == w(k0) && w(a1) == w(k1)
+            }
+            _ => false,
+        },
+        4..=7 => match (ends::<4>(name), ends::<4>(known)) {
+            (Some((a0, a1)), Some((k0, k1))) => {
+                const BIT5: u32 = 0x2020_2020;
+                let w = |b: [u8; 4]| u32::from_le_bytes(b) | BIT5;
+                w(a0) == w(k0) && w(a1) == w(k1)
+            }
+            _ => false,
+        },
+        2..=3 => match (ends::<2>(name), ends::<2>(known)) {
+            (Some((a0, a1)), Some((k0, k1))) => {
+                const BIT5: u16 = 0x2020;
+                let w = |b: [u8; 2]| u16::from_le_bytes(b) | BIT5;
+                w(a0) == w(k0) && w(a1) == w(k1)
+            }
+            _ => false,
+        },
         _ => name.eq_ignore_ascii_case(known),
     }
 }
@@ -179,6 +193,49 @@ fn same_letters(name: &[u8], known: &[u8]) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    #[test]
+    fn same_letters_is_eq_ignore_ascii_case_on_token_names() {
+        let tokens: Vec<u8> = (0..=255u8).filter(|&b| crate::sip::scan::is_token(b)).collect();
+        let mut checked = 0;
+        for known in (0..KNOWN).filter_map(|slot| {
+            let all = [
+                HeaderName::Via,
+                HeaderName::From,
+                HeaderName::To,
+                HeaderName::CallId,
+                HeaderName::CSeq,
+                HeaderName::MaxForwards,
+                HeaderName::ContentLength,
+                HeaderName::ContentType,
+                HeaderName::Contact,
+                HeaderName::Route,
+                HeaderName::RecordRoute,
+                HeaderName::HistoryInfo,
+                HeaderName::Diversion,
+            ];
+            all.get(slot).map(HeaderName::as_str)
+        }) {
+            let known = known.as_bytes();
+            // Every token byte at every position of every known name, and the name cut short.
+            for at in 0..known.len() {
+                for &b in &tokens {
+                    let mut name = known.to_vec();
+                    name[at] = b;
+                    assert_eq!(
+                        same_letters(&name, known),
+                        name.eq_ignore_ascii_case(known),
+                        "{:?} vs {:?}",
+                        String::from_utf8_lossy(&name),
+                        String::from_utf8_lossy(known)
+                    );
+                    checked += 1;
+                }
+                assert!(!same_letters(&known[..at], known));
+            }
+        }
+        assert!(checked > 5_000, "{checked}");
+    }
+
     #[test]
     fn compact_and_long_names_map_case_insensitively() {
         let cases = [
