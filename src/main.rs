@@ -374,7 +374,7 @@ impl Overrides {
             g.metrics = a;
         }
         if let Some(hp) = &self.advertised {
-            g.advertised = hp.clone();
+            g.advertised = hp.clone().into();
         } else if advertised_follows {
             if let Some(a) = g.sip_udp.or(g.sip_tcp) {
                 g.advertised = a.into();

@@ -83,7 +83,7 @@ pub struct Gateway {
     /// Prometheus listen address, if metrics are served.
     pub metrics: Option<SocketAddr>,
     /// `host:port` written in the gateway's Via and Record-Route (its port always set).
-    pub advertised: HostPort,
+    pub advertised: Advertised,
     /// Insert a Record-Route on dialog-creating requests.
     pub record_route: bool,
     /// Mark legacy calls with History-Info (RFC 7044).
@@ -103,6 +103,48 @@ pub struct Gateway {
     pub answer_strangers: bool,
     /// TCP connection limits (read at start-up).
     pub tcp: TcpLimits,
+}
+
+/// The gateway's advertised `host:port` with its text, written once per snapshot: every
+/// forwarded request carries it in its Via (and an initial INVITE in its Record-Route), so it
+/// is copied, not formatted, per message. Reads as the [`HostPort`] it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advertised {
+    host_port: HostPort,
+    text: String,
+}
+
+impl Advertised {
+    /// The text as written on the wire (`Display` of the [`HostPort`]).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl From<HostPort> for Advertised {
+    fn from(host_port: HostPort) -> Advertised {
+        let text = host_port.to_string();
+        Advertised { host_port, text }
+    }
+}
+
+impl From<SocketAddr> for Advertised {
+    fn from(a: SocketAddr) -> Advertised {
+        HostPort::from(a).into()
+    }
+}
+
+impl std::ops::Deref for Advertised {
+    type Target = HostPort;
+    fn deref(&self) -> &HostPort {
+        &self.host_port
+    }
+}
+
+impl fmt::Display for Advertised {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// The `[tcp]` table: limits that keep peers from exhausting the gateway's connections.

@@ -669,7 +669,7 @@ fn gateway(path: &Path, raw: &RawFile, issues: &mut Issues<'_>) -> Gateway {
         sip_udp,
         sip_tcp,
         metrics,
-        advertised,
+        advertised: advertised.into(),
         record_route: g.and_then(|g| g.record_route).unwrap_or(true),
         history_info,
         diversion,

@@ -179,7 +179,7 @@ impl<'m, 's> Ctx<'m, 's> {
             .sealed(&key(self.snap), &sealed_parts(&self.hop, number, queue));
         header::via(
             transport,
-            &self.snap.gateway.advertised,
+            self.snap.gateway.advertised.as_str(),
             &sealed,
             &ViaMarks {
                 number,
@@ -634,7 +634,7 @@ fn forward<'s>(
     let via = ctx.via(to.transport, Some(routed.number), Some(routed.queue));
     let initial_invite = ctx.method == Method::Invite && !checked.in_dialog;
     let record_route = (initial_invite && snap.gateway.record_route)
-        .then(|| header::record_route(&snap.gateway.advertised, ctx.from.transport, to.transport));
+        .then(|| header::record_route(snap.gateway.advertised.as_str(), ctx.from.transport, to.transport));
     let mut marks: Vec<(&str, String)> = Vec::new();
     if mark && ctx.method == Method::Invite {
         let dialled = header::dialled(routed.number, &snap.gateway.advertised);

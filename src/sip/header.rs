@@ -74,10 +74,10 @@ pub fn request_uri(user: &str, addr: SocketAddr, transport: Transport) -> String
 /// gateway at `at`: one entry, or two when the transports differ (RFC 5658 double
 /// record-routing), the top one facing the backend, so that each side reaches the gateway over
 /// the transport it already uses.
-pub fn record_route(at: &HostPort, inbound: Transport, outbound: Transport) -> String {
+pub fn record_route(at: &str, inbound: Transport, outbound: Transport) -> String {
     let entry = |rr: &mut String, t: Transport| {
         rr.push_str("<sip:");
-        at.push_to(rr);
+        rr.push_str(at);
         if t == Transport::Tcp {
             rr.push_str(";transport=tcp");
         }
@@ -147,12 +147,12 @@ impl<'a> MarkReader<'a> {
 }
 
 /// The gateway's own Via at `at` over `transport`, with `branch` as its branch parameter.
-pub fn via(transport: Transport, at: &HostPort, branch: &Branch, marks: &ViaMarks<'_>) -> String {
+pub fn via(transport: Transport, at: &str, branch: &Branch, marks: &ViaMarks<'_>) -> String {
     let mut v = String::with_capacity(160);
     v.push_str("SIP/2.0/");
     v.push_str(transport.as_via());
     v.push(' ');
-    at.push_to(&mut v);
+    v.push_str(at);
     v.push_str(";branch=");
     branch.push_param(&mut v);
     if let Some(n) = marks.number {
@@ -234,7 +234,7 @@ mod tests {
         );
         let at = HostPort::parse("192.0.2.10:5060").unwrap();
         assert_eq!(
-            record_route(&at, Transport::Udp, Transport::Tcp),
+            record_route(&at.to_string(), Transport::Udp, Transport::Tcp),
             "<sip:192.0.2.10:5060;transport=tcp;lr>, <sip:192.0.2.10:5060;lr>"
         );
         assert_eq!(
@@ -244,7 +244,7 @@ mod tests {
         assert_eq!(
             via(
                 Transport::Tcp,
-                &at,
+                &at.to_string(),
                 &Branch {
                     txn: 0xa,
                     loop_key: 0xb,
@@ -274,7 +274,7 @@ mod tests {
             loop_key: 2,
             mac: 3,
         };
-        let v = via(Transport::Tcp, &at, &branch, &marks);
+        let v = via(Transport::Tcp, &at.to_string(), &branch, &marks);
         assert_eq!(
             v,
             format!(
