@@ -19,7 +19,8 @@ use crate::limit::Limits;
 use crate::mapping::Mappings;
 use crate::number::AreaCode;
 use crate::peer::Transport;
-use crate::sip::{HostPort, Key};
+use crate::sip::{header, HostPort, Key};
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -112,6 +113,8 @@ pub struct Gateway {
 pub struct Advertised {
     host_port: HostPort,
     text: String,
+    /// The Record-Route entry naming it, over UDP and over TCP.
+    route: [String; 2],
 }
 
 impl Advertised {
@@ -119,12 +122,43 @@ impl Advertised {
     pub fn as_str(&self) -> &str {
         &self.text
     }
+
+    /// The Record-Route entry naming the gateway over `transport`.
+    fn route_entry(&self, transport: Transport) -> &str {
+        let [udp, tcp] = &self.route;
+        match transport {
+            Transport::Udp => udp,
+            Transport::Tcp => tcp,
+        }
+    }
+
+    /// The Record-Route value for a dialog from an `inbound` caller to an `outbound` backend
+    /// (see [`crate::sip::header::record_route`]): the kept entry when both use one transport.
+    pub fn record_route(&self, inbound: Transport, outbound: Transport) -> Cow<'_, str> {
+        if inbound == outbound {
+            Cow::Borrowed(self.route_entry(inbound))
+        } else {
+            Cow::Owned(header::record_route(&self.text, inbound, outbound))
+        }
+    }
+
+    /// Whether a Route entry is, byte for byte, a Record-Route entry the gateway writes: the
+    /// usual in-dialog Route, known to be the gateway's without parsing it.
+    pub fn wrote_route(&self, entry: &str) -> bool {
+        let entry = entry.trim_ascii();
+        self.route.iter().any(|r| r == entry)
+    }
 }
 
 impl From<HostPort> for Advertised {
     fn from(host_port: HostPort) -> Advertised {
         let text = host_port.to_string();
-        Advertised { host_port, text }
+        let route = [Transport::Udp, Transport::Tcp].map(|t| header::record_route_entry(&text, t));
+        Advertised {
+            host_port,
+            text,
+            route,
+        }
     }
 }
 
@@ -390,6 +424,36 @@ impl fmt::Display for Invalid<'_> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kept_record_route_texts_are_the_ones_header_writes() {
+        use crate::sip::uri::Uri;
+        for at in ["192.0.2.10:5060", "[2001:db8::1]:5070", "gw.example:5060"] {
+            let a = Advertised::from(at.parse::<HostPort>().unwrap());
+            assert_eq!(a.as_str(), at);
+            for inbound in [Transport::Udp, Transport::Tcp] {
+                for outbound in [Transport::Udp, Transport::Tcp] {
+                    assert_eq!(
+                        a.record_route(inbound, outbound),
+                        header::record_route(at, inbound, outbound)
+                    );
+                }
+                // The Route a peer echoes back is recognized, and it names the gateway.
+                let entry = header::record_route_entry(at, inbound);
+                assert!(a.wrote_route(&format!(" {entry} ")), "{entry}");
+                let named = Uri::parse(&entry).and_then(|u| u.host_port).unwrap();
+                assert!(named.same(&a), "{entry}");
+            }
+            for other in [
+                "<sip:192.0.2.11:5060;lr>",
+                "<sip:192.0.2.10:5060>",
+                "<sip:x@192.0.2.10:5060;lr>",
+                "",
+            ] {
+                assert!(!a.wrote_route(other), "{other}");
+            }
+        }
+    }
 
     #[test]
     fn a_backend_is_known_by_its_address_in_any_ip_spelling_and_nothing_else_is() {

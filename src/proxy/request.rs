@@ -396,9 +396,10 @@ fn loose_route<'s>(
         .routes()
         .take(2)
         .take_while(|r| {
-            Uri::parse(r)
-                .and_then(|u| u.host_port)
-                .is_some_and(|hp| snap.is_ours(&hp))
+            snap.gateway.advertised.wrote_route(r)
+                || Uri::parse(r)
+                    .and_then(|u| u.host_port)
+                    .is_some_and(|hp| snap.is_ours(&hp))
         })
         .count();
     let ip_target = |u: &str| {
@@ -633,8 +634,11 @@ fn forward<'s>(
     let request_uri = header::request_uri(user, backend.addr, backend.transport);
     let via = ctx.via(to.transport, Some(routed.number), Some(routed.queue));
     let initial_invite = ctx.method == Method::Invite && !checked.in_dialog;
-    let record_route = (initial_invite && snap.gateway.record_route)
-        .then(|| header::record_route(snap.gateway.advertised.as_str(), ctx.from.transport, to.transport));
+    let record_route = (initial_invite && snap.gateway.record_route).then(|| {
+        snap.gateway
+            .advertised
+            .record_route(ctx.from.transport, to.transport)
+    });
     let mut marks: Vec<(&str, String)> = Vec::new();
     if mark && ctx.method == Method::Invite {
         let dialled = header::dialled(routed.number, &snap.gateway.advertised);

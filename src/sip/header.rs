@@ -75,20 +75,25 @@ pub fn request_uri(user: &str, addr: SocketAddr, transport: Transport) -> String
 /// record-routing), the top one facing the backend, so that each side reaches the gateway over
 /// the transport it already uses.
 pub fn record_route(at: &str, inbound: Transport, outbound: Transport) -> String {
-    let entry = |rr: &mut String, t: Transport| {
-        rr.push_str("<sip:");
-        rr.push_str(at);
-        if t == Transport::Tcp {
-            rr.push_str(";transport=tcp");
-        }
-        rr.push_str(";lr>");
-    };
-    let mut rr = String::with_capacity(128);
-    if inbound != outbound {
-        entry(&mut rr, outbound);
-        rr.push_str(", ");
+    if inbound == outbound {
+        return record_route_entry(at, inbound);
     }
-    entry(&mut rr, inbound);
+    let mut rr = record_route_entry(at, outbound);
+    rr.push_str(", ");
+    rr.push_str(&record_route_entry(at, inbound));
+    rr
+}
+
+/// One Record-Route entry naming the gateway at `at`, reached over `transport`:
+/// `<sip:host:port;lr>`, with `;transport=tcp` before `;lr` for TCP.
+pub fn record_route_entry(at: &str, transport: Transport) -> String {
+    let mut rr = String::with_capacity(at.len() + 24);
+    rr.push_str("<sip:");
+    rr.push_str(at);
+    if transport == Transport::Tcp {
+        rr.push_str(";transport=tcp");
+    }
+    rr.push_str(";lr>");
     rr
 }
 

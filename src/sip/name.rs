@@ -195,7 +195,9 @@ mod tests {
     use super::*;
     #[test]
     fn same_letters_is_eq_ignore_ascii_case_on_token_names() {
-        let tokens: Vec<u8> = (0..=255u8).filter(|&b| crate::sip::scan::is_token(b)).collect();
+        let tokens: Vec<u8> = (0..=255u8)
+            .filter(|&b| crate::sip::scan::is_token(b))
+            .collect();
         let mut checked = 0;
         for known in (0..KNOWN).filter_map(|slot| {
             let all = [
