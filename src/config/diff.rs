@@ -10,6 +10,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::time::SystemTime;
 
 /// One field of one entry, before and after (`None`: the entry is not in that file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -209,6 +210,10 @@ fn routing(
     queue: &dyn Fn(QueueId) -> String,
 ) -> Vec<(String, Vec<(&'static str, String)>)> {
     let m = &s.mappings;
+    // Printing a date is most of describing a number, and a national file's 10 000 numbers
+    // share a handful of dates: each is printed once.
+    let mut dates: HashMap<SystemTime, String> = HashMap::new();
+    let mut date = |t: SystemTime| dates.entry(t).or_insert_with(|| local(t)).clone();
     let mut out = vec![(
         "new_number".to_string(),
         vec![
@@ -254,7 +259,7 @@ fn routing(
             vec![
                 ("name", a.name.clone()),
                 ("queue", queue(a.queue)),
-                ("launch", a.launch.map_or("(none)".to_string(), local)),
+                ("launch", a.launch.map_or("(none)".to_string(), &mut date)),
                 ("answer_before_launch", a.answer_before_launch.to_string()),
             ],
         ));
@@ -272,11 +277,12 @@ fn routing(
             vec![
                 ("name", l.name.clone()),
                 ("queue", queue(l.queue)),
-                ("parallel_from", local(s.parallel_from)),
-                ("retired_from", local(s.retired_from)),
+                ("parallel_from", date(s.parallel_from)),
+                ("retired_from", date(s.retired_from)),
                 (
                     "decommissioned_from",
-                    s.decommissioned_from.map_or("(none)".to_string(), local),
+                    s.decommissioned_from
+                        .map_or("(none)".to_string(), &mut date),
                 ),
                 ("when_retired", treatment),
                 ("max_share", l.max_share.to_string()),
