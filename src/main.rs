@@ -506,20 +506,6 @@ async fn shutdown_signal() {
     }
 }
 
-/// Hands memory freed by a reload back to the kernel. Parsing and validating a large mapping
-/// file allocates several times the snapshot's size for a moment, on whichever runtime thread
-/// runs the reload; glibc keeps what each thread's arena freed, so without this the resident
-/// size of a replica climbs for the first dozens of reloads (national mapping: 85 → 285 MB)
-/// before it levels off.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks glibc's own heaps under their locks; no pointer is passed.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// What the reload loop keeps of the snapshot being served, to tell what a new file changes.
 struct Served {
     /// Its entries as an operator reads them.
@@ -531,11 +517,19 @@ struct Served {
 /// SIGHUP reloads the mapping file: a valid file replaces the snapshot for the next message,
 /// and what changed is logged (`[gateway]` fields read only at start-up as warnings); a bad one
 /// is logged and counted, and the old snapshot keeps serving.
+///
+/// The reloads run one after another on a thread of their own, not on the runtime's threads.
+/// Reading a national-size file allocates several times the snapshot for a moment (≈ 50 MB).
+/// Run on whichever runtime thread was free, that peak landed in a different glibc arena each
+/// time, and the resident size climbed for dozens of reloads (85 → 285 MB) unless every reload
+/// ended in `malloc_trim`, which handed the pages back only for the next reload to fault them
+/// in again (10 000 faults, a fifth of its time). On one thread, one arena holds that peak and
+/// every reload reuses it: flat from the first reload, with no trim (BENCHMARKS.md).
 async fn reload_on_sighup(
     path: PathBuf,
     overrides: Overrides,
     tx: watch::Sender<Arc<Snapshot>>,
-    mut served: Served,
+    served: Served,
     clock: Arc<dyn Clock>,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
@@ -543,58 +537,82 @@ async fn reload_on_sighup(
         tracing::warn!("cannot listen for SIGHUP: reloads disabled");
         return;
     };
+    // One pending request is enough: signals that arrive during a reload fold into the next.
+    let (wake, mut asked) = tokio::sync::mpsc::channel::<()>(1);
+    let reloader = std::thread::Builder::new()
+        .name("dualgate-reload".into())
+        .spawn(move || {
+            let mut served = served;
+            while asked.blocking_recv().is_some() {
+                reload(&path, &overrides, &tx, &mut served, clock.as_ref());
+            }
+        });
+    if let Err(e) = reloader {
+        tracing::warn!(error = %e, "cannot start the reload thread: reloads disabled");
+        return;
+    }
     while hup.recv().await.is_some() {
-        let now = clock.now();
-        let watch = dualgate::clock::Stopwatch::start();
-        match config::load_checked(&path) {
-            Ok(checked) => {
-                let load = watch.elapsed();
-                log_warnings(&path, &checked);
-                let new = Arc::new(overrides.apply(checked.snapshot));
-                let numbers = new.mappings.numbers().count();
-                let described = describe(&new);
-                let sha256 = described.fingerprint();
-                let fingerprinted = watch.elapsed();
-                // Every series the new mappings can count exists (at 0) before they serve.
-                dualgate::metrics::register(&new, now);
-                dualgate::metrics::register_failover(&new);
-                dualgate::metrics::record_calendar(&new, now);
-                dualgate::metrics::record_config(Some(&served.sha256), &sha256);
-                let registered = watch.elapsed();
-                tx.send_replace(new);
-                // What changed only feeds the log: told once the new mappings serve.
-                let served_then = std::mem::replace(&mut served, Served { described, sha256 });
-                let changes = served_then.described.diff(&served.described);
-                drop(served_then);
-                for c in changes.needing_restart() {
-                    tracing::warn!(config = %path.display(), field = %format!("gateway.{}", c.field), change = %c, "this change takes effect on restart only");
-                }
-                for c in changes.applied() {
-                    tracing::info!(config = %path.display(), change = %c, "reload changes");
-                }
-                let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-                let compared = watch.elapsed().saturating_sub(registered);
-                tracing::info!(
-                    config = %path.display(),
-                    numbers,
-                    changes = changes.applied().count(),
-                    restart_needed = changes.needing_restart().count(),
-                    sha256 = %served.sha256,
-                    load_ms = ms(load),
-                    diff_ms = ms(fingerprinted.saturating_sub(load) + compared),
-                    metrics_ms = ms(registered.saturating_sub(fingerprinted)),
-                    "mappings reloaded"
-                );
-                // Swapped and told, then counted: whoever waits on the counter sees the new
-                // mappings and finds what changed logged.
-                dualgate::metrics::record_reload(true, now);
-                release_freed_memory();
+        let _ = wake.try_send(());
+    }
+}
+
+/// One reload: load and check the file, register its series, swap it in, log what changed.
+fn reload(
+    path: &Path,
+    overrides: &Overrides,
+    tx: &watch::Sender<Arc<Snapshot>>,
+    served: &mut Served,
+    clock: &dyn Clock,
+) {
+    let now = clock.now();
+    let watch = dualgate::clock::Stopwatch::start();
+    match config::load_checked(path) {
+        Ok(checked) => {
+            let load = watch.elapsed();
+            log_warnings(path, &checked);
+            let new = Arc::new(overrides.apply(checked.snapshot));
+            let numbers = new.mappings.numbers().count();
+            let described = describe(&new);
+            let sha256 = described.fingerprint();
+            let fingerprinted = watch.elapsed();
+            // Every series the new mappings can count exists (at 0) before they serve.
+            dualgate::metrics::register(&new, now);
+            dualgate::metrics::register_failover(&new);
+            dualgate::metrics::record_calendar(&new, now);
+            dualgate::metrics::record_config(Some(&served.sha256), &sha256);
+            let registered = watch.elapsed();
+            tx.send_replace(new);
+            // What changed only feeds the log: told once the new mappings serve.
+            let served_then = std::mem::replace(served, Served { described, sha256 });
+            let changes = served_then.described.diff(&served.described);
+            drop(served_then);
+            for c in changes.needing_restart() {
+                tracing::warn!(config = %path.display(), field = %format!("gateway.{}", c.field), change = %c, "this change takes effect on restart only");
             }
-            Err(e) => {
-                // Log, then count: whoever waits on the counter finds the reason logged.
-                tracing::error!(error = %e, "reload rejected; the previous mappings keep serving");
-                dualgate::metrics::record_reload(false, now);
+            for c in changes.applied() {
+                tracing::info!(config = %path.display(), change = %c, "reload changes");
             }
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+            let compared = watch.elapsed().saturating_sub(registered);
+            tracing::info!(
+                config = %path.display(),
+                numbers,
+                changes = changes.applied().count(),
+                restart_needed = changes.needing_restart().count(),
+                sha256 = %served.sha256,
+                load_ms = ms(load),
+                diff_ms = ms(fingerprinted.saturating_sub(load) + compared),
+                metrics_ms = ms(registered.saturating_sub(fingerprinted)),
+                "mappings reloaded"
+            );
+            // Swapped and told, then counted: whoever waits on the counter sees the new
+            // mappings and finds what changed logged.
+            dualgate::metrics::record_reload(true, now);
+        }
+        Err(e) => {
+            // Log, then count: whoever waits on the counter finds the reason logged.
+            tracing::error!(error = %e, "reload rejected; the previous mappings keep serving");
+            dualgate::metrics::record_reload(false, now);
         }
     }
 }
