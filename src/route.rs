@@ -226,12 +226,11 @@ impl RejectReason {
 /// What to do with an out-of-dialog request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision<'s> {
-    /// Forward to one of the queue's backends, with `user` as the Request-URI user part.
+    /// Forward to one of the queue's backends (the Request-URI is the backend's, with its
+    /// queue's `target` as the user part).
     Forward {
         /// Index of the queue.
         queue: QueueId,
-        /// User part for the backend.
-        user: &'s str,
         /// Mark the call as having come in on a legacy number (History-Info / Diversion).
         mark: bool,
     },
@@ -393,7 +392,6 @@ fn new_number<'s>(
     Routed {
         decision: Decision::Forward {
             queue: q.0,
-            user: &q.1.target,
             mark: false,
         },
         number,
@@ -413,11 +411,7 @@ fn legacy<'s>(l: &'s Legacy, id: NumberId, phase: Phase<'s>, snap: &'s Snapshot)
     let forward = |queue: QueueId, mark: bool| {
         let q = snap.queue(queue);
         Routed {
-            decision: Decision::Forward {
-                queue,
-                user: &q.target,
-                mark,
-            },
+            decision: Decision::Forward { queue, mark },
             number: &l.number,
             queue: &q.name,
             ids: ids(Some(queue)),
@@ -726,13 +720,16 @@ when_retired = { treatment = "reject", status = 410, reason = "Number Changed, D
             "2025-05-06T16:00:00Z",
         );
         assert_eq!(forwarded_to(&r), Some(("announcement", true)));
-        assert!(matches!(
-            r.decision,
-            Decision::Forward {
-                user: "number-changed",
-                ..
-            }
-        ));
+        // Its call centre is reached at the announcement queue's own target.
+        let Decision::Forward { queue, .. } = r.decision else {
+            panic!("{r:?}")
+        };
+        assert_eq!(s.queue(queue).target, "number-changed");
+        assert!(s
+            .queue(queue)
+            .backends
+            .iter()
+            .all(|b| b.request_uri.starts_with("sip:number-changed@")));
 
         let r = route(&s, "sip:059185666222@gw", "fuzhou-trunk", AFTER);
         match r.decision {

@@ -177,9 +177,9 @@ pub fn rehearse(snap: &Snapshot, q: &Query<'_>, now: SystemTime) -> Result<Rehea
         until: None,
     };
     match routed.decision {
-        Decision::Forward { queue, user, mark } => {
+        Decision::Forward { queue, mark } => {
             r.decision = "forward";
-            r.user = Some(user.to_string());
+            r.user = Some(snap.queue(queue).target.clone());
             r.marked = mark;
             r.hours = crate::backend::explain(snap, queue, now);
             // With every backend up: the queue its hours send the call to.

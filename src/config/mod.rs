@@ -230,6 +230,9 @@ pub struct Backend {
     pub transport: Transport,
     /// Stable key for rendezvous hashing (`ip:port/transport`).
     pub key: String,
+    /// The Request-URI of a call forwarded here: the queue's `target` at this address
+    /// ([`crate::sip::header::request_uri`]), written once per snapshot.
+    pub request_uri: String,
 }
 
 /// A carrier trunk: who may send initial requests, and the area assumed for local numbers.

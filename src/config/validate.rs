@@ -719,7 +719,7 @@ fn tcp_limits(raw: &RawFile, issues: &mut Issues<'_>) -> TcpLimits {
 
 /// A backend URI: `sip:IP[:PORT][;transport=udp|tcp]`. Hosts must be IP literals: a stateless
 /// gateway resolves nothing per message.
-fn backend(uri: &str) -> Result<Backend, String> {
+fn backend(uri: &str, target: &str) -> Result<Backend, String> {
     let parsed = Uri::parse(uri.trim())
         .filter(|u| u.scheme == Scheme::Sip && !uri.contains('<'))
         .ok_or_else(|| {
@@ -754,6 +754,7 @@ fn backend(uri: &str) -> Result<Backend, String> {
         addr,
         transport,
         key: format!("{addr}/{transport}"),
+        request_uri: crate::sip::header::request_uri(target, addr, transport),
     })
 }
 
@@ -799,7 +800,7 @@ fn queues(raw: &RawFile, issues: &mut Issues<'_>) -> Vec<Queue> {
         let mut backends = Vec::new();
         let mut backend_spans: Vec<Range<usize>> = Vec::new();
         for b in r.backends.get_ref() {
-            match backend(b.get_ref().trim()) {
+            match backend(b.get_ref().trim(), &target) {
                 Ok(be) if backends.iter().any(|x: &Backend| x.key == be.key) => {
                     let k = backends.iter().position(|x: &Backend| x.key == be.key);
                     let first = k.and_then(|k| backend_spans.get(k)).cloned();
@@ -1306,23 +1307,23 @@ mod tests {
 
     #[test]
     fn backend_uris_need_ip_literals_and_known_transports() {
-        let b = backend("sip:127.0.0.1:5091;transport=tcp").unwrap();
+        let b = backend("sip:127.0.0.1:5091;transport=tcp", "q").unwrap();
         assert_eq!(
             (b.addr.to_string(), b.transport),
             ("127.0.0.1:5091".to_string(), Transport::Tcp)
         );
-        let b = backend("sip:[::1]").unwrap();
+        let b = backend("sip:[::1]", "q").unwrap();
         assert_eq!(b.addr.to_string(), "[::1]:5060");
-        assert!(backend("sip:cc.example.net:5060")
+        assert!(backend("sip:cc.example.net:5060", "q")
             .unwrap_err()
             .contains("no DNS"));
-        assert!(backend("sip:12356@10.0.0.1")
+        assert!(backend("sip:12356@10.0.0.1", "q")
             .unwrap_err()
             .contains("user part"));
-        assert!(backend("sip:10.0.0.1;transport=sctp")
+        assert!(backend("sip:10.0.0.1;transport=sctp", "q")
             .unwrap_err()
             .contains("sctp"));
-        assert!(backend("http://10.0.0.1").is_err());
+        assert!(backend("http://10.0.0.1", "q").is_err());
     }
 
     #[test]

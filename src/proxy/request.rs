@@ -299,8 +299,8 @@ pub(super) fn request<'s>(
             };
             reply(&ctx, &answer, &checked, label, out)
         }
-        Decision::Forward { queue, user, mark } => {
-            let to = (*queue, *user, *mark);
+        Decision::Forward { queue, mark } => {
+            let to = (*queue, *mark);
             forward(&ctx, &routed, to, &checked, cond, event, now, label, out)
         }
     }
@@ -548,7 +548,7 @@ fn reply<'s>(
 fn forward<'s>(
     ctx: &Ctx<'_, 's>,
     routed: &Routed<'s>,
-    (queue, user, mark): (QueueId, &'s str, bool),
+    (queue, mark): (QueueId, bool),
     checked: &Checked,
     cond: &Conditions<'_>,
     event: &mut Option<Event<'s>>,
@@ -564,27 +564,20 @@ fn forward<'s>(
         return absorbed(label);
     }
     let call_id = msg.call_id().unwrap_or_default();
-    let (user, backend) = match pick(snap, queue, call_id.as_bytes(), cond.down, now) {
+    let backend = match pick(snap, queue, call_id.as_bytes(), cond.down, now) {
         Pick::To {
             queue: taken,
             backend,
             overflowed,
         } => {
-            let q = snap.queue(taken);
             if let Some(why) = overflowed {
                 *event = Some(Event::Overflow {
                     from: routed.queue,
-                    to: &q.name,
+                    to: &snap.queue(taken).name,
                     why,
                 });
             }
-            // The overflow queue's call centre gets its own target.
-            let user = if taken == queue {
-                user
-            } else {
-                q.target.as_str()
-            };
-            (user, backend)
+            backend
         }
         Pick::Nowhere { why, .. } => {
             if ctx.is_ack() {
@@ -631,7 +624,8 @@ fn forward<'s>(
         addr: backend.addr,
         transport: backend.transport,
     };
-    let request_uri = header::request_uri(user, backend.addr, backend.transport);
+    // The taken queue's target at this backend (an overflow queue's call centre gets its own).
+    let request_uri = backend.request_uri.as_str();
     let via = ctx.via(to.transport, Some(routed.number), Some(routed.queue));
     let initial_invite = ctx.method == Method::Invite && !checked.in_dialog;
     let record_route = (initial_invite && snap.gateway.record_route).then(|| {
@@ -644,7 +638,7 @@ fn forward<'s>(
         let dialled = header::dialled(routed.number, &snap.gateway.advertised);
         if snap.gateway.history_info {
             marks.extend(
-                header::history_info(msg, &dialled, &request_uri)
+                header::history_info(msg, &dialled, request_uri)
                     .into_iter()
                     .map(|v| ("History-Info", v)),
             );
@@ -658,7 +652,7 @@ fn forward<'s>(
         via: &via,
         received: ctx.received,
         rport: ctx.rport,
-        request_uri: Some(&request_uri),
+        request_uri: Some(request_uri),
         max_forwards: checked.max_forwards,
         pop_routes: 0,
         record_route: record_route.as_deref(),
