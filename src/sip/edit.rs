@@ -54,17 +54,25 @@ pub fn forward_request(msg: &Message<'_>, edit: &RequestEdit<'_>, out: &mut Vec<
     }
 
     let hs = &msg.headers;
-    let first = |name: HeaderName<'static>| hs.iter().position(|h| h.name == name);
     // A Via line with no entry (`Via: `) is not the top Via; it passes through untouched.
-    let first_via = hs
-        .iter()
-        .position(|h| h.name == HeaderName::Via && split_list(&h.value).next().is_some());
-    let first_mf = first(HeaderName::MaxForwards);
+    let has_entry = |h: &super::message::Header<'_>| split_list(&h.value).next().is_some();
+    let first_via = match msg.first(HeaderName::Via) {
+        Some(v) if hs.get(v).is_some_and(has_entry) => Some(v),
+        Some(v) => hs
+            .iter()
+            .enumerate()
+            .skip(v + 1)
+            .find(|(_, h)| h.name == HeaderName::Via && has_entry(h))
+            .map(|(i, _)| i),
+        None => None,
+    };
+    let first_mf = msg.first(HeaderName::MaxForwards);
     let mut pop = edit.pop_routes;
     let via_at = first_via.unwrap_or(0);
     // Above the first Record-Route; else right after the run of Via lines; else (no Via at all)
     // right after the gateway's Via, i.e. before header 0.
-    let rr_at = first(HeaderName::RecordRoute)
+    let rr_at = msg
+        .first(HeaderName::RecordRoute)
         .or_else(|| {
             first_via.map(|v| {
                 v + hs
@@ -76,24 +84,33 @@ pub fn forward_request(msg: &Message<'_>, edit: &RequestEdit<'_>, out: &mut Vec<
         })
         .unwrap_or(0);
 
+    // Untouched lines are contiguous in `raw`: a run of them is copied at once.
+    let mut run = Run::default();
     for (i, h) in hs.iter().enumerate() {
         if i == via_at {
+            run.flush(out, msg.raw);
             write_header(out, "Via", edit.via);
         }
         if i == rr_at {
             if let Some(rr) = edit.record_route {
+                run.flush(out, msg.raw);
                 write_header(out, "Record-Route", rr);
             }
         }
         if Some(i) == first_via {
             let (top, rest) = split_first(&h.value);
             match stamp_via(top, edit.received, edit.rport) {
-                Cow::Borrowed(_) => copy(out, msg.raw, &h.line),
-                Cow::Owned(top) => write_list(out, "Via", &top, rest),
+                Cow::Borrowed(_) => run.take(out, msg.raw, &h.line),
+                Cow::Owned(top) => {
+                    run.flush(out, msg.raw);
+                    write_list(out, "Via", &top, rest);
+                }
             }
         } else if Some(i) == first_mf {
+            run.flush(out, msg.raw);
             write_max_forwards(out, edit.max_forwards);
         } else if h.name == HeaderName::Route && pop > 0 {
+            run.flush(out, msg.raw);
             // RFC 3261 §16.4: drop the entries that named us, keep the rest of a combined line.
             let mut rest = Some(h.value.as_ref());
             while pop > 0 {
@@ -105,9 +122,10 @@ pub fn forward_request(msg: &Message<'_>, edit: &RequestEdit<'_>, out: &mut Vec<
                 write_header(out, "Route", rest);
             }
         } else {
-            copy(out, msg.raw, &h.line);
+            run.take(out, msg.raw, &h.line);
         }
     }
+    run.flush(out, msg.raw);
     if hs.is_empty() {
         write_header(out, "Via", edit.via);
     }
@@ -124,6 +142,32 @@ pub fn forward_request(msg: &Message<'_>, edit: &RequestEdit<'_>, out: &mut Vec<
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(msg.body);
+}
+
+/// Header lines waiting to be copied as one range of the received bytes.
+#[derive(Default)]
+struct Run {
+    range: Option<std::ops::Range<usize>>,
+}
+
+impl Run {
+    /// Adds `line` to the run: extends it when the line follows it, else copies the run first.
+    fn take(&mut self, out: &mut Vec<u8>, raw: &[u8], line: &std::ops::Range<usize>) {
+        match &mut self.range {
+            Some(r) if r.end == line.start => r.end = line.end,
+            _ => {
+                self.flush(out, raw);
+                self.range = Some(line.clone());
+            }
+        }
+    }
+
+    /// Copies the run, if any.
+    fn flush(&mut self, out: &mut Vec<u8>, raw: &[u8]) {
+        if let Some(r) = self.range.take() {
+            copy(out, raw, &r);
+        }
+    }
 }
 
 /// Writes `msg` with its top Via entry removed into `out` (cleared first).

@@ -521,6 +521,13 @@ impl<'a> Message<'a> {
         .map(|h| h.value.as_ref())
     }
 
+    /// Position in [`Message::headers`] of the first header of a known `name`; `None` when
+    /// absent (and for `Other` names, which are not indexed).
+    pub(crate) fn first(&self, name: HeaderName<'_>) -> Option<usize> {
+        let at = *self.index.get(name.slot()?)?;
+        (at != NONE).then_some(at as usize)
+    }
+
     /// The headers from the first one called `name` (a canonical name) on; all of them for an
     /// `Other` name, none when a known name is absent.
     fn starting_at(&self, name: HeaderName<'_>) -> &[Header<'a>] {
