@@ -154,37 +154,20 @@ fn same_letters(name: &[u8], known: &[u8]) -> bool {
         return false;
     }
     // Two loads that may overlap, the first `N` bytes and the last `N`, with bit 5 set in
-    // every byte: a name of 2 to 16 bytes costs two compares, whatever its length.
-    fn ends<const N: usize>(b: &[u8]) -> Option<([u8; N], [u8; N])> {
-        let first: [u8; N] = b.get(..N)?.try_into().ok()?;
-        let last: [u8; N] = b.get(b.len().checked_sub(N)?..)?.try_into().ok()?;
-        Some((first, last))
+    // every byte: a name of 2 to 16 bytes costs two compares of 2, 4 or 8 bytes (one word
+    // each), whatever its length.
+    fn same_ends<const N: usize>(name: &[u8], known: &[u8]) -> bool {
+        let ends = |b: &[u8]| -> Option<([u8; N], [u8; N])> {
+            let first: [u8; N] = b.get(..N)?.try_into().ok()?;
+            let last: [u8; N] = b.get(b.len().checked_sub(N)?..)?.try_into().ok()?;
+            Some((first.map(|c| c | 0x20), last.map(|c| c | 0x20)))
+        };
+        matches!((ends(name), ends(known)), (Some(a), Some(k)) if a == k)
     }
     match name.len() {
-        8..=16 => match (ends::<8>(name), ends::<8>(known)) {
-            (Some((a0, a1)), Some((k0, k1))) => {
-                const BIT5: u64 = 0x2020_2020_2020_2020;
-                let w = |b: [u8; 8]| u64::from_le_bytes(b) | BIT5;
-                w(a0) == w(k0) && w(a1) == w(k1)
-            }
-            _ => false,
-        },
-        4..=7 => match (ends::<4>(name), ends::<4>(known)) {
-            (Some((a0, a1)), Some((k0, k1))) => {
-                const BIT5: u32 = 0x2020_2020;
-                let w = |b: [u8; 4]| u32::from_le_bytes(b) | BIT5;
-                w(a0) == w(k0) && w(a1) == w(k1)
-            }
-            _ => false,
-        },
-        2..=3 => match (ends::<2>(name), ends::<2>(known)) {
-            (Some((a0, a1)), Some((k0, k1))) => {
-                const BIT5: u16 = 0x2020;
-                let w = |b: [u8; 2]| u16::from_le_bytes(b) | BIT5;
-                w(a0) == w(k0) && w(a1) == w(k1)
-            }
-            _ => false,
-        },
+        8..=16 => same_ends::<8>(name, known),
+        4..=7 => same_ends::<4>(name, known),
+        2..=3 => same_ends::<2>(name, known),
         _ => name.eq_ignore_ascii_case(known),
     }
 }
