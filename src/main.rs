@@ -363,7 +363,7 @@ impl Overrides {
         let advertised_follows = [g.sip_udp, g.sip_tcp]
             .into_iter()
             .flatten()
-            .any(|a| g.advertised.same(&a.into()));
+            .any(|a| g.advertised.host_port().same(&a.into()));
         if let Some(a) = self.sip_udp {
             g.sip_udp = a;
         }
@@ -539,12 +539,13 @@ async fn reload_on_sighup(
     };
     // One pending request is enough: signals that arrive during a reload fold into the next.
     let (wake, mut asked) = tokio::sync::mpsc::channel::<()>(1);
+    let reload_clock = clock.clone();
     let reloader = std::thread::Builder::new()
         .name("dualgate-reload".into())
         .spawn(move || {
             let mut served = served;
             while asked.blocking_recv().is_some() {
-                reload(&path, &overrides, &tx, &mut served, clock.as_ref());
+                reload(&path, &overrides, &tx, &mut served, reload_clock.as_ref());
             }
         });
     if let Err(e) = reloader {
@@ -552,7 +553,14 @@ async fn reload_on_sighup(
         return;
     }
     while hup.recv().await.is_some() {
-        let _ = wake.try_send(());
+        match wake.try_send(()) {
+            // Sent, or a reload is already pending: it will read the file as it is now.
+            Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(())) => {}
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(())) => {
+                tracing::error!("the reload thread has stopped: reloads disabled until restart");
+                dualgate::metrics::record_reload(false, clock.now());
+            }
+        }
     }
 }
 

@@ -739,8 +739,8 @@ when_retired = { treatment = "reject", status = 410, reason = "Number Changed, D
                 ..
             } => {
                 assert_eq!(status, 301);
-                let contact =
-                    redirect_to.map(|n| crate::sip::header::contact(n, &s.gateway.advertised));
+                let contact = redirect_to
+                    .map(|n| crate::sip::header::contact(n, s.gateway.advertised.as_str()));
                 assert_eq!(
                     contact.as_deref(),
                     Some("<sip:059112356@192.0.2.10:5060;user=phone>")

@@ -361,7 +361,10 @@ fn check(bytes: &[u8], cx: Context) -> Result<Act, TestCaseError> {
             let sent_by = |v: &str| v.split(';').next().unwrap_or_default().trim().to_owned();
             prop_assert_eq!(sent_by(after[1]), sent_by(before[0]), "{}", show());
             let top = sent.top_via().unwrap();
-            prop_assert_eq!(top.sent_by(), Some((*snap.gateway.advertised).clone()));
+            prop_assert_eq!(
+                top.sent_by(),
+                Some(snap.gateway.advertised.host_port().clone())
+            );
             prop_assert!(top.branch.is_some_and(|b| b.starts_with("z9hG4bK")));
             // RFC 3261 §16.6 step 3; the header is 0..=255 (§20.22), so larger values clamp.
             let want = match input.max_forwards() {
@@ -407,7 +410,7 @@ fn check(bytes: &[u8], cx: Context) -> Result<Act, TestCaseError> {
             let top = input.top_via().unwrap();
             prop_assert_eq!(
                 top.sent_by().map(|hp| hp.host),
-                Some(snap.gateway.advertised.host.clone())
+                Some(snap.gateway.advertised.host_port().host.clone())
             );
             prop_assert_eq!(sent.body, input.body, "body byte-exact");
         }

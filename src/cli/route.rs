@@ -208,8 +208,8 @@ pub fn rehearse(snap: &Snapshot, q: &Query<'_>, now: SystemTime) -> Result<Rehea
             r.status = Some(status);
             r.reason = Some(reason.into_owned());
             r.reason_header = cause.as_ref().map(crate::sip::header::reason);
-            r.contact =
-                redirect_to.map(|n| crate::sip::header::contact(n, &snap.gateway.advertised));
+            r.contact = redirect_to
+                .map(|n| crate::sip::header::contact(n, snap.gateway.advertised.as_str()));
         }
     }
     let next = dialled.ok().and_then(|d| match snap.mappings.lookup(&d)? {

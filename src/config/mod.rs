@@ -108,7 +108,7 @@ pub struct Gateway {
 
 /// The gateway's advertised `host:port` with its text, written once per snapshot: every
 /// forwarded request carries it in its Via (and an initial INVITE in its Record-Route), so it
-/// is copied, not formatted, per message. Reads as the [`HostPort`] it holds.
+/// is copied, not formatted, per message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Advertised {
     host_port: HostPort,
@@ -118,6 +118,11 @@ pub struct Advertised {
 }
 
 impl Advertised {
+    /// The address.
+    pub fn host_port(&self) -> &HostPort {
+        &self.host_port
+    }
+
     /// The text as written on the wire (`Display` of the [`HostPort`]).
     pub fn as_str(&self) -> &str {
         &self.text
@@ -165,13 +170,6 @@ impl From<HostPort> for Advertised {
 impl From<SocketAddr> for Advertised {
     fn from(a: SocketAddr) -> Advertised {
         HostPort::from(a).into()
-    }
-}
-
-impl std::ops::Deref for Advertised {
-    type Target = HostPort;
-    fn deref(&self) -> &HostPort {
-        &self.host_port
     }
 }
 
@@ -275,7 +273,7 @@ impl Snapshot {
     /// sent-by or Route a peer wrote from the socket it reached). The one place that decides.
     pub fn is_ours(&self, hp: &HostPort) -> bool {
         let g = &self.gateway;
-        hp.same(&g.advertised)
+        hp.same(g.advertised.host_port())
             || [g.sip_udp, g.sip_tcp]
                 .into_iter()
                 .flatten()
@@ -445,7 +443,7 @@ mod tests {
                 let entry = header::record_route_entry(at, inbound);
                 assert!(a.wrote_route(&format!(" {entry} ")), "{entry}");
                 let named = Uri::parse(&entry).and_then(|u| u.host_port).unwrap();
-                assert!(named.same(&a), "{entry}");
+                assert!(named.same(a.host_port()), "{entry}");
             }
             for other in [
                 "<sip:192.0.2.11:5060;lr>",

@@ -512,7 +512,7 @@ fn reply<'s>(
         (_, s) => (s, *reason),
     };
     let reason_value = cause.map(header::reason);
-    let contact = redirect_to.map(|n| header::contact(n, &ctx.snap.gateway.advertised));
+    let contact = redirect_to.map(|n| header::contact(n, ctx.snap.gateway.advertised.as_str()));
     let mut extra: Vec<(&str, &str)> = Vec::with_capacity(4);
     if let Some(r) = reason_value.as_deref() {
         extra.push(("Reason", r));
@@ -635,7 +635,7 @@ fn forward<'s>(
     });
     let mut marks: Vec<(&str, String)> = Vec::new();
     if mark && ctx.method == Method::Invite {
-        let dialled = header::dialled(routed.number, &snap.gateway.advertised);
+        let dialled = header::dialled(routed.number, snap.gateway.advertised.as_str());
         if snap.gateway.history_info {
             marks.extend(
                 header::history_info(msg, &dialled, request_uri)

@@ -49,7 +49,7 @@ pub fn reason(cause: &Cause<'_>) -> String {
 }
 
 /// The Contact of a redirect to `number` through the gateway at `at`.
-pub fn contact(number: &str, at: &HostPort) -> String {
+pub fn contact(number: &str, at: &str) -> String {
     format!("<sip:{number}@{at};user=phone>")
 }
 
@@ -176,7 +176,7 @@ pub fn via(transport: Transport, at: &str, branch: &Branch, marks: &ViaMarks<'_>
 }
 
 /// The URI of legacy `number` as dialled at the gateway at `at`.
-pub fn dialled(number: &str, at: &HostPort) -> String {
+pub fn dialled(number: &str, at: &str) -> String {
     format!("<sip:{number}@{at};user=phone>")
 }
 
@@ -243,7 +243,7 @@ mod tests {
             "<sip:192.0.2.10:5060;transport=tcp;lr>, <sip:192.0.2.10:5060;lr>"
         );
         assert_eq!(
-            contact("059112356", &at),
+            contact("059112356", &at.to_string()),
             "<sip:059112356@192.0.2.10:5060;user=phone>"
         );
         assert_eq!(
