@@ -12,7 +12,8 @@
 #   *-pin                    the proxy pinned to CPU 1 (taskset), the generator to CPU 0: the
 #                            proxy's own one-core capacity (dualgate 1 worker, Kamailio 1 child)
 #   kamailio-n2 / -n1-pin    Kamailio 5.6 (-x tlsf, bench/kamailio.cfg), when installed
-# Environment: REPEATS [3], WINDOW [256], CONFIGS [all of the above], WORK [bench/out/lg-<time>],
+# Environment: REPEATS [3], WINDOW [256], CONFIGS [all of the above], WORK [bench/out/lg-<time>], BIN
+#   [the gateway built here; another build for an A/B in one sitting],
 #   NUMBER [12356], FLOWS [16], CARGO_TARGET_DIR [<repo>/target].
 # Only 127.0.0.1; every step is bounded by CALLS and the generator's --max-secs (60).
 set -u
@@ -34,7 +35,7 @@ RES="$WORK/results.txt"; : >"$RES"
 
 (cd "$REPO" && cargo build --release --quiet) || exit 2
 (cd "$HERE/loadgen" && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/loadgen" cargo build --release --quiet) || exit 2
-BIN="$CARGO_TARGET_DIR/release/dualgate"
+BIN="${BIN:-$CARGO_TARGET_DIR/release/dualgate}"
 LG="$CARGO_TARGET_DIR/loadgen/release/dualgate-loadgen"
 # shellcheck source=bench/mappings.sh
 . "$HERE/mappings.sh"
