@@ -113,6 +113,8 @@ pub struct Gateway {
 pub struct Advertised {
     host_port: HostPort,
     text: String,
+    /// The host part of `text` (IPv6 in brackets, as a Via's sent-by writes it).
+    host: String,
     /// The Record-Route entry naming it, over UDP and over TCP.
     route: [String; 2],
 }
@@ -147,6 +149,13 @@ impl Advertised {
         }
     }
 
+    /// Whether a sent-by written as `host` and `port` is, byte for byte, this address (a port
+    /// left out is 5060): the gateway's own Via on a response, known without parsing the host.
+    pub fn is_sent_by(&self, host: &str, port: Option<u16>) -> bool {
+        self.host == host
+            && port.unwrap_or(crate::sip::uri::DEFAULT_PORT) == self.host_port.port_or_default()
+    }
+
     /// Whether a Route entry is, byte for byte, a Record-Route entry the gateway writes: the
     /// usual in-dialog Route, known to be the gateway's without parsing it.
     pub fn wrote_route(&self, entry: &str) -> bool {
@@ -158,10 +167,12 @@ impl Advertised {
 impl From<HostPort> for Advertised {
     fn from(host_port: HostPort) -> Advertised {
         let text = host_port.to_string();
+        let host = host_port.host.to_string();
         let route = [Transport::Udp, Transport::Tcp].map(|t| header::record_route_entry(&text, t));
         Advertised {
             host_port,
             text,
+            host,
             route,
         }
     }
@@ -445,6 +456,23 @@ mod tests {
                 let named = Uri::parse(&entry).and_then(|u| u.host_port).unwrap();
                 assert!(named.same(a.host_port()), "{entry}");
             }
+            // The gateway's own sent-by is recognized as written, and it is the address.
+            let via = crate::sip::header::via(
+                Transport::Udp,
+                a.as_str(),
+                &crate::sip::Branch {
+                    txn: 1,
+                    loop_key: 2,
+                    mac: 3,
+                },
+                &crate::sip::header::ViaMarks::default(),
+            );
+            let v = crate::sip::Via::parse(&via).unwrap();
+            assert!(a.is_sent_by(v.host, v.port), "{via}");
+            assert!(v.sent_by().unwrap().same(a.host_port()), "{via}");
+            let port = a.host_port().port_or_default();
+            assert!(!a.is_sent_by(v.host, Some(port + 1)));
+            assert!(!a.is_sent_by("192.0.2.99", v.port));
             for other in [
                 "<sip:192.0.2.11:5060;lr>",
                 "<sip:192.0.2.10:5060>",

@@ -123,7 +123,8 @@ pub(super) fn sealed_parts<'a>(
 
 /// Whether a Via entry was written by this gateway.
 pub(super) fn via_is_ours(v: &Via<'_>, snap: &Snapshot) -> bool {
-    v.sent_by().is_some_and(|hp| snap.is_ours(&hp))
+    snap.gateway.advertised.is_sent_by(v.host, v.port)
+        || v.sent_by().is_some_and(|hp| snap.is_ours(&hp))
 }
 
 /// The IP of a Via host or `received` value (bracketed or bare IPv6).

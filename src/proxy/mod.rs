@@ -330,8 +330,11 @@ pub fn handle_with<'s>(
             }
         }
         Start::Response { code, .. } => {
-            // The top Via, parsed once for the probe check and the response path.
-            let top = msg.top_via();
+            // The top Via, parsed once for the probe check and the response path, and the
+            // entry below it, from the same walk over the Via lines.
+            let mut vias = msg.via_entries();
+            let top = vias.next().and_then(|e| sip::Via::parse(e).ok());
+            let below = vias.next();
             if let Some(id) = top.as_ref().and_then(sip::probe::probe_id) {
                 let status = code;
                 out.clear();
@@ -345,7 +348,7 @@ pub fn handle_with<'s>(
                     event: Some(Event::ProbeReply { id, status }),
                 };
             }
-            let o = response(&msg, top.as_ref(), code, from, snap, out);
+            let o = response(&msg, top.as_ref(), below, code, from, snap, out);
             let to_invite = msg.cseq().is_some_and(|(_, m)| m == "INVITE");
             let becomes = snap.failover.backend_503;
             if code == 503 && to_invite && o.label.act == Act::Forwarded && becomes != 503 {

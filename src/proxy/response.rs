@@ -11,11 +11,13 @@ use crate::route::{RejectReason, TrunkId};
 use crate::sip::header::ViaMarks;
 use crate::sip::{self, Branch, Message, Via};
 
-/// Handles a response from `from` whose top Via is `top` (`None` when missing or malformed);
-/// the bytes to send, if any, are left in `out`.
+/// Handles a response from `from` whose top Via is `top` (`None` when missing or malformed)
+/// and whose next Via entry is `below`, as written; the bytes to send, if any, are left in
+/// `out`.
 pub(super) fn response<'s>(
     msg: &Message<'_>,
     top: Option<&Via<'_>>,
+    below: Option<&str>,
     code: u16,
     from: Peer,
     snap: &'s Snapshot,
@@ -52,7 +54,7 @@ pub(super) fn response<'s>(
         connection,
     } = top.marks;
     // The second Via: the top one is parsed already (and well-formed).
-    let Some(next) = msg.via_entries().nth(1).and_then(|e| Via::parse(e).ok()) else {
+    let Some(next) = below.and_then(|e| Via::parse(e).ok()) else {
         // The gateway originates no request: nothing below its Via is nowhere to go.
         return drop(label, RejectReason::BadRequest);
     };
