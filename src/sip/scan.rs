@@ -90,13 +90,15 @@ pub fn header_params(value: &str) -> &str {
 /// Byte offset of the first `sep` outside quotes, `<>` and `[]`.
 pub(crate) fn find_outside(s: &str, sep: u8) -> Option<usize> {
     let bytes = s.as_bytes();
-    // Fast path (memchr): before the first quote or bracket nothing is nested, so the first
-    // `sep` there is the answer; the byte-by-byte scan starts at that first opener, where its
-    // state is still the initial one.
-    let opener = memchr::memchr3(b'"', b'<', b'[', bytes).unwrap_or(bytes.len());
-    if let Some(i) = memchr::memchr(sep, bytes.get(..opener).unwrap_or_default()) {
-        return Some(i);
-    }
+    // Fast paths (memchr): with no `sep` at all there is none outside either (a lone Via,
+    // Route or To value); and before the first quote or bracket nothing is nested, so a first
+    // `sep` ahead of every opener is the answer. Otherwise the byte-by-byte scan starts at
+    // that first opener, where its state is still the initial one.
+    let first = memchr::memchr(sep, bytes)?;
+    let Some(opener) = memchr::memchr3(b'"', b'<', b'[', bytes.get(..first).unwrap_or_default())
+    else {
+        return Some(first);
+    };
     // From the opener on, a byte-class table: ordinary bytes (most of a URI) cost one load
     // and one compare each.
     let mut in_quote = false;
