@@ -6,7 +6,7 @@ use super::branch::Branch;
 use super::message::Message;
 use super::name::HeaderName;
 use super::scan::param;
-use super::uri::{push_decimal, Host, HostPort};
+use super::uri::{push_decimal, HostPort};
 use crate::peer::Transport;
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -55,19 +55,14 @@ pub fn contact(number: &str, at: &str) -> String {
 
 /// The Request-URI a backend at `addr` receives for `user`.
 pub fn request_uri(user: &str, addr: SocketAddr, transport: Transport) -> String {
-    let at = HostPort {
-        host: Host::Ip(addr.ip()),
-        port: Some(addr.port()),
+    // Written once per backend when the mappings load (`Backend::request_uri`).
+    let at = HostPort::from(addr);
+    let tcp = if transport == Transport::Tcp {
+        ";transport=tcp"
+    } else {
+        ""
     };
-    let mut uri = String::with_capacity(user.len() + 64);
-    uri.push_str("sip:");
-    uri.push_str(user);
-    uri.push('@');
-    at.push_to(&mut uri);
-    if transport == Transport::Tcp {
-        uri.push_str(";transport=tcp");
-    }
-    uri
+    format!("sip:{user}@{at}{tcp}")
 }
 
 /// The Record-Route for a dialog from an `inbound` caller to an `outbound` backend through the

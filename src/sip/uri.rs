@@ -4,7 +4,7 @@
 //! only. No I/O here.
 
 use crate::peer::Transport;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
@@ -155,62 +155,10 @@ impl fmt::Display for HostPort {
     }
 }
 
-impl HostPort {
-    /// Appends the same text as `Display` to `out`; IPv4 hosts and ports are written digit by
-    /// digit, without the formatting machinery (this runs for every forwarded message).
-    pub fn push_to(&self, out: &mut String) {
-        if let Host::Ip(IpAddr::V4(a)) = &self.host {
-            // `255.255.255.255:65535` at most: written into a stack buffer, pushed once.
-            let mut text = Digits::default();
-            for (i, octet) in a.octets().into_iter().enumerate() {
-                if i > 0 {
-                    text.byte(b'.');
-                }
-                text.octet(octet);
-            }
-            if let Some(p) = self.port {
-                text.byte(b':');
-                text.decimal(p);
-            }
-            out.push_str(text.as_str());
-            return;
-        }
-        match &self.host {
-            Host::Name(n) => out.push_str(n),
-            other => {
-                let _ = write!(out, "{other}");
-            }
-        }
-        if let Some(p) = self.port {
-            out.push(':');
-            push_decimal(out, p);
-        }
-    }
-}
-
-/// The decimal digits of every octet value, then how many there are.
-static OCTETS: [[u8; 4]; 256] = {
-    let mut t = [[0u8; 4]; 256];
-    let mut n = 0;
-    while n < 256 {
-        // n < 256: every digit and the length fit a u8.
-        let (h, te, o) = ((n / 100) as u8, (n / 10 % 10) as u8, (n % 10) as u8);
-        t[n] = if n >= 100 {
-            [b'0' + h, b'0' + te, b'0' + o, 3]
-        } else if n >= 10 {
-            [b'0' + te, b'0' + o, 0, 2]
-        } else {
-            [b'0' + o, 0, 0, 1]
-        };
-        n += 1;
-    }
-    t
-};
-
-/// A short ASCII text built on the stack (an address and port).
+/// A port's decimal digits, built on the stack.
 #[derive(Default)]
 struct Digits {
-    buf: [u8; 24],
+    buf: [u8; 5],
     len: usize,
 }
 
@@ -219,13 +167,6 @@ impl Digits {
         if let Some(slot) = self.buf.get_mut(self.len) {
             *slot = b;
             self.len += 1;
-        }
-    }
-
-    fn octet(&mut self, n: u8) {
-        let [a, b, c, len] = OCTETS[usize::from(n)];
-        for &d in [a, b, c].get(..usize::from(len)).unwrap_or_default() {
-            self.byte(d);
         }
     }
 
@@ -634,29 +575,5 @@ mod tests {
                 .to_string(),
             "[::1]"
         );
-    }
-
-    #[test]
-    fn pushed_host_port_text_is_the_displayed_text() {
-        let hosts = [
-            "0.0.0.0",
-            "192.0.2.10",
-            "255.255.255.255",
-            "10.1.20.100",
-            "[2001:db8::1]",
-            "[::ffff:10.0.0.1]",
-            "gw.example.net",
-        ];
-        for host in hosts {
-            for port in [None, Some(1), Some(9), Some(10), Some(5060), Some(65535)] {
-                let hp = HostPort {
-                    host: Host::parse(host).unwrap(),
-                    port,
-                };
-                let mut pushed = String::from("x");
-                hp.push_to(&mut pushed);
-                assert_eq!(pushed, format!("x{hp}"), "{host} {port:?}");
-            }
-        }
     }
 }
