@@ -554,14 +554,12 @@ impl<'a> Message<'a> {
     /// The headers from the first one called `name` (a canonical name) on; all of them for an
     /// `Other` name, none when a known name is absent.
     fn starting_at(&self, name: HeaderName<'_>) -> &[Header<'a>] {
-        let Some(slot) = name.slot() else {
+        if name.slot().is_none() {
             return &self.headers;
-        };
-        let at = self.index.get(slot).copied().unwrap_or(NONE);
-        if at == NONE {
-            return &[];
         }
-        self.headers.get(at as usize..).unwrap_or_default()
+        self.first(name)
+            .and_then(|at| self.headers.get(at..))
+            .unwrap_or_default()
     }
 
     /// Every Via entry as written, combined lines split, in wire order.
