@@ -54,18 +54,7 @@ pub fn forward_request(msg: &Message<'_>, edit: &RequestEdit<'_>, out: &mut Vec<
     }
 
     let hs = &msg.headers;
-    // A Via line with no entry (`Via: `) is not the top Via; it passes through untouched.
-    let has_entry = |h: &super::message::Header<'_>| split_list(&h.value).next().is_some();
-    let first_via = match msg.first(HeaderName::Via) {
-        Some(v) if hs.get(v).is_some_and(has_entry) => Some(v),
-        Some(v) => hs
-            .iter()
-            .enumerate()
-            .skip(v + 1)
-            .find(|(_, h)| h.name == HeaderName::Via && has_entry(h))
-            .map(|(i, _)| i),
-        None => None,
-    };
+    let first_via = top_via_line(msg);
     let first_mf = msg.first(HeaderName::MaxForwards);
     let mut pop = edit.pop_routes;
     let via_at = first_via.unwrap_or(0);
@@ -144,6 +133,19 @@ pub fn forward_request(msg: &Message<'_>, edit: &RequestEdit<'_>, out: &mut Vec<
     out.extend_from_slice(msg.body);
 }
 
+/// Position in `msg.headers` of the line holding the top Via entry. A Via line with no entry
+/// (`Via: `) is not it; it passes through untouched.
+fn top_via_line(msg: &Message<'_>) -> Option<usize> {
+    let has_entry = |h: &super::message::Header<'_>| split_list(&h.value).next().is_some();
+    let first = msg.first(HeaderName::Via)?;
+    msg.headers
+        .iter()
+        .enumerate()
+        .skip(first)
+        .find(|(_, h)| h.name == HeaderName::Via && has_entry(h))
+        .map(|(i, _)| i)
+}
+
 /// Header lines waiting to be copied as one range of the received bytes.
 #[derive(Default)]
 struct Run {
@@ -177,11 +179,7 @@ impl Run {
 pub fn forward_response(msg: &Message<'_>, out: &mut Vec<u8>) {
     out.clear();
     out.reserve(msg.raw.len());
-    let Some(via) = msg
-        .headers
-        .iter()
-        .find(|h| h.name == HeaderName::Via && split_list(&h.value).next().is_some())
-    else {
+    let Some(via) = top_via_line(msg).and_then(|i| msg.headers.get(i)) else {
         out.extend_from_slice(msg.raw);
         return;
     };
