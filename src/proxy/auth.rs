@@ -38,16 +38,18 @@ impl ReturnHop {
     /// [`ReturnHop::of`] the Via `top` as the gateway forwards it, stamped with `received` and
     /// `rport` ([`crate::sip::stamp_via`]), without writing the stamped entry and parsing it
     /// again. Only for an entry whose parameters hold no quote or bracket: there the stamping's
-    /// plain split on `;` and the parser's agree on every parameter.
+    /// plain split on `;` and the parser's agree on every parameter. `sent_by` is `top`'s
+    /// sent-by host as an IP address when it is one, which the caller has already read.
     pub(super) fn stamped(
         top: &Via<'_>,
+        sent_by: Option<IpAddr>,
         received: Option<IpAddr>,
         rport: Option<u16>,
         connection: Option<u16>,
     ) -> Option<ReturnHop> {
         let ip = match received {
             Some(ip) => ip,
-            None => top.received.and_then(ip_of).or_else(|| ip_of(top.host))?,
+            None => top.received.and_then(ip_of).or(sent_by)?,
         };
         // A bare `rport` gets the value; any other stays as it was.
         let rport = match (top.rport, rport) {
@@ -134,7 +136,7 @@ fn ip_of(host: &str) -> Option<IpAddr> {
 
 /// The params of a Via entry, after its sent-by.
 pub(super) fn via_params<'a>(v: &Via<'a>) -> &'a str {
-    v.raw.find(';').map_or("", |i| &v.raw[i..])
+    memchr::memchr(b';', v.raw.as_bytes()).map_or("", |i| v.raw.get(i..).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -171,7 +173,8 @@ mod tests {
                         let want = Via::parse(&text)
                             .ok()
                             .and_then(|v| ReturnHop::of(&v, connection));
-                        let got = ReturnHop::stamped(&top, r, rport, connection);
+                        let sent_by = ip_of(top.host);
+                        let got = ReturnHop::stamped(&top, sent_by, r, rport, connection);
                         assert_eq!(got, want, "{entry} {r:?} {rport:?} {connection:?}");
                     }
                 }

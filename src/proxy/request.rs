@@ -77,7 +77,8 @@ impl<'m, 's> Ctx<'m, 's> {
         source: Source<'s>,
     ) -> Option<Ctx<'m, 's>> {
         let top = msg.top_via()?;
-        let received = match top.sent_by().and_then(|hp| hp.host.ip()) {
+        let sent_by = top.sent_by().and_then(|hp| hp.host.ip());
+        let received = match sent_by {
             Some(ip) if ip == from.addr.ip() && top.rport.is_none() => None,
             _ => Some(from.addr.ip()),
         };
@@ -95,11 +96,9 @@ impl<'m, 's> Ctx<'m, 's> {
         // What a response will find below the gateway's Via: the top Via as forwarded
         // (stamped), and the connection it came in on. The branch's MAC binds it.
         let connection = (from.transport == Transport::Tcp).then_some(from.addr.port());
-        let plain = !via_params(&top)
-            .bytes()
-            .any(|b| matches!(b, b'"' | b'<' | b'['));
+        let plain = memchr::memchr3(b'"', b'<', b'[', via_params(&top).as_bytes()).is_none();
         let hop = if plain {
-            ReturnHop::stamped(&top, received, rport, connection)
+            ReturnHop::stamped(&top, sent_by, received, rport, connection)
         } else {
             // Quotes or brackets: read the hop from the stamped text, as the response will.
             msg.via_entries().next().and_then(|entry| {

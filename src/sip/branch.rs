@@ -184,15 +184,13 @@ impl Branch {
     /// Appends [`Branch::to_param`]'s text to `out`, digit by digit (no formatting machinery:
     /// this runs for every forwarded request).
     pub fn push_param(&self, out: &mut String) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         out.push_str(BRANCH_PREFIX);
         out.push_str(MARKER);
         // Three 16-digit fields and two dots, written on the stack and pushed once.
         let mut text = [b'.'; 50];
         for (field, n) in text.chunks_mut(17).zip([self.txn, self.loop_key, self.mac]) {
-            for (i, slot) in field.iter_mut().take(16).enumerate() {
-                // A nibble indexes the 16-entry table.
-                *slot = HEX[((n >> ((15 - i) * 4)) & 0xf) as usize];
+            if let Some(digits) = field.get_mut(..16) {
+                digits.copy_from_slice(&hex_digits(n));
             }
         }
         // Hex digits and dots: ASCII.
@@ -232,6 +230,29 @@ fn hex16(s: &[u8]) -> Option<u64> {
         n = n << 4 | u64::from(d & 0xf);
     }
     (bad & 0x10 == 0).then_some(n)
+}
+
+/// `n` as 16 lower-case hex digits, most significant first: each half's nibbles spread to
+/// one byte each, then every nibble turned into its digit at once (`'0'` plus the nibble, plus
+/// 39 more from `a` up).
+fn hex_digits(n: u64) -> [u8; 16] {
+    fn spread(half: u32) -> u64 {
+        let x = u64::from(half);
+        let x = (x | x << 16) & 0x0000_ffff_0000_ffff;
+        let x = (x | x << 8) & 0x00ff_00ff_00ff_00ff;
+        (x | x << 4) & 0x0f0f_0f0f_0f0f_0f0f
+    }
+    fn digits(nibbles: u64) -> u64 {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        // 1 in each byte whose nibble is 10 or more.
+        let letter = ((nibbles + 6 * ONES) >> 4) & ONES;
+        nibbles + u64::from(b'0') * ONES + letter * 39
+    }
+    let mut out = [0u8; 16];
+    let (hi, lo) = out.split_at_mut(8);
+    hi.copy_from_slice(&digits(spread((n >> 32) as u32)).to_be_bytes());
+    lo.copy_from_slice(&digits(spread(n as u32)).to_be_bytes());
+    out
 }
 
 /// The value of every hex digit (either case); `0x10` for every other byte.
@@ -333,6 +354,18 @@ fn mix(mut z: u64) -> u64 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_digits_write_what_format_writes() {
+        let mut n = 0x0123_4567_89ab_cdefu64;
+        for _ in 0..10_000 {
+            assert_eq!(hex_digits(n), *format!("{n:016x}").as_bytes(), "{n:x}");
+            n = n.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        }
+        for n in [0, u64::MAX, 0xa, 0x9 << 60, 0xf0f0_0f0f_a5a5_5a5a] {
+            assert_eq!(hex_digits(n), *format!("{n:016x}").as_bytes(), "{n:x}");
+        }
+    }
 
     #[test]
     fn hex16_reads_exactly_what_from_str_radix_reads() {
