@@ -60,10 +60,7 @@ pub fn choose_up<'b>(
     probed: bool,
 ) -> Option<&'b Backend> {
     let up = |b: &&Backend| !probed || !down.contains(b.addr, b.transport);
-    let i = sip::branch::rendezvous(
-        call_id,
-        backends.iter().filter(up).map(|b| b.key.as_bytes()),
-    )?;
+    let i = sip::rendezvous_hashed(call_id, backends.iter().filter(up).map(|b| b.key_hash))?;
     backends.iter().filter(up).nth(i)
 }
 
@@ -202,6 +199,23 @@ queue = "fuzhou"
     }
 
     const DAY: &str = "2025-06-01T12:00:00+08:00";
+
+    #[test]
+    fn a_call_goes_where_rendezvous_over_the_backend_keys_sends_it() {
+        // The per-backend hash is kept in the snapshot: the choice must be the one the keys
+        // themselves give, so replicas and versions agree on every call's backend.
+        let s = snap();
+        let q = &s.queues[0];
+        for i in 0..2000 {
+            let call = format!("call-{i}@carrier");
+            let keys = q.backends.iter().map(|b| b.key.as_bytes());
+            let want = crate::sip::rendezvous(call.as_bytes(), keys).map(|i| &q.backends[i]);
+            assert_eq!(
+                choose_up(&q.backends, call.as_bytes(), &Down::none(), true),
+                want
+            );
+        }
+    }
 
     #[test]
     fn a_dead_backends_calls_spread_evenly_and_every_other_call_keeps_its_backend() {

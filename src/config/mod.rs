@@ -239,6 +239,9 @@ pub struct Backend {
     pub transport: Transport,
     /// Stable key for rendezvous hashing (`ip:port/transport`).
     pub key: String,
+    /// `key`'s [`crate::sip::hash64`], the part of each rendezvous score that is the same
+    /// for every call.
+    pub key_hash: u64,
     /// The Request-URI of a call forwarded here: the queue's `target` at this address
     /// ([`crate::sip::header::request_uri`]), written once per snapshot.
     pub request_uri: String,

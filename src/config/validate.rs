@@ -749,11 +749,13 @@ fn backend(uri: &str, target: &str) -> Result<Backend, String> {
             _ => return Err(format!("unknown URI parameter `{p}` in `{uri}`")),
         }
     }
+    let key = format!("{addr}/{transport}");
     Ok(Backend {
         uri: uri.to_string(),
         addr,
         transport,
-        key: format!("{addr}/{transport}"),
+        key_hash: crate::sip::hash64(&[key.as_bytes()]),
+        key,
         request_uri: crate::sip::header::request_uri(target, addr, transport),
     })
 }

@@ -402,7 +402,7 @@ fn malformed() -> Label<'static> {
 /// Rendezvous (highest-random-weight) choice of a backend by Call-ID: every message of a call
 /// reaches the same backend without stored state, and removing a backend moves only its calls.
 pub fn choose<'b>(backends: &'b [Backend], call_id: &[u8]) -> Option<&'b Backend> {
-    let i = sip::branch::rendezvous(call_id, backends.iter().map(|b| b.key.as_bytes()))?;
+    let i = sip::rendezvous_hashed(call_id, backends.iter().map(|b| b.key_hash))?;
     backends.get(i)
 }
 

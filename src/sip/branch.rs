@@ -286,10 +286,16 @@ pub fn hash64(parts: &[&[u8]]) -> u64 {
 /// score for `key`, ties to the lower index; `None` when there are no candidates. Removing a
 /// candidate only moves the keys that were on it.
 pub fn rendezvous<'k>(key: &[u8], candidates: impl IntoIterator<Item = &'k [u8]>) -> Option<usize> {
+    rendezvous_hashed(key, candidates.into_iter().map(|c| hash64(&[c])))
+}
+
+/// [`rendezvous`] over the candidates' [`hash64`]s, which a caller can compute once per
+/// candidate rather than once per call.
+pub fn rendezvous_hashed(key: &[u8], candidates: impl IntoIterator<Item = u64>) -> Option<usize> {
     let k = hash64(&[key]);
     let mut best: Option<(u64, usize)> = None;
     for (i, c) in candidates.into_iter().enumerate() {
-        let score = mix(k ^ hash64(&[c]));
+        let score = mix(k ^ c);
         if best.is_none_or(|(s, _)| score > s) {
             best = Some((score, i));
         }

@@ -20,7 +20,7 @@ pub mod scan;
 pub mod uri;
 pub mod via;
 
-pub use branch::{hash64, rendezvous, Branch, Key, BRANCH_PREFIX};
+pub use branch::{hash64, rendezvous, rendezvous_hashed, Branch, Key, BRANCH_PREFIX};
 pub use edit::{forward_request, forward_response, stamp_via, RequestEdit};
 pub use frame::{frame, Frame, FrameError};
 pub use header::{Cause, Q850};
