@@ -243,7 +243,10 @@ fn locate(input: &str) -> Result<(Span, Span), NumberError> {
 
 /// Splits `number;params` at the first `;`.
 fn split_params(input: &str, (start, end): Span) -> (Span, Span) {
-    match input.get(start..end).and_then(|s| s.find(';')) {
+    match input
+        .get(start..end)
+        .and_then(|s| memchr::memchr(b';', s.as_bytes()))
+    {
         Some(i) => ((start, start + i), (start + i + 1, end)),
         None => ((start, end), (end, end)),
     }
@@ -317,7 +320,16 @@ fn scan(input: &str, (start, end): Span) -> Result<Digits, NumberError> {
         total: 0,
         plus: false,
     };
-    let chars = input.get(start..end).unwrap_or("").char_indices();
+    let text = input.get(start..end).unwrap_or("");
+    // The usual number is plain digits: no escapes, separators or sign to read one by one.
+    if let Some(slot) = d.buf.get_mut(..text.len()) {
+        if text.bytes().all(|b| b.is_ascii_digit()) {
+            slot.copy_from_slice(text.as_bytes());
+            d.total = text.len();
+            return Ok(d);
+        }
+    }
+    let chars = text.char_indices();
     for item in (Decoded { chars, base: start }) {
         let (ch, at) = item?;
         match ch {
