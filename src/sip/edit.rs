@@ -7,7 +7,7 @@
 
 use super::message::{Message, Start};
 use super::name::HeaderName;
-use super::scan::{param, split_first, split_list};
+use super::scan::{param, split_first};
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -136,7 +136,7 @@ pub fn forward_request(msg: &Message<'_>, edit: &RequestEdit<'_>, out: &mut Vec<
 /// Position in `msg.headers` of the line holding the top Via entry. A Via line with no entry
 /// (`Via: `) is not it; it passes through untouched.
 fn top_via_line(msg: &Message<'_>) -> Option<usize> {
-    let has_entry = |h: &super::message::Header<'_>| split_list(&h.value).next().is_some();
+    let has_entry = |h: &super::message::Header<'_>| has_entry(&h.value);
     let first = msg.first(HeaderName::Via)?;
     msg.headers
         .iter()
@@ -144,6 +144,14 @@ fn top_via_line(msg: &Message<'_>) -> Option<usize> {
         .skip(first)
         .find(|(_, h)| h.name == HeaderName::Via && has_entry(h))
         .map(|(i, _)| i)
+}
+
+/// Whether a list value holds an entry: some character other than a comma or whitespace
+/// belongs to one. What `split_list(value).next().is_some()` says, without splitting.
+fn has_entry(value: &str) -> bool {
+    !value
+        .trim_start_matches(|c: char| c == ',' || c.is_whitespace())
+        .is_empty()
 }
 
 /// Header lines waiting to be copied as one range of the received bytes.
@@ -263,6 +271,14 @@ mod tests {
     use crate::sip::message::parse;
 
     const GW_VIA: &str = "SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKdgX";
+
+    proptest::proptest! {
+        #[test]
+        fn has_entry_says_what_split_list_says(value in "[ ,\t\"a\u{3000}\u{a0}]{0,8}") {
+            let want = crate::sip::scan::split_list(&value).next().is_some();
+            proptest::prop_assert_eq!(has_entry(&value), want, "{:?}", value);
+        }
+    }
 
     fn edit() -> RequestEdit<'static> {
         RequestEdit {
