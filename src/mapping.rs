@@ -100,7 +100,10 @@ pub struct Mappings {
     pub areas: Vec<Area>,
     /// Legacy numbers.
     pub legacy: Vec<Legacy>,
-    index: HashMap<String, Slot>,
+    /// Hashed with foldhash (seeded per process): SipHash's resistance to chosen keys guards
+    /// insertions, and the keys inserted here come from the mapping file; a dialled number
+    /// only looks up, once per request.
+    index: HashMap<String, Slot, foldhash::fast::RandomState>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +120,10 @@ impl Mappings {
         areas: Vec<Area>,
         legacy: Vec<Legacy>,
     ) -> Mappings {
-        let mut index = HashMap::with_capacity(areas.len() + legacy.len());
+        let mut index = HashMap::with_capacity_and_hasher(
+            areas.len() + legacy.len(),
+            foldhash::fast::RandomState::default(),
+        );
         for (i, a) in areas.iter().enumerate() {
             index.insert(a.new_number.clone(), Slot::Area(i));
         }

@@ -21,7 +21,7 @@ use crate::number::AreaCode;
 use crate::peer::Transport;
 use crate::sip::{header, HostPort, Key};
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -52,6 +52,9 @@ pub struct Snapshot {
     /// is one hash probe, not a walk over every queue's backends (a national file has hundreds).
     /// Derived from `queues` by validation, the only place a snapshot is built.
     backend_ips: HashSet<IpAddr>,
+    /// Each queue's id by its name (a response's `dgq` mark names one): one hash probe, not a
+    /// walk over the queues. Derived from `queues` by validation, like `backend_ips`.
+    queue_index: HashMap<String, QueueId, foldhash::fast::RandomState>,
 }
 
 /// The `[overload]` table, beyond the per-trunk limits.
@@ -275,6 +278,15 @@ impl Snapshot {
     }
 
     /// The set [`Snapshot::is_backend`] reads, from `queues`.
+    fn queue_index(queues: &[Queue]) -> HashMap<String, QueueId, foldhash::fast::RandomState> {
+        let mut ids = HashMap::with_capacity_and_hasher(queues.len(), Default::default());
+        for (i, q) in queues.iter().enumerate() {
+            // The first of a name, as a walk over the queues would find it.
+            ids.entry(q.name.clone()).or_insert(QueueId(i));
+        }
+        ids
+    }
+
     fn backend_ips(queues: &[Queue]) -> HashSet<IpAddr> {
         queues
             .iter()
@@ -317,7 +329,7 @@ impl Snapshot {
 
     /// The queue named `name`.
     pub fn queue_id(&self, name: &str) -> Option<QueueId> {
-        self.queues.iter().position(|q| q.name == name).map(QueueId)
+        self.queue_index.get(name).copied()
     }
 
     /// Every queue with its id.
@@ -439,6 +451,20 @@ impl fmt::Display for Invalid<'_> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_queue_is_found_by_its_name_and_nothing_else_is() {
+        let path =
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/mappings/fujian.toml"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let snap = validate(path, &text).unwrap();
+        assert!(snap.queues.len() > 5);
+        for (id, q) in snap.queue_ids() {
+            assert_eq!(snap.queue_id(&q.name), Some(id), "{}", q.name);
+        }
+        assert_eq!(snap.queue_id("no-such-queue"), None);
+        assert_eq!(snap.queue_id(""), None);
+    }
 
     #[test]
     fn the_kept_record_route_texts_are_the_ones_header_writes() {

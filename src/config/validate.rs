@@ -363,6 +363,7 @@ fn build(path: &Path, raw: &RawFile, issues: &mut Issues<'_>) -> Snapshot {
         source: path.to_path_buf(),
         gateway,
         backend_ips: Snapshot::backend_ips(&queues),
+        queue_index: Snapshot::queue_index(&queues),
         queues,
         trunks,
         mappings: Mappings::new(new_number, default_queue, areas, legacy),
