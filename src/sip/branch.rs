@@ -221,15 +221,34 @@ impl Branch {
 /// Exactly 16 hex digits (either case).
 fn hex16(s: &[u8]) -> Option<u64> {
     let digits: &[u8; 16] = s.try_into().ok()?;
-    // One table load per digit; a non-digit sets bit 4 of `bad`, checked once at the end.
-    let mut n = 0u64;
-    let mut bad = 0u8;
-    for &c in digits {
-        let d = HEX_VALUE[usize::from(c)];
-        bad |= d;
-        n = n << 4 | u64::from(d & 0xf);
+    let (hi, lo) = digits.split_at(8);
+    Some(u64::from(hex8(hi.try_into().ok()?)?) << 32 | u64::from(hex8(lo.try_into().ok()?)?))
+}
+
+/// Eight hex digits (either case) read at once: every byte classified with carry-free byte
+/// sums (no byte reaches 0x80 before them, so no carry crosses into the next byte), then the
+/// nibbles gathered into one word. `None` when any byte is not a hex digit.
+fn hex8(digits: &[u8; 8]) -> Option<u32> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let x = u64::from_be_bytes(*digits);
+    if x & HIGH != 0 {
+        return None;
     }
-    (bad & 0x10 == 0).then_some(n)
+    // The high bit of each byte: set where the byte is at least `lo` / at most `hi`.
+    let at_least = |v: u64, lo: u8| (v + u64::from(0x80 - lo) * ONES) & HIGH;
+    let at_most = |v: u64, hi: u8| !(v + u64::from(0x7f - hi) * ONES) & HIGH;
+    let digit = at_least(x, b'0') & at_most(x, b'9');
+    let lower = x | (0x20 * ONES);
+    let letter = at_least(lower, b'a') & at_most(lower, b'f');
+    if digit | letter != HIGH {
+        return None;
+    }
+    // '0'..'9' and 'a'..'f' / 'A'..'F' end in their value, the letters less 9.
+    let n = (x & (0x0f * ONES)) + (letter >> 7) * 9;
+    let n = (n | n >> 4) & 0x00ff_00ff_00ff_00ff;
+    let n = (n | n >> 8) & 0x0000_ffff_0000_ffff;
+    u32::try_from((n | n >> 16) & 0xffff_ffff).ok()
 }
 
 /// `n` as 16 lower-case hex digits, most significant first: each half's nibbles spread to
@@ -254,23 +273,6 @@ fn hex_digits(n: u64) -> [u8; 16] {
     lo.copy_from_slice(&digits(spread(n as u32)).to_be_bytes());
     out
 }
-
-/// The value of every hex digit (either case); `0x10` for every other byte.
-static HEX_VALUE: [u8; 256] = {
-    let mut t = [0x10u8; 256];
-    let mut i = 0;
-    while i < 10 {
-        t[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        t[b'a' as usize + i] = 10 + i as u8;
-        t[b'A' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    t
-};
 
 /// A stable 64-bit hash of a sequence of byte strings; each part is length-prefixed, so
 /// `["ab", "c"]` and `["a", "bc"]` differ.
