@@ -156,11 +156,21 @@ pub struct Label<'s> {
     pub snapshot: PhantomData<&'s Snapshot>,
 }
 
-/// The key a call attempt (`status` 0) or its final response is counted once under.
+/// The key a call attempt (`status` 0) or its final response is counted once under. Only this
+/// process compares these keys (the metrics edge's table of recent calls), so they come from a
+/// fast hasher seeded once per process, not the stable hash branches need.
 fn call_key(msg: &Message<'_>, status: u16) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static SEED: std::sync::LazyLock<foldhash::fast::RandomState> =
+        std::sync::LazyLock::new(foldhash::fast::RandomState::default);
+    let mut h = SEED.build_hasher();
+    // Length first, so no Call-ID's tail can pass for the CSeq.
     let call_id = msg.call_id().unwrap_or_default().as_bytes();
-    let cseq = msg.cseq().map_or(0, |(n, _)| n).to_be_bytes();
-    sip::hash64(&[b"call", call_id, &cseq, &status.to_be_bytes()])
+    h.write_usize(call_id.len());
+    h.write(call_id);
+    h.write_u32(msg.cseq().map_or(0, |(n, _)| n));
+    h.write_u16(status);
+    h.finish()
 }
 
 /// The result of handling one message: bytes to send (left in the caller's buffer) and where.
