@@ -1,7 +1,7 @@
 //! The gateway's only reads of the system clock. Core code receives `now` as a parameter; the
 //! edges get it from a [`Clock`], which tests and `--now` dry runs replace.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// A source of wall-clock time.
 pub trait Clock: Send + Sync + 'static {
@@ -50,18 +50,23 @@ impl Clock for SystemClock {
     }
 }
 
-/// Measures how long a message spends inside the gateway (monotonic).
+/// Measures how long a message spends inside the gateway (monotonic). Read from the CPU's
+/// time-stamp counter, calibrated once per process (quanta, which the metrics crates already
+/// use): every message takes two readings, and a pair costs about 30 ns where the system's
+/// monotonic clock costs 50 to 75 ns. quanta falls back to that clock where the counter is
+/// not invariant.
 #[derive(Debug, Clone, Copy)]
-pub struct Stopwatch(Instant);
+pub struct Stopwatch(quanta::Instant);
 
 impl Stopwatch {
     /// Starts measuring.
     #[allow(clippy::disallowed_methods)] // the one place the monotonic clock is read
     pub fn start() -> Stopwatch {
-        Stopwatch(Instant::now())
+        Stopwatch(quanta::Instant::now())
     }
 
     /// Time since [`Stopwatch::start`].
+    #[allow(clippy::disallowed_methods)] // `elapsed` reads the clock
     pub fn elapsed(&self) -> Duration {
         self.0.elapsed()
     }
