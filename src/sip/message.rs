@@ -181,8 +181,9 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, ParseError> {
     let mut line_no = 1;
     while let Some(line) = cursor.line() {
         line_no += 1;
+        let ahead = raw.get(line.range.start..).unwrap_or_default();
         let (name, value) =
-            split_header(line.content).ok_or(ParseError::BadHeaderLine { line: line_no })?;
+            split_header(line.content, ahead).ok_or(ParseError::BadHeaderLine { line: line_no })?;
         let mut end = line.range.end;
         let mut value = Cow::Borrowed(value);
         // RFC 3261 §7.3.1: a line starting with SP/HT continues the previous header.
@@ -200,7 +201,6 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, ParseError> {
             }
             v.push_str(piece);
         }
-        let name = HeaderName::from_wire(name);
         if let Some(slot) = name.slot().and_then(|k| index.get_mut(k)) {
             if *slot == NONE {
                 *slot = u32::try_from(headers.len()).unwrap_or(NONE);
@@ -443,12 +443,15 @@ fn check_version(v: &str) -> Result<(), ParseError> {
 }
 
 /// `name *WSP ":" value` -> (name, trimmed value); `None` when the line is not a header.
-/// One pass over the name: it is the run of token characters the line starts with, and only
-/// whitespace may stand between it and the colon.
-fn split_header(line: &str) -> Option<(&str, &str)> {
+/// `ahead` is the input from the line's start on (the line and what follows it), so the end
+/// of the name can be looked for eight bytes at a time.
+fn split_header<'a>(line: &'a str, ahead: &[u8]) -> Option<(HeaderName<'a>, &'a str)> {
     let b = line.as_bytes();
-    let name_len = b.iter().position(|&c| !is_token(c)).unwrap_or(b.len());
-    if name_len == 0 {
+    let name_len = name_end(b, ahead);
+    let name = line.get(..name_len)?;
+    let known = HeaderName::from_wire(name);
+    // A known name is letters and `-`; only other names need the token check.
+    if name.is_empty() || matches!(known, HeaderName::Other(_)) && !name.bytes().all(is_token) {
         return None;
     }
     let mut colon = name_len;
@@ -458,7 +461,46 @@ fn split_header(line: &str) -> Option<(&str, &str)> {
     if b.get(colon) != Some(&b':') {
         return None;
     }
-    Some((line.get(..name_len)?, trim_wsp(line.get(colon + 1..)?)))
+    let mut from = colon + 1;
+    while matches!(b.get(from), Some(b' ' | b'\t')) {
+        from += 1;
+    }
+    let mut to = b.len();
+    while to > from && matches!(b.get(to - 1), Some(b' ' | b'\t')) {
+        to -= 1;
+    }
+    Some((known, line.get(from..to)?))
+}
+
+/// Where a header name ends: at the first control character, SP or `:` of `line`. None of
+/// those is a token character and they include every byte that may follow a name (SP, HT,
+/// `:`), so a line is a header only if the name ends there and is all token characters.
+/// `ahead` starts where `line` does and runs on past it: the first sixteen bytes are read as
+/// two words, and the CR or LF after `line` stops the search within it.
+fn name_end(line: &[u8], ahead: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each byte of `w` below 0x21 or equal to `:`, exactly (no carry
+    // crosses a byte: each sum is at most 0x7f + 0x7f).
+    let stops = |w: u64| {
+        let below = !(((w & !HIGH) + 0x5f * ONES) | w);
+        let c = w ^ (u64::from(b':') * ONES);
+        let colon = !(((c & !HIGH) + !HIGH) | c);
+        (below | colon) & HIGH
+    };
+    let word = |at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(ahead.get(at..at + 8)?.try_into().ok()?))
+    };
+    for at in [0, 8] {
+        let Some(w) = word(at) else { break };
+        let s = stops(w);
+        if s != 0 {
+            return (at + (s.trailing_zeros() / 8) as usize).min(line.len());
+        }
+    }
+    line.iter()
+        .position(|&c| c <= b' ' || c == b':')
+        .unwrap_or(line.len())
 }
 
 impl<'a> Method<'a> {
@@ -684,6 +726,41 @@ mod tests {
         fn request_line_words_match_split_on_any_text(line in "[ \t\r\na电:]{0,16}") {
             let want: Vec<&str> = line.split([' ', '\t']).filter(|p| !p.is_empty()).collect();
             proptest::prop_assert_eq!(words(&line).collect::<Vec<_>>(), want);
+        }
+    }
+
+    /// The header split before names were found a word at a time, kept as the reference.
+    fn split_header_by_bytes(line: &str) -> Option<(HeaderName<'_>, &str)> {
+        let b = line.as_bytes();
+        let name_len = b.iter().position(|&c| !is_token(c)).unwrap_or(b.len());
+        if name_len == 0 {
+            return None;
+        }
+        let mut colon = name_len;
+        while matches!(b.get(colon), Some(b' ' | b'\t')) {
+            colon += 1;
+        }
+        if b.get(colon) != Some(&b':') {
+            return None;
+        }
+        let name = HeaderName::from_wire(line.get(..name_len)?);
+        Some((name, trim_wsp(line.get(colon + 1..)?)))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn header_lines_split_as_byte_by_byte(
+            name in "(Via|v|call-ID|CSeq|Content-Length|CONTACT|X-A|Max-Forwardz|[a-zA-Z!%_`~.-]{1,20})",
+            rest in "[ \t:a-zA-Z\r\x01\x7f\u{80}电,;=<>-]{0,20}",
+            crlf in proptest::bool::ANY,
+            tail in "[ \t:a-z\r\n]{0,20}",
+        ) {
+            let line = format!("{name}{rest}");
+            let ahead = format!("{line}{}{tail}", if crlf { "\r\n" } else { "\n" });
+            proptest::prop_assert_eq!(
+                split_header(&line, ahead.as_bytes()),
+                split_header_by_bytes(&line)
+            );
         }
     }
 
