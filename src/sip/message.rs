@@ -259,14 +259,44 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, ParseError> {
     })
 }
 
-/// `number method` -> (number, method); `None` when malformed.
+/// `number method` -> (number, method); `None` when malformed. The words are what
+/// `split_ascii_whitespace` gives, read in one pass.
 fn read_cseq(v: &str) -> Option<(u32, &str)> {
-    let mut parts = v.split_ascii_whitespace();
-    let (Some(num), Some(method), None) = (parts.next(), parts.next(), parts.next()) else {
+    let b = v.as_bytes();
+    let blank = |at: usize| b.get(at).is_some_and(u8::is_ascii_whitespace);
+    let mut at = 0;
+    while blank(at) {
+        at += 1;
+    }
+    let digits = at;
+    let mut num: u32 = 0;
+    while let Some(&c) = b.get(at).filter(|c| !c.is_ascii_whitespace()) {
+        let digit = c.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        num = num.checked_mul(10)?.checked_add(u32::from(digit))?;
+        at += 1;
+    }
+    if at == digits {
         return None;
-    };
-    let num = u32::try_from(parse_decimal(num)?).ok()?;
-    method.bytes().all(is_token).then_some((num, method))
+    }
+    while blank(at) {
+        at += 1;
+    }
+    let method = at;
+    while b.get(at).is_some_and(|&c| is_token(c)) {
+        at += 1;
+    }
+    // A method that stops at anything but whitespace or the end is not a token.
+    if at == method || b.get(at).is_some_and(|c| !c.is_ascii_whitespace()) {
+        return None;
+    }
+    let name = v.get(method..at)?;
+    while blank(at) {
+        at += 1;
+    }
+    (at == b.len()).then_some((num, name))
 }
 
 /// Finds the blank line ending a header section: `(end of last header line, end of blank line)`.
@@ -1161,6 +1191,29 @@ Via: SIP/2.0/TCP c.example;branch=z9hG4bK3;rport=5099\r\n\r\n";
                 want,
                 "{line}"
             );
+        }
+    }
+
+    /// CSeq as read before the one-pass scan, kept as the reference.
+    fn read_cseq_by_words(v: &str) -> Option<(u32, &str)> {
+        let mut parts = v.split_ascii_whitespace();
+        let (Some(num), Some(method), None) = (parts.next(), parts.next(), parts.next()) else {
+            return None;
+        };
+        let num = u32::try_from(parse_decimal(num)?).ok()?;
+        method.bytes().all(is_token).then_some((num, method))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cseq_reads_as_split_into_words(v in "[ \t\r\n\x0c\x0b0-9a-zA-Z!(电-]{0,14}") {
+            proptest::prop_assert_eq!(read_cseq(&v), read_cseq_by_words(&v));
+        }
+
+        #[test]
+        fn cseq_numbers_read_as_split_into_words(n in proptest::num::u64::ANY, m in "[A-Z]{1,3}") {
+            let v = format!(" {n}\t{m} ");
+            proptest::prop_assert_eq!(read_cseq(&v), read_cseq_by_words(&v));
         }
     }
 
