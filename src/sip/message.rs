@@ -10,7 +10,7 @@
 //! header names, combined `Via: a, b`, non-UTF-8 bodies. Checking that mandatory headers are
 //! present is the proxy's job (it answers 400), not this module's.
 
-use super::name::{HeaderName, KNOWN};
+use super::name::{same_letters, HeaderName, KNOWN};
 use super::scan::{
     header_params, is_token, param, parse_decimal, split_list, starts_with_ci, trim_wsp,
 };
@@ -407,7 +407,10 @@ impl<'a> Cursor<'a, '_> {
 }
 
 fn parse_start(line: &str) -> Result<Start<'_>, ParseError> {
-    if starts_with_ci(line, "SIP/") {
+    if line
+        .get(..4)
+        .is_some_and(|p| same_letters(p.as_bytes(), b"SIP/"))
+    {
         // Byte scans: the spaces sit a few bytes in (`SIP/2.0 200 OK`), sooner found by a
         // plain loop than by `split_once`'s general searcher.
         fn split_at_space(s: &str) -> Option<(&str, &str)> {
@@ -418,11 +421,13 @@ fn parse_start(line: &str) -> Result<Start<'_>, ParseError> {
         check_version(version)?;
         let rest = rest.trim_start_matches(' ');
         let (code, reason) = split_at_space(rest).unwrap_or((rest, ""));
-        if code.len() != 3 {
-            return Err(ParseError::BadStatusCode);
-        }
-        let code = parse_decimal(code).ok_or(ParseError::BadStatusCode)?;
-        let code = u16::try_from(code).map_err(|_| ParseError::BadStatusCode)?;
+        // Three digits; a blank among them leaves fewer than three, below 100 either way.
+        let code = match code.as_bytes() {
+            &[a, b, c] if [a, b, c].iter().all(u8::is_ascii_digit) => {
+                u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+            }
+            _ => return Err(ParseError::BadStatusCode),
+        };
         if !(100..=699).contains(&code) {
             return Err(ParseError::BadStatusCode);
         }
@@ -430,6 +435,9 @@ fn parse_start(line: &str) -> Result<Start<'_>, ParseError> {
             code,
             reason: trim_wsp(reason),
         });
+    }
+    if let Some(start) = plain_request_line(line) {
+        return Ok(start);
     }
     let mut parts = words(line);
     let (Some(method), Some(uri), Some(version), None) =
@@ -445,6 +453,44 @@ fn parse_start(line: &str) -> Result<Start<'_>, ParseError> {
         method: Method::from_token(method),
         uri,
     })
+}
+
+/// `METHOD SP Request-URI SP SIP/2.0` with one space each, as nearly every request line is
+/// written: a token, a URI with no byte at or below SP (so no blank), the version. The
+/// general path (`words` and the checks after it) accepts such a line the same way; `None`
+/// sends any other line there.
+fn plain_request_line(line: &str) -> Option<Start<'_>> {
+    let b = line.as_bytes();
+    let method = b.iter().position(|&c| !is_token(c))?;
+    let version = b.len().checked_sub(8)?;
+    if method == 0 || b.get(method) != Some(&b' ') || version <= method + 1 {
+        return None;
+    }
+    if !same_letters(b.get(version..)?, b" SIP/2.0") {
+        return None;
+    }
+    let uri = b.get(method + 1..version)?;
+    let mut words = uri.chunks_exact(8);
+    let blank = words.any(|w| {
+        let w: [u8; 8] = w.try_into().unwrap_or_default();
+        below_0x21(u64::from_le_bytes(w)) != 0
+    });
+    if blank || words.remainder().iter().any(|&c| c <= b' ') {
+        return None;
+    }
+    Some(Start::Request {
+        method: Method::from_token(line.get(..method)?),
+        uri: line.get(method + 1..version)?,
+    })
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `w` below 0x21 (a control character or SP), exactly: no
+/// carry crosses a byte, each sum being at most 0x7f + 0x5f.
+fn below_0x21(w: u64) -> u64 {
+    !(((w & !HIGH) + 0x5f * ONES) | w) & HIGH
 }
 
 /// The runs of non-blank bytes of a request line, split at SP and HT (`split([' ', '\t'])`
@@ -465,7 +511,7 @@ fn words(line: &str) -> impl Iterator<Item = &str> {
 }
 
 fn check_version(v: &str) -> Result<(), ParseError> {
-    if v.eq_ignore_ascii_case("SIP/2.0") {
+    if same_letters(v.as_bytes(), b"SIP/2.0") {
         Ok(())
     } else {
         Err(ParseError::BadVersion)
@@ -508,15 +554,11 @@ fn split_header<'a>(line: &'a str, ahead: &[u8]) -> Option<(HeaderName<'a>, &'a 
 /// `ahead` starts where `line` does and runs on past it: the first sixteen bytes are read as
 /// two words, and the CR or LF after `line` stops the search within it.
 fn name_end(line: &[u8], ahead: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     // The high bit of each byte of `w` below 0x21 or equal to `:`, exactly (no carry
     // crosses a byte: each sum is at most 0x7f + 0x7f).
     let stops = |w: u64| {
-        let below = !(((w & !HIGH) + 0x5f * ONES) | w);
         let c = w ^ (u64::from(b':') * ONES);
-        let colon = !(((c & !HIGH) + !HIGH) | c);
-        (below | colon) & HIGH
+        below_0x21(w) | !(((c & !HIGH) + !HIGH) | c) & HIGH
     };
     let word = |at: usize| -> Option<u64> {
         Some(u64::from_le_bytes(ahead.get(at..at + 8)?.try_into().ok()?))
@@ -791,6 +833,65 @@ mod tests {
                 split_header(&line, ahead.as_bytes()),
                 split_header_by_bytes(&line)
             );
+        }
+    }
+
+    /// The start line as read before the byte-wise fast paths, kept as the reference.
+    fn parse_start_by_words(line: &str) -> Result<Start<'_>, ParseError> {
+        let version_ok = |v: &str| {
+            if v.eq_ignore_ascii_case("SIP/2.0") {
+                Ok(())
+            } else {
+                Err(ParseError::BadVersion)
+            }
+        };
+        if starts_with_ci(line, "SIP/") {
+            let (version, rest) = line.split_once(' ').ok_or(ParseError::BadStartLine)?;
+            version_ok(version)?;
+            let rest = rest.trim_start_matches(' ');
+            let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+            if code.len() != 3 {
+                return Err(ParseError::BadStatusCode);
+            }
+            let code = parse_decimal(code).ok_or(ParseError::BadStatusCode)?;
+            let code = u16::try_from(code).map_err(|_| ParseError::BadStatusCode)?;
+            if !(100..=699).contains(&code) {
+                return Err(ParseError::BadStatusCode);
+            }
+            return Ok(Start::Response {
+                code,
+                reason: trim_wsp(reason),
+            });
+        }
+        let mut parts = line.split([' ', '\t']).filter(|p| !p.is_empty());
+        let (Some(method), Some(uri), Some(version), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(ParseError::BadStartLine);
+        };
+        if !method.bytes().all(is_token) || !starts_with_ci(version, "SIP/") {
+            return Err(ParseError::BadStartLine);
+        }
+        version_ok(version)?;
+        Ok(Start::Request {
+            method: Method::from_token(method),
+            uri,
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn request_lines_read_as_split_into_words(
+            line in r"[ \t]{0,1}(INVITE|ACK|a|[A-Z!(]{1,3})[ \t]{1,2}[a-z:@.\x01\t 电]{0,12}[ \t]{1,2}(SIP/2\.0|sIp/2\.0|SIP/2\.1|SIP/|S|SIP/2\.0x)[ \t]{0,1}"
+        ) {
+            proptest::prop_assert_eq!(parse_start(&line), parse_start_by_words(&line));
+        }
+
+        #[test]
+        fn status_lines_read_as_before(
+            line in r"(SIP|sip|SIP/2\.1|SIP/2\.0 )(/2\.0)?[ ]{1,2}[0-9\t 电a]{0,4}[ a-zA-Z\t]{0,5}"
+        ) {
+            proptest::prop_assert_eq!(parse_start(&line), parse_start_by_words(&line));
         }
     }
 

@@ -143,12 +143,12 @@ impl<'a> HeaderName<'a> {
     }
 }
 
-/// Case-insensitive equality of a header name with a known name, eight bytes at a time.
-/// `known` holds only letters and `-`: bit 5 is set in both words where `known` has a letter
-/// (bit 6 set) and left alone where it has `-`, so a letter matches either case and `-`
-/// only itself; this is `eq_ignore_ascii_case` for any bytes.
+/// Case-insensitive equality of a name with a known one, eight bytes at a time. `known`
+/// holds only letters and bytes below 0x40 (`-`, `/`, digits, SP): bit 5 is set in both words
+/// where `known` has a letter (bit 6 set) and left alone elsewhere, so a letter matches
+/// either case and any other byte only itself; this is `eq_ignore_ascii_case` for any bytes.
 #[inline(always)]
-fn same_letters(name: &[u8], known: &[u8]) -> bool {
+pub(crate) fn same_letters(name: &[u8], known: &[u8]) -> bool {
     if name.len() != known.len() {
         return false;
     }
