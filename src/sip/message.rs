@@ -525,7 +525,7 @@ fn split_header<'a>(line: &'a str, ahead: &[u8]) -> Option<(HeaderName<'a>, &'a 
     let b = line.as_bytes();
     let name_len = name_end(b, ahead);
     let name = line.get(..name_len)?;
-    let known = HeaderName::from_wire(name);
+    let known = HeaderName::read(name);
     // A known name is letters and `-`; only other names need the token check.
     if name.is_empty() || matches!(known, HeaderName::Other(_)) && !name.bytes().all(is_token) {
         return None;

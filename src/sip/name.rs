@@ -40,6 +40,12 @@ pub enum HeaderName<'a> {
 impl<'a> HeaderName<'a> {
     /// Maps a header name as written (any case, compact or long) to its canonical form.
     pub fn from_wire(name: &'a str) -> HeaderName<'a> {
+        HeaderName::read(name)
+    }
+
+    /// [`HeaderName::from_wire`], inlined where the parser reads every header line.
+    #[inline(always)]
+    pub(crate) fn read(name: &'a str) -> HeaderName<'a> {
         if let [c] = name.as_bytes() {
             // RFC 3261 §7.3.3 and the IANA compact-form registry.
             return match c.to_ascii_lowercase() {
