@@ -10,7 +10,7 @@
 //! header names, combined `Via: a, b`, non-UTF-8 bodies. Checking that mandatory headers are
 //! present is the proxy's job (it answers 400), not this module's.
 
-use super::name::{HeaderName, KNOWN};
+use super::name::{same_letters, HeaderName, KNOWN};
 use super::scan::{
     header_params, is_token, param, parse_decimal, split_list, starts_with_ci, trim_wsp,
 };
@@ -181,8 +181,9 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, ParseError> {
     let mut line_no = 1;
     while let Some(line) = cursor.line() {
         line_no += 1;
+        let ahead = raw.get(line.range.start..).unwrap_or_default();
         let (name, value) =
-            split_header(line.content).ok_or(ParseError::BadHeaderLine { line: line_no })?;
+            split_header(line.content, ahead).ok_or(ParseError::BadHeaderLine { line: line_no })?;
         let mut end = line.range.end;
         let mut value = Cow::Borrowed(value);
         // RFC 3261 §7.3.1: a line starting with SP/HT continues the previous header.
@@ -200,7 +201,6 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, ParseError> {
             }
             v.push_str(piece);
         }
-        let name = HeaderName::from_wire(name);
         if let Some(slot) = name.slot().and_then(|k| index.get_mut(k)) {
             if *slot == NONE {
                 *slot = u32::try_from(headers.len()).unwrap_or(NONE);
@@ -259,14 +259,44 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, ParseError> {
     })
 }
 
-/// `number method` -> (number, method); `None` when malformed.
+/// `number method` -> (number, method); `None` when malformed. The words are what
+/// `split_ascii_whitespace` gives, read in one pass.
 fn read_cseq(v: &str) -> Option<(u32, &str)> {
-    let mut parts = v.split_ascii_whitespace();
-    let (Some(num), Some(method), None) = (parts.next(), parts.next(), parts.next()) else {
+    let b = v.as_bytes();
+    let blank = |at: usize| b.get(at).is_some_and(u8::is_ascii_whitespace);
+    let mut at = 0;
+    while blank(at) {
+        at += 1;
+    }
+    let digits = at;
+    let mut num: u32 = 0;
+    while let Some(&c) = b.get(at).filter(|c| !c.is_ascii_whitespace()) {
+        let digit = c.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        num = num.checked_mul(10)?.checked_add(u32::from(digit))?;
+        at += 1;
+    }
+    if at == digits {
         return None;
-    };
-    let num = u32::try_from(parse_decimal(num)?).ok()?;
-    method.bytes().all(is_token).then_some((num, method))
+    }
+    while blank(at) {
+        at += 1;
+    }
+    let method = at;
+    while b.get(at).is_some_and(|&c| is_token(c)) {
+        at += 1;
+    }
+    // A method that stops at anything but whitespace or the end is not a token.
+    if at == method || b.get(at).is_some_and(|c| !c.is_ascii_whitespace()) {
+        return None;
+    }
+    let name = v.get(method..at)?;
+    while blank(at) {
+        at += 1;
+    }
+    (at == b.len()).then_some((num, name))
 }
 
 /// Finds the blank line ending a header section: `(end of last header line, end of blank line)`.
@@ -377,7 +407,10 @@ impl<'a> Cursor<'a, '_> {
 }
 
 fn parse_start(line: &str) -> Result<Start<'_>, ParseError> {
-    if starts_with_ci(line, "SIP/") {
+    if line
+        .get(..4)
+        .is_some_and(|p| same_letters(p.as_bytes(), b"SIP/"))
+    {
         // Byte scans: the spaces sit a few bytes in (`SIP/2.0 200 OK`), sooner found by a
         // plain loop than by `split_once`'s general searcher.
         fn split_at_space(s: &str) -> Option<(&str, &str)> {
@@ -388,11 +421,13 @@ fn parse_start(line: &str) -> Result<Start<'_>, ParseError> {
         check_version(version)?;
         let rest = rest.trim_start_matches(' ');
         let (code, reason) = split_at_space(rest).unwrap_or((rest, ""));
-        if code.len() != 3 {
-            return Err(ParseError::BadStatusCode);
-        }
-        let code = parse_decimal(code).ok_or(ParseError::BadStatusCode)?;
-        let code = u16::try_from(code).map_err(|_| ParseError::BadStatusCode)?;
+        // Three digits; a blank among them leaves fewer than three, below 100 either way.
+        let code = match code.as_bytes() {
+            &[a, b, c] if [a, b, c].iter().all(u8::is_ascii_digit) => {
+                u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+            }
+            _ => return Err(ParseError::BadStatusCode),
+        };
         if !(100..=699).contains(&code) {
             return Err(ParseError::BadStatusCode);
         }
@@ -400,6 +435,9 @@ fn parse_start(line: &str) -> Result<Start<'_>, ParseError> {
             code,
             reason: trim_wsp(reason),
         });
+    }
+    if let Some(start) = plain_request_line(line) {
+        return Ok(start);
     }
     let mut parts = words(line);
     let (Some(method), Some(uri), Some(version), None) =
@@ -415,6 +453,44 @@ fn parse_start(line: &str) -> Result<Start<'_>, ParseError> {
         method: Method::from_token(method),
         uri,
     })
+}
+
+/// `METHOD SP Request-URI SP SIP/2.0` with one space each, as nearly every request line is
+/// written: a token, a URI with no byte at or below SP (so no blank), the version. The
+/// general path (`words` and the checks after it) accepts such a line the same way; `None`
+/// sends any other line there.
+fn plain_request_line(line: &str) -> Option<Start<'_>> {
+    let b = line.as_bytes();
+    let method = b.iter().position(|&c| !is_token(c))?;
+    let version = b.len().checked_sub(8)?;
+    if method == 0 || b.get(method) != Some(&b' ') || version <= method + 1 {
+        return None;
+    }
+    if !same_letters(b.get(version..)?, b" SIP/2.0") {
+        return None;
+    }
+    let uri = b.get(method + 1..version)?;
+    let mut words = uri.chunks_exact(8);
+    let blank = words.any(|w| {
+        let w: [u8; 8] = w.try_into().unwrap_or_default();
+        below_0x21(u64::from_le_bytes(w)) != 0
+    });
+    if blank || words.remainder().iter().any(|&c| c <= b' ') {
+        return None;
+    }
+    Some(Start::Request {
+        method: Method::from_token(line.get(..method)?),
+        uri: line.get(method + 1..version)?,
+    })
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `w` below 0x21 (a control character or SP), exactly: no
+/// carry crosses a byte, each sum being at most 0x7f + 0x5f.
+fn below_0x21(w: u64) -> u64 {
+    !(((w & !HIGH) + 0x5f * ONES) | w) & HIGH
 }
 
 /// The runs of non-blank bytes of a request line, split at SP and HT (`split([' ', '\t'])`
@@ -435,7 +511,7 @@ fn words(line: &str) -> impl Iterator<Item = &str> {
 }
 
 fn check_version(v: &str) -> Result<(), ParseError> {
-    if v.eq_ignore_ascii_case("SIP/2.0") {
+    if same_letters(v.as_bytes(), b"SIP/2.0") {
         Ok(())
     } else {
         Err(ParseError::BadVersion)
@@ -443,12 +519,15 @@ fn check_version(v: &str) -> Result<(), ParseError> {
 }
 
 /// `name *WSP ":" value` -> (name, trimmed value); `None` when the line is not a header.
-/// One pass over the name: it is the run of token characters the line starts with, and only
-/// whitespace may stand between it and the colon.
-fn split_header(line: &str) -> Option<(&str, &str)> {
+/// `ahead` is the input from the line's start on (the line and what follows it), so the end
+/// of the name can be looked for eight bytes at a time.
+fn split_header<'a>(line: &'a str, ahead: &[u8]) -> Option<(HeaderName<'a>, &'a str)> {
     let b = line.as_bytes();
-    let name_len = b.iter().position(|&c| !is_token(c)).unwrap_or(b.len());
-    if name_len == 0 {
+    let name_len = name_end(b, ahead);
+    let name = line.get(..name_len)?;
+    let known = HeaderName::read(name);
+    // A known name is letters and `-`; only other names need the token check.
+    if name.is_empty() || matches!(known, HeaderName::Other(_)) && !name.bytes().all(is_token) {
         return None;
     }
     let mut colon = name_len;
@@ -458,7 +537,42 @@ fn split_header(line: &str) -> Option<(&str, &str)> {
     if b.get(colon) != Some(&b':') {
         return None;
     }
-    Some((line.get(..name_len)?, trim_wsp(line.get(colon + 1..)?)))
+    let mut from = colon + 1;
+    while matches!(b.get(from), Some(b' ' | b'\t')) {
+        from += 1;
+    }
+    let mut to = b.len();
+    while to > from && matches!(b.get(to - 1), Some(b' ' | b'\t')) {
+        to -= 1;
+    }
+    Some((known, line.get(from..to)?))
+}
+
+/// Where a header name ends: at the first control character, SP or `:` of `line`. None of
+/// those is a token character and they include every byte that may follow a name (SP, HT,
+/// `:`), so a line is a header only if the name ends there and is all token characters.
+/// `ahead` starts where `line` does and runs on past it: the first sixteen bytes are read as
+/// two words, and the CR or LF after `line` stops the search within it.
+fn name_end(line: &[u8], ahead: &[u8]) -> usize {
+    // The high bit of each byte of `w` below 0x21 or equal to `:`, exactly (no carry
+    // crosses a byte: each sum is at most 0x7f + 0x7f).
+    let stops = |w: u64| {
+        let c = w ^ (u64::from(b':') * ONES);
+        below_0x21(w) | !(((c & !HIGH) + !HIGH) | c) & HIGH
+    };
+    let word = |at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(ahead.get(at..at + 8)?.try_into().ok()?))
+    };
+    for at in [0, 8] {
+        let Some(w) = word(at) else { break };
+        let s = stops(w);
+        if s != 0 {
+            return (at + (s.trailing_zeros() / 8) as usize).min(line.len());
+        }
+    }
+    line.iter()
+        .position(|&c| c <= b' ' || c == b':')
+        .unwrap_or(line.len())
 }
 
 impl<'a> Method<'a> {
@@ -684,6 +798,100 @@ mod tests {
         fn request_line_words_match_split_on_any_text(line in "[ \t\r\na电:]{0,16}") {
             let want: Vec<&str> = line.split([' ', '\t']).filter(|p| !p.is_empty()).collect();
             proptest::prop_assert_eq!(words(&line).collect::<Vec<_>>(), want);
+        }
+    }
+
+    /// The header split before names were found a word at a time, kept as the reference.
+    fn split_header_by_bytes(line: &str) -> Option<(HeaderName<'_>, &str)> {
+        let b = line.as_bytes();
+        let name_len = b.iter().position(|&c| !is_token(c)).unwrap_or(b.len());
+        if name_len == 0 {
+            return None;
+        }
+        let mut colon = name_len;
+        while matches!(b.get(colon), Some(b' ' | b'\t')) {
+            colon += 1;
+        }
+        if b.get(colon) != Some(&b':') {
+            return None;
+        }
+        let name = HeaderName::from_wire(line.get(..name_len)?);
+        Some((name, trim_wsp(line.get(colon + 1..)?)))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn header_lines_split_as_byte_by_byte(
+            name in "(Via|v|call-ID|CSeq|Content-Length|CONTACT|X-A|Max-Forwardz|[a-zA-Z!%_`~.-]{1,20})",
+            rest in "[ \t:a-zA-Z\r\x01\x7f\u{80}电,;=<>-]{0,20}",
+            crlf in proptest::bool::ANY,
+            tail in "[ \t:a-z\r\n]{0,20}",
+        ) {
+            let line = format!("{name}{rest}");
+            let ahead = format!("{line}{}{tail}", if crlf { "\r\n" } else { "\n" });
+            proptest::prop_assert_eq!(
+                split_header(&line, ahead.as_bytes()),
+                split_header_by_bytes(&line)
+            );
+        }
+    }
+
+    /// The start line as read before the byte-wise fast paths, kept as the reference.
+    fn parse_start_by_words(line: &str) -> Result<Start<'_>, ParseError> {
+        let version_ok = |v: &str| {
+            if v.eq_ignore_ascii_case("SIP/2.0") {
+                Ok(())
+            } else {
+                Err(ParseError::BadVersion)
+            }
+        };
+        if starts_with_ci(line, "SIP/") {
+            let (version, rest) = line.split_once(' ').ok_or(ParseError::BadStartLine)?;
+            version_ok(version)?;
+            let rest = rest.trim_start_matches(' ');
+            let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+            if code.len() != 3 {
+                return Err(ParseError::BadStatusCode);
+            }
+            let code = parse_decimal(code).ok_or(ParseError::BadStatusCode)?;
+            let code = u16::try_from(code).map_err(|_| ParseError::BadStatusCode)?;
+            if !(100..=699).contains(&code) {
+                return Err(ParseError::BadStatusCode);
+            }
+            return Ok(Start::Response {
+                code,
+                reason: trim_wsp(reason),
+            });
+        }
+        let mut parts = line.split([' ', '\t']).filter(|p| !p.is_empty());
+        let (Some(method), Some(uri), Some(version), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(ParseError::BadStartLine);
+        };
+        if !method.bytes().all(is_token) || !starts_with_ci(version, "SIP/") {
+            return Err(ParseError::BadStartLine);
+        }
+        version_ok(version)?;
+        Ok(Start::Request {
+            method: Method::from_token(method),
+            uri,
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn request_lines_read_as_split_into_words(
+            line in r"[ \t]{0,1}(INVITE|ACK|a|[A-Z!(]{1,3})[ \t]{1,2}[a-z:@.\x01\t 电]{0,12}[ \t]{1,2}(SIP/2\.0|sIp/2\.0|SIP/2\.1|SIP/|S|SIP/2\.0x)[ \t]{0,1}"
+        ) {
+            proptest::prop_assert_eq!(parse_start(&line), parse_start_by_words(&line));
+        }
+
+        #[test]
+        fn status_lines_read_as_before(
+            line in r"(SIP|sip|SIP/2\.1|SIP/2\.0 )(/2\.0)?[ ]{1,2}[0-9\t 电a]{0,4}[ a-zA-Z\t]{0,5}"
+        ) {
+            proptest::prop_assert_eq!(parse_start(&line), parse_start_by_words(&line));
         }
     }
 
@@ -1084,6 +1292,29 @@ Via: SIP/2.0/TCP c.example;branch=z9hG4bK3;rport=5099\r\n\r\n";
                 want,
                 "{line}"
             );
+        }
+    }
+
+    /// CSeq as read before the one-pass scan, kept as the reference.
+    fn read_cseq_by_words(v: &str) -> Option<(u32, &str)> {
+        let mut parts = v.split_ascii_whitespace();
+        let (Some(num), Some(method), None) = (parts.next(), parts.next(), parts.next()) else {
+            return None;
+        };
+        let num = u32::try_from(parse_decimal(num)?).ok()?;
+        method.bytes().all(is_token).then_some((num, method))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cseq_reads_as_split_into_words(v in "[ \t\r\n\x0c\x0b0-9a-zA-Z!(电-]{0,14}") {
+            proptest::prop_assert_eq!(read_cseq(&v), read_cseq_by_words(&v));
+        }
+
+        #[test]
+        fn cseq_numbers_read_as_split_into_words(n in proptest::num::u64::ANY, m in "[A-Z]{1,3}") {
+            let v = format!(" {n}\t{m} ");
+            proptest::prop_assert_eq!(read_cseq(&v), read_cseq_by_words(&v));
         }
     }
 

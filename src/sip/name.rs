@@ -40,6 +40,12 @@ pub enum HeaderName<'a> {
 impl<'a> HeaderName<'a> {
     /// Maps a header name as written (any case, compact or long) to its canonical form.
     pub fn from_wire(name: &'a str) -> HeaderName<'a> {
+        HeaderName::read(name)
+    }
+
+    /// [`HeaderName::from_wire`], inlined where the parser reads every header line.
+    #[inline(always)]
+    pub(crate) fn read(name: &'a str) -> HeaderName<'a> {
         if let [c] = name.as_bytes() {
             // RFC 3261 §7.3.3 and the IANA compact-form registry.
             return match c.to_ascii_lowercase() {
@@ -61,29 +67,27 @@ impl<'a> HeaderName<'a> {
                 _ => HeaderName::Other(name),
             };
         }
-        // The length and the first letter pick at most one or two candidates, so a name costs
-        // one short compare, not a walk over every known name.
-        let bytes = name.as_bytes();
-        let first = bytes.first().map_or(0, |b| b | 0x20);
-        let candidates: &[HeaderName<'static>] = match (bytes.len(), first) {
-            (2, b't') => &[HeaderName::To],
-            (3, b'v') => &[HeaderName::Via],
-            (4, b'f') => &[HeaderName::From],
-            (4, b'c') => &[HeaderName::CSeq],
-            (5, b'r') => &[HeaderName::Route],
-            (7, b'c') => &[HeaderName::CallId, HeaderName::Contact],
-            (9, b'd') => &[HeaderName::Diversion],
-            (12, b'm') => &[HeaderName::MaxForwards],
-            (12, b'c') => &[HeaderName::ContentType],
-            (12, b'r') => &[HeaderName::RecordRoute],
-            (12, b'h') => &[HeaderName::HistoryInfo],
-            (14, b'c') => &[HeaderName::ContentLength],
-            _ => &[],
-        };
-        candidates
-            .iter()
-            .find(|known| same_letters(bytes, known.as_str().as_bytes()))
-            .map_or(HeaderName::Other(name), |&known| known)
+        // The length and the first letter pick one candidate (Call-ID and Contact: the
+        // second letter), so a name costs one compare against a literal, not a walk over
+        // every known name.
+        let b = name.as_bytes();
+        let second = b.get(1).map_or(0, |c| c | 0x20);
+        match (b.len(), b.first().map_or(0, |c| c | 0x20)) {
+            (2, b't') if same_letters(b, b"To") => HeaderName::To,
+            (3, b'v') if same_letters(b, b"Via") => HeaderName::Via,
+            (4, b'f') if same_letters(b, b"From") => HeaderName::From,
+            (4, b'c') if same_letters(b, b"CSeq") => HeaderName::CSeq,
+            (5, b'r') if same_letters(b, b"Route") => HeaderName::Route,
+            (7, b'c') if second == b'a' && same_letters(b, b"Call-ID") => HeaderName::CallId,
+            (7, b'c') if same_letters(b, b"Contact") => HeaderName::Contact,
+            (9, b'd') if same_letters(b, b"Diversion") => HeaderName::Diversion,
+            (12, b'm') if same_letters(b, b"Max-Forwards") => HeaderName::MaxForwards,
+            (12, b'c') if same_letters(b, b"Content-Type") => HeaderName::ContentType,
+            (12, b'r') if same_letters(b, b"Record-Route") => HeaderName::RecordRoute,
+            (12, b'h') if same_letters(b, b"History-Info") => HeaderName::HistoryInfo,
+            (14, b'c') if same_letters(b, b"Content-Length") => HeaderName::ContentLength,
+            _ => HeaderName::Other(name),
+        }
     }
 
     /// Position of a known name in [`KNOWN`]-sized tables (the message's header index);
@@ -145,29 +149,33 @@ impl<'a> HeaderName<'a> {
     }
 }
 
-/// Case-insensitive equality of a header name with a known name, eight bytes at a time.
-/// `known` holds only letters and `-`; setting bit 5 of every byte lower-cases letters and
-/// leaves `-` alone, and no other token character (RFC 3261 §25.1) becomes a letter or `-`
-/// that way, so for the token names the parser passes this is `eq_ignore_ascii_case`.
-fn same_letters(name: &[u8], known: &[u8]) -> bool {
+/// Case-insensitive equality of a name with a known one, eight bytes at a time. `known`
+/// holds only letters and bytes below 0x40 (`-`, `/`, digits, SP): bit 5 is set in both words
+/// where `known` has a letter (bit 6 set) and left alone elsewhere, so a letter matches
+/// either case and any other byte only itself; this is `eq_ignore_ascii_case` for any bytes.
+#[inline(always)]
+pub(crate) fn same_letters(name: &[u8], known: &[u8]) -> bool {
     if name.len() != known.len() {
         return false;
     }
-    // Two loads that may overlap, the first `N` bytes and the last `N`, with bit 5 set in
-    // every byte: a name of 2 to 16 bytes costs two compares of 2, 4 or 8 bytes (one word
-    // each), whatever its length.
-    fn same_ends<const N: usize>(name: &[u8], known: &[u8]) -> bool {
-        let ends = |b: &[u8]| -> Option<([u8; N], [u8; N])> {
+    // Two loads that may overlap, the first `N` bytes and the last `N`: a name of 2 to 16
+    // bytes costs two compares of 2, 4 or 8 bytes (one word each), whatever its length.
+    fn same_ends<const N: usize>(name: &[u8], known: &[u8], word: fn([u8; N]) -> u64) -> bool {
+        let ends = |b: &[u8]| -> Option<(u64, u64)> {
             let first: [u8; N] = b.get(..N)?.try_into().ok()?;
             let last: [u8; N] = b.get(b.len().checked_sub(N)?..)?.try_into().ok()?;
-            Some((first.map(|c| c | 0x20), last.map(|c| c | 0x20)))
+            Some((word(first), word(last)))
         };
-        matches!((ends(name), ends(known)), (Some(a), Some(k)) if a == k)
+        let same = |n: u64, k: u64| {
+            let case = (k & 0x4040_4040_4040_4040) >> 1;
+            n | case == k | case
+        };
+        matches!((ends(name), ends(known)), (Some((n0, n1)), Some((k0, k1))) if same(n0, k0) && same(n1, k1))
     }
     match name.len() {
-        8..=16 => same_ends::<8>(name, known),
-        4..=7 => same_ends::<4>(name, known),
-        2..=3 => same_ends::<2>(name, known),
+        8..=16 => same_ends::<8>(name, known, u64::from_le_bytes),
+        4..=7 => same_ends::<4>(name, known, |w| u32::from_le_bytes(w).into()),
+        2..=3 => same_ends::<2>(name, known, |w| u16::from_le_bytes(w).into()),
         _ => name.eq_ignore_ascii_case(known),
     }
 }
