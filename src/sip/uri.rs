@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-use super::scan::{param, parse_decimal};
+use super::scan::{find_byte, param, parse_decimal, rfind_byte};
 
 /// The default SIP port (RFC 3261 §19.1.2).
 pub const DEFAULT_PORT: u16 = 5060;
@@ -95,10 +95,12 @@ impl HostPort {
     /// whitespace is allowed (a Via's sent-by, which allows some, is split by the same
     /// `split_host_port`).
     pub fn parse(s: &str) -> Option<HostPort> {
-        if s.bytes().any(|b| b.is_ascii_whitespace()) {
-            return None;
-        }
-        let (host, port) = split_host_port(s)?;
+        let (host, port) = match split_plain(s) {
+            // Host bytes and digits only: no whitespace to refuse.
+            Some(split) => split?,
+            None if s.bytes().any(|b| b.is_ascii_whitespace()) => return None,
+            None => split_general(s)?,
+        };
         Some(HostPort {
             host: Host::parse(host)?,
             port: match port {
@@ -199,8 +201,13 @@ pub(crate) fn push_decimal(out: &mut String, n: u16) {
 /// RFC 3261 §20.42) into the host as written and the port, without judging the host beyond its
 /// characters: the borrowed form a parsed Via keeps. `None` when malformed.
 pub(crate) fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
+    split_plain(s).unwrap_or_else(|| split_general(s))
+}
+
+/// [`split_host_port`] for every shape.
+fn split_general(s: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if s.starts_with('[') {
-        let close = memchr::memchr(b']', s.as_bytes())?;
+        let close = find_byte(s.as_bytes(), b']')?;
         let (host, after) = s.split_at(close + 1);
         let after = after.trim_ascii_start();
         if after.is_empty() {
@@ -209,7 +216,7 @@ pub(crate) fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
             (host, Some(after.strip_prefix(':')?))
         }
     } else {
-        match memchr::memchr(b':', s.as_bytes()) {
+        match find_byte(s.as_bytes(), b':') {
             Some(i) => (
                 s.get(..i)?.trim_ascii_end(),
                 Some(s.get(i + 1..).unwrap_or_default()),
@@ -225,6 +232,44 @@ pub(crate) fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
         None => None,
     };
     Some((host, port))
+}
+
+/// [`split_host_port`] for the usual shape, `host` or `host:port` with host bytes up to the
+/// `:` and one to five digits after it, read in one pass; `None` when `s` has another shape
+/// (brackets, whitespace, a long port), which the general reader then sees.
+fn split_plain(s: &str) -> Option<Option<(&str, Option<u16>)>> {
+    let bytes = s.as_bytes();
+    if bytes.first() == Some(&b'[') {
+        return None;
+    }
+    let mut colon = bytes.len();
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b':' {
+            colon = i;
+            break;
+        }
+        if !HOST[usize::from(b)] {
+            return None;
+        }
+    }
+    let host = s.get(..colon)?;
+    if host.is_empty() {
+        return Some(None);
+    }
+    let Some(digits) = bytes.get(colon + 1..) else {
+        return Some(Some((host, None)));
+    };
+    if digits.is_empty() || digits.len() > 5 {
+        return None;
+    }
+    let mut port = 0u32;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        port = port * 10 + u32::from(d - b'0');
+    }
+    Some(u16::try_from(port).ok().map(|p| (host, Some(p))))
 }
 
 /// The bytes a host as written may hold: letters, digits, `-._` and, for IPv6, `:[]`.
@@ -302,10 +347,10 @@ impl<'a> Uri<'a> {
     /// Parses a URI, bare or as a name-addr (`"Name" <sip:...>`); headers (`?...`) are
     /// ignored. `None` when it is not a sip/sips/tel URI or a sip URI has no valid host.
     pub fn parse(text: &'a str) -> Option<Uri<'a>> {
-        // Byte searches (memchr) for ASCII separators: char boundaries either side.
+        // Byte searches for ASCII separators: char boundaries either side.
         let bytes = text.as_bytes();
-        let uri = match (memchr::memchr(b'<', bytes), memchr::memrchr(b'>', bytes)) {
-            (Some(a), Some(b)) if a < b => text.get(a + 1..b)?,
+        let uri = match find_byte(bytes, b'<').zip(rfind_byte(bytes, b'>')) {
+            Some((a, b)) if a < b => text.get(a + 1..b)?,
             _ => text,
         }
         .trim();
@@ -330,9 +375,9 @@ impl<'a> Uri<'a> {
             ),
             None => (s, ""),
         };
-        let rest = cut(rest, memchr::memchr(b'?', rest.as_bytes())).0;
+        let rest = cut(rest, find_byte(rest.as_bytes(), b'?')).0;
         if scheme == Scheme::Tel {
-            let (number, params) = cut(rest, memchr::memchr(b';', rest.as_bytes()));
+            let (number, params) = cut(rest, find_byte(rest.as_bytes(), b';'));
             return Some(Uri {
                 scheme,
                 user: Some(number),
@@ -340,18 +385,18 @@ impl<'a> Uri<'a> {
                 params,
             });
         }
-        let (user, after_user) = match memchr::memrchr(b'@', rest.as_bytes()) {
+        let (user, after_user) = match rfind_byte(rest.as_bytes(), b'@') {
             Some(i) => {
                 let userinfo = rest.get(..i)?;
                 // RFC 3261 §19.1.1: userinfo = user [":" password].
                 (
-                    Some(cut(userinfo, memchr::memchr(b':', userinfo.as_bytes())).0),
+                    Some(cut(userinfo, find_byte(userinfo.as_bytes(), b':')).0),
                     rest.get(i + 1..)?,
                 )
             }
             None => (None, rest),
         };
-        let (host_port, params) = cut(after_user, memchr::memchr(b';', after_user.as_bytes()));
+        let (host_port, params) = cut(after_user, find_byte(after_user.as_bytes(), b';'));
         Some(Uri {
             scheme,
             user,
@@ -429,6 +474,27 @@ mod tests {
             }
             let text = std::str::from_utf8(&s).unwrap();
             assert_eq!(ipv4(&s), text.parse().ok(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_plain_host_port_reader_agrees_with_the_general_one() {
+        let pieces = ["a", "1", "0", ":", "[", "]", " ", ".", "9", "电"];
+        let mut checked = 0;
+        // Every string of up to 7 pieces.
+        let mut stack: Vec<String> = vec![String::new()];
+        while let Some(s) = stack.pop() {
+            if let Some(plain) = split_plain(&s) {
+                assert_eq!(plain, split_general(&s), "{s:?}");
+                checked += 1;
+            }
+            if s.chars().count() < 7 {
+                stack.extend(pieces.iter().map(|p| format!("{s}{p}")));
+            }
+        }
+        assert!(checked > 100_000, "{checked}");
+        for s in ["h:65535", "h:65536", "h:00001", "h:99999", "1.2.3.4:5060"] {
+            assert_eq!(split_plain(s), Some(split_general(s)), "{s}");
         }
     }
 

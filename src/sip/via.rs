@@ -3,7 +3,7 @@
 
 use super::header::{MarkReader, ViaMarks};
 use super::message::ParseError;
-use super::scan::{each_param, is_token};
+use super::scan::{each_param_of, find_byte, is_nested, is_token};
 use super::uri::{split_host_port, Host, HostPort};
 
 /// One Via entry (a combined `Via: a, b` line yields two).
@@ -46,11 +46,6 @@ impl<'a> Via<'a> {
     /// [`ParseError::BadVia`] when the entry does not have that shape.
     pub fn parse(entry: &'a str) -> Result<Via<'a>, ParseError> {
         let raw = entry.trim_ascii();
-        // An unterminated quoted-string swallows the rest of the line (and any later entries):
-        // such a Via cannot be edited safely, so it is malformed.
-        if !quotes_balanced(raw) {
-            return Err(ParseError::BadVia);
-        }
         let rest = match raw.get(..8) {
             // The usual spelling, without whitespace around the slashes.
             Some(p) if p.eq_ignore_ascii_case("SIP/2.0/") => raw.get(8..).unwrap_or_default(),
@@ -72,14 +67,21 @@ impl<'a> Via<'a> {
         if transport.is_empty() || !transport.bytes().all(is_token) {
             return Err(ParseError::BadVia);
         }
-        let sb_end = memchr::memchr(b';', rest.as_bytes()).unwrap_or(rest.len());
+        let sb_end = find_byte(rest.as_bytes(), b';').unwrap_or(rest.len());
         let (sent_by, params) = rest.split_at(sb_end);
         let (host, port) = split_host_port(sent_by.trim_ascii()).ok_or(ParseError::BadVia)?;
+        // An unterminated quoted-string swallows the rest of the line (and any later entries):
+        // such a Via cannot be edited safely, so it is malformed. A quote can only be in the
+        // parameters: before them it fails the transport or sent-by checks above.
+        let nested = is_nested(params);
+        if nested && !quotes_balanced(params) {
+            return Err(ParseError::BadVia);
+        }
         // One pass over the parameters (this runs for every Via of every message); the first
         // occurrence of a name wins, as with `param`.
         let mut found = Found::default();
         let mut bad_rport = false;
-        each_param(params, |n, v| {
+        each_param_of(params, nested, |n, v| {
             bad_rport = found.take(n, v).is_err();
             bad_rport
         });
