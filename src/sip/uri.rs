@@ -288,34 +288,30 @@ static HOST: [bool; 256] = {
 /// (four decimal octets up to 255, no leading zeros); `None` for anything else, which the
 /// general parser then sees.
 fn ipv4(s: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let digit = |at: usize| s.get(at).filter(|b| b.is_ascii_digit()).map(|b| b - b'0');
     let mut octets = [0u8; 4];
-    let mut part = 0;
-    let mut digits = 0;
-    let mut value = 0u16;
-    for &b in s {
-        match b {
-            b'0'..=b'9' => {
-                // "01" is not an octet; more than three digits never is.
-                if (digits == 1 && value == 0) || digits == 3 {
-                    return None;
-                }
-                value = value * 10 + u16::from(b - b'0');
-                digits += 1;
+    let mut at = 0;
+    for (n, octet) in octets.iter_mut().enumerate() {
+        if n > 0 {
+            if s.get(at) != Some(&b'.') {
+                return None;
             }
-            b'.' if digits > 0 && part < 3 => {
-                *octets.get_mut(part)? = u8::try_from(value).ok()?;
-                part += 1;
-                digits = 0;
-                value = 0;
-            }
-            _ => return None,
+            at += 1;
         }
+        let first = digit(at)?;
+        at += 1;
+        let mut value = u16::from(first);
+        // "01" is not an octet: after a leading 0 the next byte must be a dot (or the end).
+        if first != 0 {
+            for _ in 0..2 {
+                let Some(d) = digit(at) else { break };
+                value = value * 10 + u16::from(d);
+                at += 1;
+            }
+        }
+        *octet = u8::try_from(value).ok()?;
     }
-    if part != 3 || digits == 0 {
-        return None;
-    }
-    *octets.get_mut(3)? = u8::try_from(value).ok()?;
-    Some(std::net::Ipv4Addr::from(octets))
+    (at == s.len()).then(|| std::net::Ipv4Addr::from(octets))
 }
 
 /// A URI scheme dualgate reads.
