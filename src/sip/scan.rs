@@ -120,21 +120,36 @@ pub(crate) fn rfind_byte(hay: &[u8], needle: u8) -> Option<usize> {
 /// inside quotes, `<...>` and `[...]`; entries are trimmed and empty ones skipped.
 pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
     split_outside(value, b',')
-        .map(str::trim)
+        .map(trim)
         .filter(|e| !e.is_empty())
+}
+
+/// `str::trim`, answered from the two end bytes when both are ASCII and not whitespace (an
+/// entry as usually written), where the general trim decodes a char at each end.
+fn trim(s: &str) -> &str {
+    // The ASCII chars `char::is_whitespace` accepts (it also takes U+000B).
+    let blank = |b: &u8| !b.is_ascii() || matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ');
+    let b = s.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(first), Some(last)) if !blank(first) && !blank(last) => s,
+        _ => s.trim(),
+    }
 }
 
 /// The first entry of a comma list and the rest after its comma (`None` when it is the only one).
 pub fn split_first(value: &str) -> (&str, Option<&str>) {
     // Skip empty leading entries, as split_list does, so both agree on which entry is first.
-    let value = value.trim_start_matches([',', ' ', '\t']);
+    let value = match value.as_bytes().first() {
+        Some(b',' | b' ' | b'\t') => value.trim_start_matches([',', ' ', '\t']),
+        _ => value,
+    };
     match find_outside(value, b',') {
         Some(i) => {
-            let first = value.get(..i).unwrap_or_default().trim();
-            let rest = value.get(i + 1..).unwrap_or_default().trim();
+            let first = trim(value.get(..i).unwrap_or_default());
+            let rest = trim(value.get(i + 1..).unwrap_or_default());
             (first, (!rest.is_empty()).then_some(rest))
         }
-        None => (value.trim(), None),
+        None => (trim(value), None),
     }
 }
 
@@ -356,6 +371,20 @@ mod tests {
                         assert_eq!(rfind_byte(&hay, needle), want, "{hay:?} {needle}");
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn the_entry_trim_agrees_with_str_trim() {
+        let pieces = [
+            "a", " ", "\t", "\n", "\u{b}", "\u{85}", "\u{3000}", "电", ",",
+        ];
+        let mut stack: Vec<String> = vec![String::new()];
+        while let Some(s) = stack.pop() {
+            assert_eq!(trim(&s), s.trim(), "{s:?}");
+            if s.chars().count() < 4 {
+                stack.extend(pieces.iter().map(|p| format!("{s}{p}")));
             }
         }
     }
