@@ -126,7 +126,7 @@ pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
 
 /// `str::trim`, answered from the two end bytes when both are ASCII and not whitespace (an
 /// entry as usually written), where the general trim decodes a char at each end.
-fn trim(s: &str) -> &str {
+pub(crate) fn trim(s: &str) -> &str {
     // The ASCII chars `char::is_whitespace` accepts (it also takes U+000B).
     let blank = |b: &u8| !b.is_ascii() || matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ');
     let b = s.as_bytes();

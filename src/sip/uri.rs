@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-use super::scan::{find_byte, param, parse_decimal, rfind_byte};
+use super::scan::{find_byte, param, parse_decimal, rfind_byte, trim};
 
 /// The default SIP port (RFC 3261 §19.1.2).
 pub const DEFAULT_PORT: u16 = 5060;
@@ -373,11 +373,10 @@ impl<'a> Uri<'a> {
     pub fn parse(text: &'a str) -> Option<Uri<'a>> {
         // Byte searches for ASCII separators: char boundaries either side.
         let bytes = text.as_bytes();
-        let uri = match find_byte(bytes, b'<').zip(rfind_byte(bytes, b'>')) {
+        let uri = trim(match find_byte(bytes, b'<').zip(rfind_byte(bytes, b'>')) {
             Some((a, b)) if a < b => text.get(a + 1..b)?,
             _ => text,
-        }
-        .trim();
+        });
         // `get`, not `[..4]`: a peer's URI may put a multi-byte character across byte 4.
         let scheme_is = |p: &str| {
             uri.get(..p.len())

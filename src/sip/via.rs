@@ -46,9 +46,13 @@ impl<'a> Via<'a> {
     /// [`ParseError::BadVia`] when the entry does not have that shape.
     pub fn parse(entry: &'a str) -> Result<Via<'a>, ParseError> {
         let raw = entry.trim_ascii();
-        let rest = match raw.get(..8) {
-            // The usual spelling, without whitespace around the slashes.
-            Some(p) if p.eq_ignore_ascii_case("SIP/2.0/") => raw.get(8..).unwrap_or_default(),
+        // The usual spelling, without whitespace around the slashes, as one compare: setting
+        // the 0x20 bit of the first three bytes folds the case of `SIP` and nothing else.
+        const USUAL: u64 = u64::from_le_bytes(*b"sip/2.0/");
+        let rest = match raw.as_bytes().first_chunk::<8>() {
+            Some(p) if u64::from_le_bytes(*p) | 0x20_2020 == USUAL => {
+                raw.get(8..).unwrap_or_default()
+            }
             _ => {
                 let (name, rest) = raw.split_once('/').ok_or(ParseError::BadVia)?;
                 let (version, rest) = rest.split_once('/').ok_or(ParseError::BadVia)?;
@@ -184,6 +188,10 @@ mod tests {
                 "SIP/2.0/UDP [::1];received=::2",
                 Some(("UDP", "[::1]", None, None, None)),
             ),
+            ("sIp/2.0/udp h", Some(("udp", "h", None, None, None))),
+            ("SIP/2.1/UDP h", None),
+            ("SIP/2,0/UDP h", None),
+            ("SIS/2.0/UDP h", None),
             ("SIP/2.0/UDP", None),
             ("SIP/2.0/UDP ;branch=x", None),
             ("SIP/3.0/UDP h", None),
