@@ -63,12 +63,17 @@ impl<'a> Via<'a> {
             }
         };
         let rest = rest.trim_ascii_start();
+        // The transport: a token, ending at whitespace, a `;` or the end.
         let t_end = rest
             .bytes()
-            .position(|c| c.is_ascii_whitespace() || c == b';')
+            .position(|c| !is_token(c))
             .unwrap_or(rest.len());
+        match rest.as_bytes().get(t_end) {
+            Some(c) if *c != b';' && !c.is_ascii_whitespace() => return Err(ParseError::BadVia),
+            _ => {}
+        }
         let (transport, rest) = rest.split_at(t_end);
-        if transport.is_empty() || !transport.bytes().all(is_token) {
+        if transport.is_empty() {
             return Err(ParseError::BadVia);
         }
         let sb_end = find_byte(rest.as_bytes(), b';').unwrap_or(rest.len());
@@ -193,6 +198,10 @@ mod tests {
             ("SIP/2,0/UDP h", None),
             ("SIS/2.0/UDP h", None),
             ("SIP/2.0/UDP", None),
+            ("SIP/2.0/U\"P h", None),
+            ("SIP/2.0/UDP;branch=x", None),
+            ("SIP/2.0/UDP\th", Some(("UDP", "h", None, None, None))),
+            ("SIP/2.0/UD电 h", None),
             ("SIP/2.0/UDP ;branch=x", None),
             ("SIP/3.0/UDP h", None),
             ("HTTP/2.0/UDP h", None),
