@@ -377,16 +377,22 @@ impl<'a> Uri<'a> {
             Some((a, b)) if a < b => text.get(a + 1..b)?,
             _ => text,
         });
-        // `get`, not `[..4]`: a peer's URI may put a multi-byte character across byte 4.
-        let scheme_is = |p: &str| {
-            uri.get(..p.len())
-                .is_some_and(|x| x.eq_ignore_ascii_case(p))
-        };
-        let (scheme, rest) = if scheme_is("sip:") {
+        // The scheme from the first four bytes as one number, the 0x20 bit set in the first
+        // three to fold the case of their letters (only `S` and `s` fold to `s`). The fourth is
+        // compared as it is (`:` has the bit already, and 0x1a would fold to it), or folded
+        // for the `s` of `sips`.
+        const SIP: u32 = u32::from_le_bytes(*b"sip:");
+        const SIPS: u32 = u32::from_le_bytes(*b"sips");
+        const TEL: u32 = u32::from_le_bytes(*b"tel:");
+        let head = uri
+            .as_bytes()
+            .first_chunk::<4>()
+            .map_or(0, |h| u32::from_le_bytes(*h) | 0x0020_2020);
+        let (scheme, rest) = if head == SIP {
             (Scheme::Sip, uri.get(4..)?)
-        } else if scheme_is("sips:") {
+        } else if head | 0x2000_0000 == SIPS && uri.as_bytes().get(4) == Some(&b':') {
             (Scheme::Sips, uri.get(5..)?)
-        } else if scheme_is("tel:") {
+        } else if head == TEL {
             (Scheme::Tel, uri.get(4..)?)
         } else {
             return None;
@@ -710,6 +716,22 @@ mod tests {
         for (uri, want) in cases {
             let want = want.map(|(h, p, t)| (h.to_string(), p, t));
             assert_eq!(target(uri), want, "{uri}");
+        }
+        let schemes = [
+            ("SIP:h", Some(Scheme::Sip)),
+            ("sIp:h", Some(Scheme::Sip)),
+            ("sipS:h", Some(Scheme::Sips)),
+            ("SIPS:h", Some(Scheme::Sips)),
+            ("TeL:1", Some(Scheme::Tel)),
+            ("sip\u{1a}h", None),
+            ("sips\u{1a}h", None),
+            ("sips", None),
+            ("sip", None),
+            ("tel\u{1a}1", None),
+            ("si电:h", None),
+        ];
+        for (uri, want) in schemes {
+            assert_eq!(Uri::parse(uri).map(|u| u.scheme), want, "{uri:?}");
         }
         for bad in [
             "",
