@@ -244,6 +244,21 @@ pub(crate) fn split_outside(s: &str, sep: u8) -> impl Iterator<Item = &str> {
     })
 }
 
+/// Whether `name` is `lower` (ASCII lower-case letters) in any case: setting a byte's 0x20 bit
+/// folds exactly the two cases of a letter onto the lower one, and the fixed length lets the
+/// compare run without a loop.
+pub(crate) fn is_name<const N: usize>(name: &str, lower: &[u8; N]) -> bool {
+    match name.as_bytes().first_chunk::<N>() {
+        Some(got) if name.len() == N => {
+            got.iter()
+                .zip(lower)
+                .fold(0, |diff, (g, l)| diff | ((g | 0x20) ^ l))
+                == 0
+        }
+        _ => false,
+    }
+}
+
 /// RFC 3261 §25.1 `token` characters.
 pub(crate) fn is_token(b: u8) -> bool {
     TOKEN[usize::from(b)]
@@ -386,6 +401,26 @@ mod tests {
             if s.chars().count() < 4 {
                 stack.extend(pieces.iter().map(|p| format!("{s}{p}")));
             }
+        }
+    }
+
+    #[test]
+    fn the_folded_name_compare_agrees_with_eq_ignore_ascii_case() {
+        // Every byte value at every position of a name, and every length around it.
+        for at in 0..6 {
+            for b in 0..=255u8 {
+                let mut name = *b"branch";
+                name[at] = b;
+                let Ok(name) = std::str::from_utf8(&name) else {
+                    continue;
+                };
+                let want = name.eq_ignore_ascii_case("branch");
+                assert_eq!(is_name(name, b"branch"), want, "{name:?}");
+            }
+        }
+        for name in ["", "b", "branc", "BRANCH", "branchx", "Branch ", "电anch"] {
+            let want = name.eq_ignore_ascii_case("branch");
+            assert_eq!(is_name(name, b"branch"), want, "{name:?}");
         }
     }
 

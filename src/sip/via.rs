@@ -3,7 +3,7 @@
 
 use super::header::{MarkReader, ViaMarks};
 use super::message::ParseError;
-use super::scan::{each_param_of, find_byte, is_nested, is_token};
+use super::scan::{each_param_of, find_byte, is_name, is_nested, is_token};
 use super::uri::{split_host_port, Host, HostPort};
 
 /// One Via entry (a combined `Via: a, b` line yields two).
@@ -123,13 +123,13 @@ impl<'a> Found<'a> {
     /// Takes one `name[=value]` parameter.
     fn take(&mut self, n: &'a str, v: Option<&'a str>) -> Result<(), ParseError> {
         match n.len() {
-            6 if n.eq_ignore_ascii_case("branch") => {
+            6 if is_name(n, b"branch") => {
                 self.branch = self.branch.or(Some(v));
             }
-            8 if n.eq_ignore_ascii_case("received") => {
+            8 if is_name(n, b"received") => {
                 self.received = self.received.or(Some(v));
             }
-            5 if self.rport.is_none() && n.eq_ignore_ascii_case("rport") => {
+            5 if self.rport.is_none() && is_name(n, b"rport") => {
                 self.rport = Some(match v {
                     None => None,
                     Some(p) => Some(p.parse::<u16>().map_err(|_| ParseError::BadVia)?),
