@@ -5,7 +5,7 @@
 use super::branch::Branch;
 use super::message::Message;
 use super::name::HeaderName;
-use super::scan::param;
+use super::scan::{is_name, param};
 use super::uri::{push_decimal, HostPort};
 use crate::peer::Transport;
 use std::borrow::Cow;
@@ -119,11 +119,11 @@ impl<'a> MarkReader<'a> {
         if n.len() != 3 {
             return;
         }
-        let slot = if n.eq_ignore_ascii_case("dgn") {
+        let slot = if is_name(n, b"dgn") {
             &mut self.number
-        } else if n.eq_ignore_ascii_case("dgq") {
+        } else if is_name(n, b"dgq") {
             &mut self.queue
-        } else if n.eq_ignore_ascii_case("dgc") {
+        } else if is_name(n, b"dgc") {
             &mut self.connection
         } else {
             return;

@@ -20,7 +20,21 @@ pub fn param<'p>(params: &'p str, name: &str) -> Option<Option<&'p str>> {
 /// value trimmed of SIP's (ASCII) whitespace, quotes kept, until `f` returns `true`. A `;`
 /// inside quotes, `<...>` or `[...]` does not separate. The one place parameter lists are
 /// split: the Via reader, the gateway's Via marks and [`param`] all come here.
-pub(crate) fn each_param<'p>(params: &'p str, mut f: impl FnMut(&'p str, Option<&'p str>) -> bool) {
+pub(crate) fn each_param<'p>(params: &'p str, f: impl FnMut(&'p str, Option<&'p str>) -> bool) {
+    each_param_of(params, is_nested(params), f);
+}
+
+/// Whether `s` holds a quote or bracket, inside which a separator does not separate.
+pub(crate) fn is_nested(s: &str) -> bool {
+    memchr::memchr3(b'"', b'<', b'[', s.as_bytes()).is_some()
+}
+
+/// [`each_param`] for a caller that has asked [`is_nested`] already.
+pub(crate) fn each_param_of<'p>(
+    params: &'p str,
+    nested: bool,
+    mut f: impl FnMut(&'p str, Option<&'p str>) -> bool,
+) {
     // A parameter's name is short: a plain scan finds its `=` sooner than memchr starts.
     let named = |p: &'p str| match p.bytes().position(|b| b == b'=') {
         Some(i) => (
@@ -29,52 +43,113 @@ pub(crate) fn each_param<'p>(params: &'p str, mut f: impl FnMut(&'p str, Option<
         ),
         None => (p.trim_ascii(), None),
     };
-    if memchr::memchr3(b'"', b'<', b'[', params.as_bytes()).is_none() {
-        // Nothing quoted or bracketed (the usual case): every `;` separates.
-        let mut rest = params;
-        loop {
-            let (p, next) = match memchr::memchr(b';', rest.as_bytes()) {
-                Some(i) => (rest.get(..i).unwrap_or_default(), rest.get(i + 1..)),
-                None => (rest, None),
-            };
-            let (n, v) = named(p);
-            if f(n, v) {
-                return;
-            }
-            match next {
-                Some(r) => rest = r,
-                None => return,
-            }
-        }
-    } else {
+    if nested {
         for p in split_outside(params, b';') {
             let (n, v) = named(p);
             if f(n, v) {
                 return;
             }
         }
+        return;
     }
+    // Nothing quoted or bracketed (the usual case): every `;` separates.
+    let mut rest = params;
+    loop {
+        let (p, next) = match find_byte(rest.as_bytes(), b';') {
+            Some(i) => (rest.get(..i).unwrap_or_default(), rest.get(i + 1..)),
+            None => (rest, None),
+        };
+        let (n, v) = named(p);
+        if f(n, v) {
+            return;
+        }
+        match next {
+            Some(r) => rest = r,
+            None => return,
+        }
+    }
+}
+
+/// Offset of the first `needle` in `hay`, eight bytes at a time. memchr's dispatch costs more
+/// than the whole search on the short strings of a header (a parameter, a `host:port`).
+pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO * u64::from(needle);
+    let mut words = hay.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            break;
+        };
+        // A zero byte of `x` is a match; the lowest flagged byte is always a true one.
+        let x = u64::from_le_bytes(word) ^ pattern;
+        let hits = x.wrapping_sub(LO) & !x & HI;
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = hay.get(at..).unwrap_or_default();
+    tail.iter().position(|&b| b == needle).map(|i| at + i)
+}
+
+/// Offset of the last `needle` in `hay`, eight bytes at a time (see [`find_byte`]).
+pub(crate) fn rfind_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let pattern = 0x0101_0101_0101_0101 * u64::from(needle);
+    let mut words = hay.rchunks_exact(8);
+    let mut end = hay.len();
+    for word in &mut words {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            break;
+        };
+        // Exact per byte (no borrow between bytes): the high bit is set where `x` is zero.
+        let x = u64::from_le_bytes(word) ^ pattern;
+        let hits = !(((x & LOW7) + LOW7) | x | LOW7);
+        if hits != 0 {
+            return Some(end - 8 + (7 - hits.leading_zeros() / 8) as usize);
+        }
+        end -= 8;
+    }
+    let head = hay.get(..end).unwrap_or_default();
+    head.iter().rposition(|&b| b == needle)
 }
 
 /// Splits a header value into its comma-separated entries (RFC 3261 §7.3.1), ignoring commas
 /// inside quotes, `<...>` and `[...]`; entries are trimmed and empty ones skipped.
 pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
     split_outside(value, b',')
-        .map(str::trim)
+        .map(trim)
         .filter(|e| !e.is_empty())
+}
+
+/// `str::trim`, answered from the two end bytes when both are ASCII and not whitespace (an
+/// entry as usually written), where the general trim decodes a char at each end.
+pub(crate) fn trim(s: &str) -> &str {
+    // The ASCII chars `char::is_whitespace` accepts (it also takes U+000B).
+    let blank = |b: &u8| !b.is_ascii() || matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ');
+    let b = s.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(first), Some(last)) if !blank(first) && !blank(last) => s,
+        _ => s.trim(),
+    }
 }
 
 /// The first entry of a comma list and the rest after its comma (`None` when it is the only one).
 pub fn split_first(value: &str) -> (&str, Option<&str>) {
     // Skip empty leading entries, as split_list does, so both agree on which entry is first.
-    let value = value.trim_start_matches([',', ' ', '\t']);
+    let value = match value.as_bytes().first() {
+        Some(b',' | b' ' | b'\t') => value.trim_start_matches([',', ' ', '\t']),
+        _ => value,
+    };
     match find_outside(value, b',') {
         Some(i) => {
-            let first = value.get(..i).unwrap_or_default().trim();
-            let rest = value.get(i + 1..).unwrap_or_default().trim();
+            let first = trim(value.get(..i).unwrap_or_default());
+            let rest = trim(value.get(i + 1..).unwrap_or_default());
             (first, (!rest.is_empty()).then_some(rest))
         }
-        None => (value.trim(), None),
+        None => (trim(value), None),
     }
 }
 
@@ -167,6 +242,21 @@ pub(crate) fn split_outside(s: &str, sep: u8) -> impl Iterator<Item = &str> {
             }
         }
     })
+}
+
+/// Whether `name` is `lower` (ASCII lower-case letters) in any case: setting a byte's 0x20 bit
+/// folds exactly the two cases of a letter onto the lower one, and the fixed length lets the
+/// compare run without a loop.
+pub(crate) fn is_name<const N: usize>(name: &str, lower: &[u8; N]) -> bool {
+    match name.as_bytes().first_chunk::<N>() {
+        Some(got) if name.len() == N => {
+            got.iter()
+                .zip(lower)
+                .fold(0, |diff, (g, l)| diff | ((g | 0x20) ^ l))
+                == 0
+        }
+        _ => false,
+    }
 }
 
 /// RFC 3261 §25.1 `token` characters.
@@ -273,6 +363,65 @@ mod tests {
             }
         }
         assert!(checked > 20_000, "{checked}");
+    }
+
+    #[test]
+    fn the_word_searches_find_what_byte_searches_find() {
+        // Every length up to three words, the needle (or a byte one off it) at every offset,
+        // and bytes with the high bit set, where a borrow could flag a false match.
+        for len in 0..25 {
+            for at in 0..=len {
+                for (fill, hit) in [(b'a', b';'), (0xff, b';'), (b':', b';'), (0x80, 0x7f)] {
+                    let mut hay = vec![fill; len];
+                    if let Some(b) = hay.get_mut(at) {
+                        *b = hit;
+                    }
+                    if let Some(b) = hay.get_mut(len.saturating_sub(at + 1)) {
+                        *b = hit;
+                    }
+                    for needle in [hit, hit.wrapping_add(1), fill] {
+                        let want = hay.iter().position(|&b| b == needle);
+                        assert_eq!(find_byte(&hay, needle), want, "{hay:?} {needle}");
+                        let want = hay.iter().rposition(|&b| b == needle);
+                        assert_eq!(rfind_byte(&hay, needle), want, "{hay:?} {needle}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_entry_trim_agrees_with_str_trim() {
+        let pieces = [
+            "a", " ", "\t", "\n", "\u{b}", "\u{85}", "\u{3000}", "电", ",",
+        ];
+        let mut stack: Vec<String> = vec![String::new()];
+        while let Some(s) = stack.pop() {
+            assert_eq!(trim(&s), s.trim(), "{s:?}");
+            if s.chars().count() < 4 {
+                stack.extend(pieces.iter().map(|p| format!("{s}{p}")));
+            }
+        }
+    }
+
+    #[test]
+    fn the_folded_name_compare_agrees_with_eq_ignore_ascii_case() {
+        // Every byte value at every position of a name, and every length around it.
+        for at in 0..6 {
+            for b in 0..=255u8 {
+                let mut name = *b"branch";
+                name[at] = b;
+                let Ok(name) = std::str::from_utf8(&name) else {
+                    continue;
+                };
+                let want = name.eq_ignore_ascii_case("branch");
+                assert_eq!(is_name(name, b"branch"), want, "{name:?}");
+            }
+        }
+        for name in ["", "b", "branc", "BRANCH", "branchx", "Branch ", "电anch"] {
+            let want = name.eq_ignore_ascii_case("branch");
+            assert_eq!(is_name(name, b"branch"), want, "{name:?}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-use super::scan::{param, parse_decimal};
+use super::scan::{find_byte, param, parse_decimal, rfind_byte, trim};
 
 /// The default SIP port (RFC 3261 §19.1.2).
 pub const DEFAULT_PORT: u16 = 5060;
@@ -95,10 +95,32 @@ impl HostPort {
     /// whitespace is allowed (a Via's sent-by, which allows some, is split by the same
     /// `split_host_port`).
     pub fn parse(s: &str) -> Option<HostPort> {
-        if s.bytes().any(|b| b.is_ascii_whitespace()) {
-            return None;
+        // An IPv4 address and a short port (a Request-URI's `127.0.0.1:5060`) in one pass,
+        // rather than checking the host's bytes and then reading them again as an address.
+        if let Some((ip, len)) = ipv4_prefix(s.as_bytes()) {
+            let port = match s.as_bytes().get(len..) {
+                Some([]) => Some(None),
+                Some([b':', digits @ ..]) => port_digits(digits).map(Some),
+                // Another shape: the general reader decides.
+                _ => None,
+            };
+            if let Some(port) = port {
+                let port = match port {
+                    Some(p) => Some(u16::try_from(p).ok().filter(|&p| p != 0)?),
+                    None => None,
+                };
+                return Some(HostPort {
+                    host: Host::Ip(IpAddr::V4(ip)),
+                    port,
+                });
+            }
         }
-        let (host, port) = split_host_port(s)?;
+        let (host, port) = match split_plain(s) {
+            // Host bytes and digits only: no whitespace to refuse.
+            Some(split) => split?,
+            None if s.bytes().any(|b| b.is_ascii_whitespace()) => return None,
+            None => split_general(s)?,
+        };
         Some(HostPort {
             host: Host::parse(host)?,
             port: match port {
@@ -199,8 +221,13 @@ pub(crate) fn push_decimal(out: &mut String, n: u16) {
 /// RFC 3261 §20.42) into the host as written and the port, without judging the host beyond its
 /// characters: the borrowed form a parsed Via keeps. `None` when malformed.
 pub(crate) fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
+    split_plain(s).unwrap_or_else(|| split_general(s))
+}
+
+/// [`split_host_port`] for every shape.
+fn split_general(s: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if s.starts_with('[') {
-        let close = memchr::memchr(b']', s.as_bytes())?;
+        let close = find_byte(s.as_bytes(), b']')?;
         let (host, after) = s.split_at(close + 1);
         let after = after.trim_ascii_start();
         if after.is_empty() {
@@ -209,7 +236,7 @@ pub(crate) fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
             (host, Some(after.strip_prefix(':')?))
         }
     } else {
-        match memchr::memchr(b':', s.as_bytes()) {
+        match find_byte(s.as_bytes(), b':') {
             Some(i) => (
                 s.get(..i)?.trim_ascii_end(),
                 Some(s.get(i + 1..).unwrap_or_default()),
@@ -225,6 +252,45 @@ pub(crate) fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
         None => None,
     };
     Some((host, port))
+}
+
+/// [`split_host_port`] for the usual shape, `host` or `host:port` with host bytes up to the
+/// `:` and one to five digits after it, read in one pass; `None` when `s` has another shape
+/// (brackets, whitespace, a long port), which the general reader then sees.
+fn split_plain(s: &str) -> Option<Option<(&str, Option<u16>)>> {
+    let bytes = s.as_bytes();
+    if bytes.first() == Some(&b'[') {
+        return None;
+    }
+    let mut colon = bytes.len();
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b':' {
+            colon = i;
+            break;
+        }
+        if !HOST[usize::from(b)] {
+            return None;
+        }
+    }
+    let host = s.get(..colon)?;
+    if host.is_empty() {
+        return Some(None);
+    }
+    let Some(digits) = bytes.get(colon + 1..) else {
+        return Some(Some((host, None)));
+    };
+    let port = port_digits(digits)?;
+    Some(u16::try_from(port).ok().map(|p| (host, Some(p))))
+}
+
+/// The value of one to five ASCII digits; `None` for anything else.
+fn port_digits(digits: &[u8]) -> Option<u32> {
+    if digits.is_empty() || digits.len() > 5 {
+        return None;
+    }
+    digits.iter().try_fold(0u32, |port, &d| {
+        d.is_ascii_digit().then(|| port * 10 + u32::from(d - b'0'))
+    })
 }
 
 /// The bytes a host as written may hold: letters, digits, `-._` and, for IPv6, `:[]`.
@@ -243,34 +309,37 @@ static HOST: [bool; 256] = {
 /// (four decimal octets up to 255, no leading zeros); `None` for anything else, which the
 /// general parser then sees.
 fn ipv4(s: &[u8]) -> Option<std::net::Ipv4Addr> {
+    ipv4_prefix(s).and_then(|(ip, len)| (len == s.len()).then_some(ip))
+}
+
+/// The dotted-quad IPv4 address at the start of `s` and its length in bytes.
+// Inlined into both readers: the call would cost about what reading the octets does.
+#[inline(always)]
+fn ipv4_prefix(s: &[u8]) -> Option<(std::net::Ipv4Addr, usize)> {
+    let digit = |at: usize| s.get(at).filter(|b| b.is_ascii_digit()).map(|b| b - b'0');
     let mut octets = [0u8; 4];
-    let mut part = 0;
-    let mut digits = 0;
-    let mut value = 0u16;
-    for &b in s {
-        match b {
-            b'0'..=b'9' => {
-                // "01" is not an octet; more than three digits never is.
-                if (digits == 1 && value == 0) || digits == 3 {
-                    return None;
-                }
-                value = value * 10 + u16::from(b - b'0');
-                digits += 1;
+    let mut at = 0;
+    for (n, octet) in octets.iter_mut().enumerate() {
+        if n > 0 {
+            if s.get(at) != Some(&b'.') {
+                return None;
             }
-            b'.' if digits > 0 && part < 3 => {
-                *octets.get_mut(part)? = u8::try_from(value).ok()?;
-                part += 1;
-                digits = 0;
-                value = 0;
-            }
-            _ => return None,
+            at += 1;
         }
+        let first = digit(at)?;
+        at += 1;
+        let mut value = u16::from(first);
+        // "01" is not an octet: after a leading 0 the next byte must be a dot (or the end).
+        if first != 0 {
+            for _ in 0..2 {
+                let Some(d) = digit(at) else { break };
+                value = value * 10 + u16::from(d);
+                at += 1;
+            }
+        }
+        *octet = u8::try_from(value).ok()?;
     }
-    if part != 3 || digits == 0 {
-        return None;
-    }
-    *octets.get_mut(3)? = u8::try_from(value).ok()?;
-    Some(std::net::Ipv4Addr::from(octets))
+    Some((std::net::Ipv4Addr::from(octets), at))
 }
 
 /// A URI scheme dualgate reads.
@@ -302,23 +371,28 @@ impl<'a> Uri<'a> {
     /// Parses a URI, bare or as a name-addr (`"Name" <sip:...>`); headers (`?...`) are
     /// ignored. `None` when it is not a sip/sips/tel URI or a sip URI has no valid host.
     pub fn parse(text: &'a str) -> Option<Uri<'a>> {
-        // Byte searches (memchr) for ASCII separators: char boundaries either side.
+        // Byte searches for ASCII separators: char boundaries either side.
         let bytes = text.as_bytes();
-        let uri = match (memchr::memchr(b'<', bytes), memchr::memrchr(b'>', bytes)) {
-            (Some(a), Some(b)) if a < b => text.get(a + 1..b)?,
+        let uri = trim(match find_byte(bytes, b'<').zip(rfind_byte(bytes, b'>')) {
+            Some((a, b)) if a < b => text.get(a + 1..b)?,
             _ => text,
-        }
-        .trim();
-        // `get`, not `[..4]`: a peer's URI may put a multi-byte character across byte 4.
-        let scheme_is = |p: &str| {
-            uri.get(..p.len())
-                .is_some_and(|x| x.eq_ignore_ascii_case(p))
-        };
-        let (scheme, rest) = if scheme_is("sip:") {
+        });
+        // The scheme from the first four bytes as one number, the 0x20 bit set in the first
+        // three to fold the case of their letters (only `S` and `s` fold to `s`). The fourth is
+        // compared as it is (`:` has the bit already, and 0x1a would fold to it), or folded
+        // for the `s` of `sips`.
+        const SIP: u32 = u32::from_le_bytes(*b"sip:");
+        const SIPS: u32 = u32::from_le_bytes(*b"sips");
+        const TEL: u32 = u32::from_le_bytes(*b"tel:");
+        let head = uri
+            .as_bytes()
+            .first_chunk::<4>()
+            .map_or(0, |h| u32::from_le_bytes(*h) | 0x0020_2020);
+        let (scheme, rest) = if head == SIP {
             (Scheme::Sip, uri.get(4..)?)
-        } else if scheme_is("sips:") {
+        } else if head | 0x2000_0000 == SIPS && uri.as_bytes().get(4) == Some(&b':') {
             (Scheme::Sips, uri.get(5..)?)
-        } else if scheme_is("tel:") {
+        } else if head == TEL {
             (Scheme::Tel, uri.get(4..)?)
         } else {
             return None;
@@ -330,9 +404,9 @@ impl<'a> Uri<'a> {
             ),
             None => (s, ""),
         };
-        let rest = cut(rest, memchr::memchr(b'?', rest.as_bytes())).0;
+        let rest = cut(rest, find_byte(rest.as_bytes(), b'?')).0;
         if scheme == Scheme::Tel {
-            let (number, params) = cut(rest, memchr::memchr(b';', rest.as_bytes()));
+            let (number, params) = cut(rest, find_byte(rest.as_bytes(), b';'));
             return Some(Uri {
                 scheme,
                 user: Some(number),
@@ -340,18 +414,18 @@ impl<'a> Uri<'a> {
                 params,
             });
         }
-        let (user, after_user) = match memchr::memrchr(b'@', rest.as_bytes()) {
+        let (user, after_user) = match rfind_byte(rest.as_bytes(), b'@') {
             Some(i) => {
                 let userinfo = rest.get(..i)?;
                 // RFC 3261 §19.1.1: userinfo = user [":" password].
                 (
-                    Some(cut(userinfo, memchr::memchr(b':', userinfo.as_bytes())).0),
+                    Some(cut(userinfo, find_byte(userinfo.as_bytes(), b':')).0),
                     rest.get(i + 1..)?,
                 )
             }
             None => (None, rest),
         };
-        let (host_port, params) = cut(after_user, memchr::memchr(b';', after_user.as_bytes()));
+        let (host_port, params) = cut(after_user, find_byte(after_user.as_bytes(), b';'));
         Some(Uri {
             scheme,
             user,
@@ -430,6 +504,94 @@ mod tests {
             let text = std::str::from_utf8(&s).unwrap();
             assert_eq!(ipv4(&s), text.parse().ok(), "{text:?}");
         }
+    }
+
+    #[test]
+    fn the_plain_host_port_reader_agrees_with_the_general_one() {
+        let pieces = ["a", "1", "0", ":", "[", "]", " ", ".", "9", "电"];
+        let mut checked = 0;
+        // Every string of up to 7 pieces.
+        let mut stack: Vec<String> = vec![String::new()];
+        while let Some(s) = stack.pop() {
+            if let Some(plain) = split_plain(&s) {
+                assert_eq!(plain, split_general(&s), "{s:?}");
+                checked += 1;
+            }
+            if s.chars().count() < 7 {
+                stack.extend(pieces.iter().map(|p| format!("{s}{p}")));
+            }
+        }
+        assert!(checked > 100_000, "{checked}");
+        for s in ["h:65535", "h:65536", "h:00001", "h:99999", "1.2.3.4:5060"] {
+            assert_eq!(split_plain(s), Some(split_general(s)), "{s}");
+        }
+    }
+
+    #[test]
+    fn the_ipv4_host_port_shortcut_agrees_with_the_general_reader() {
+        let general = |s: &str| {
+            if s.bytes().any(|b| b.is_ascii_whitespace()) {
+                return None;
+            }
+            let (host, port) = split_general(s)?;
+            let host = Host::parse(host)?;
+            let port = match port {
+                Some(0) => return None,
+                p => p,
+            };
+            Some(HostPort { host, port })
+        };
+        for text in [
+            "1.2.3.4:5060",
+            "1.2.3.4",
+            "1.2.3.4:0",
+            "1.2.3.4:00000",
+            "1.2.3.4:65536",
+            "1.2.3.4:05060",
+            "1.2.3.4:",
+            "1.2.3.4x",
+            "1.2.3.4.5",
+            "1.2.3.256:5",
+            "1.2.3.4:5:6",
+            "1.2.3.4: 5",
+        ] {
+            assert_eq!(HostPort::parse(text), general(text), "{text:?}");
+        }
+        let mut shortcut = 0;
+        let alphabet = b"0129.:5a";
+        let mut s = Vec::new();
+        let mut state = 0x9e37_79b9_u64;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            s.clear();
+            let len = 1 + (state % 18) as usize;
+            for i in 0..len {
+                s.push(alphabet[((state >> (i * 3)) % 8) as usize]);
+            }
+            let text = std::str::from_utf8(&s).unwrap();
+            assert_eq!(HostPort::parse(text), general(text), "{text:?}");
+        }
+        // Every address of these octets with each of these endings.
+        let octets = ["0", "1", "01", "255", "256", "1000"];
+        let endings = [
+            "", ":5060", ":0", ":65536", ":05060", ":", "x", ".5", ":5:6", ":9a",
+        ];
+        for a in octets {
+            for b in octets {
+                for c in octets {
+                    for d in octets {
+                        for end in endings {
+                            let text = format!("{a}.{b}.{c}.{d}{end}");
+                            assert_eq!(HostPort::parse(&text), general(&text), "{text:?}");
+                            shortcut += usize::from(ipv4_prefix(text.as_bytes()).is_some());
+                        }
+                    }
+                }
+            }
+        }
+        assert!(shortcut > 1_000, "{shortcut}");
     }
 
     #[test]
@@ -554,6 +716,22 @@ mod tests {
         for (uri, want) in cases {
             let want = want.map(|(h, p, t)| (h.to_string(), p, t));
             assert_eq!(target(uri), want, "{uri}");
+        }
+        let schemes = [
+            ("SIP:h", Some(Scheme::Sip)),
+            ("sIp:h", Some(Scheme::Sip)),
+            ("sipS:h", Some(Scheme::Sips)),
+            ("SIPS:h", Some(Scheme::Sips)),
+            ("TeL:1", Some(Scheme::Tel)),
+            ("sip\u{1a}h", None),
+            ("sips\u{1a}h", None),
+            ("sips", None),
+            ("sip", None),
+            ("tel\u{1a}1", None),
+            ("si电:h", None),
+        ];
+        for (uri, want) in schemes {
+            assert_eq!(Uri::parse(uri).map(|u| u.scheme), want, "{uri:?}");
         }
         for bad in [
             "",

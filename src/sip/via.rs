@@ -3,7 +3,7 @@
 
 use super::header::{MarkReader, ViaMarks};
 use super::message::ParseError;
-use super::scan::{each_param, is_token};
+use super::scan::{each_param_of, find_byte, is_name, is_nested, is_token};
 use super::uri::{split_host_port, Host, HostPort};
 
 /// One Via entry (a combined `Via: a, b` line yields two).
@@ -46,14 +46,13 @@ impl<'a> Via<'a> {
     /// [`ParseError::BadVia`] when the entry does not have that shape.
     pub fn parse(entry: &'a str) -> Result<Via<'a>, ParseError> {
         let raw = entry.trim_ascii();
-        // An unterminated quoted-string swallows the rest of the line (and any later entries):
-        // such a Via cannot be edited safely, so it is malformed.
-        if !quotes_balanced(raw) {
-            return Err(ParseError::BadVia);
-        }
-        let rest = match raw.get(..8) {
-            // The usual spelling, without whitespace around the slashes.
-            Some(p) if p.eq_ignore_ascii_case("SIP/2.0/") => raw.get(8..).unwrap_or_default(),
+        // The usual spelling, without whitespace around the slashes, as one compare: setting
+        // the 0x20 bit of the first three bytes folds the case of `SIP` and nothing else.
+        const USUAL: u64 = u64::from_le_bytes(*b"sip/2.0/");
+        let rest = match raw.as_bytes().first_chunk::<8>() {
+            Some(p) if u64::from_le_bytes(*p) | 0x20_2020 == USUAL => {
+                raw.get(8..).unwrap_or_default()
+            }
             _ => {
                 let (name, rest) = raw.split_once('/').ok_or(ParseError::BadVia)?;
                 let (version, rest) = rest.split_once('/').ok_or(ParseError::BadVia)?;
@@ -64,22 +63,34 @@ impl<'a> Via<'a> {
             }
         };
         let rest = rest.trim_ascii_start();
+        // The transport: a token, ending at whitespace, a `;` or the end.
         let t_end = rest
             .bytes()
-            .position(|c| c.is_ascii_whitespace() || c == b';')
+            .position(|c| !is_token(c))
             .unwrap_or(rest.len());
+        match rest.as_bytes().get(t_end) {
+            Some(c) if *c != b';' && !c.is_ascii_whitespace() => return Err(ParseError::BadVia),
+            _ => {}
+        }
         let (transport, rest) = rest.split_at(t_end);
-        if transport.is_empty() || !transport.bytes().all(is_token) {
+        if transport.is_empty() {
             return Err(ParseError::BadVia);
         }
-        let sb_end = memchr::memchr(b';', rest.as_bytes()).unwrap_or(rest.len());
+        let sb_end = find_byte(rest.as_bytes(), b';').unwrap_or(rest.len());
         let (sent_by, params) = rest.split_at(sb_end);
         let (host, port) = split_host_port(sent_by.trim_ascii()).ok_or(ParseError::BadVia)?;
+        // An unterminated quoted-string swallows the rest of the line (and any later entries):
+        // such a Via cannot be edited safely, so it is malformed. A quote can only be in the
+        // parameters: before them it fails the transport or sent-by checks above.
+        let nested = is_nested(params);
+        if nested && !quotes_balanced(params) {
+            return Err(ParseError::BadVia);
+        }
         // One pass over the parameters (this runs for every Via of every message); the first
         // occurrence of a name wins, as with `param`.
         let mut found = Found::default();
         let mut bad_rport = false;
-        each_param(params, |n, v| {
+        each_param_of(params, nested, |n, v| {
             bad_rport = found.take(n, v).is_err();
             bad_rport
         });
@@ -112,13 +123,13 @@ impl<'a> Found<'a> {
     /// Takes one `name[=value]` parameter.
     fn take(&mut self, n: &'a str, v: Option<&'a str>) -> Result<(), ParseError> {
         match n.len() {
-            6 if n.eq_ignore_ascii_case("branch") => {
+            6 if is_name(n, b"branch") => {
                 self.branch = self.branch.or(Some(v));
             }
-            8 if n.eq_ignore_ascii_case("received") => {
+            8 if is_name(n, b"received") => {
                 self.received = self.received.or(Some(v));
             }
-            5 if self.rport.is_none() && n.eq_ignore_ascii_case("rport") => {
+            5 if self.rport.is_none() && is_name(n, b"rport") => {
                 self.rport = Some(match v {
                     None => None,
                     Some(p) => Some(p.parse::<u16>().map_err(|_| ParseError::BadVia)?),
@@ -182,7 +193,15 @@ mod tests {
                 "SIP/2.0/UDP [::1];received=::2",
                 Some(("UDP", "[::1]", None, None, None)),
             ),
+            ("sIp/2.0/udp h", Some(("udp", "h", None, None, None))),
+            ("SIP/2.1/UDP h", None),
+            ("SIP/2,0/UDP h", None),
+            ("SIS/2.0/UDP h", None),
             ("SIP/2.0/UDP", None),
+            ("SIP/2.0/U\"P h", None),
+            ("SIP/2.0/UDP;branch=x", None),
+            ("SIP/2.0/UDP\th", Some(("UDP", "h", None, None, None))),
+            ("SIP/2.0/UD电 h", None),
             ("SIP/2.0/UDP ;branch=x", None),
             ("SIP/3.0/UDP h", None),
             ("HTTP/2.0/UDP h", None),
