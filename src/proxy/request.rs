@@ -350,20 +350,19 @@ fn check(ctx: &Ctx<'_, '_>) -> Result<Checked, Refusal> {
         // §16.3 step 2 (an OPTIONS with Max-Forwards 0 is answered later, as a UAS).
         return Err(refusal(483, "Too Many Hops", RejectReason::MaxForwards));
     }
-    // §16.3 step 4: a Via of ours with this request's routing state means a loop. Only
-    // entries carrying a gateway branch are parsed, and only Via lines holding one are split
-    // into entries: most requests have none.
+    // §16.3 step 4: a Via of ours with this request's routing state means a loop. Only Via
+    // lines holding a gateway branch are split into entries, and only entries holding one are
+    // parsed: most requests have none.
     let looped = msg
         .headers_named(HeaderName::Via)
-        .any(|line| has_gateway_branch(&line.value))
-        && msg
-            .via_entries()
-            .filter(|e| has_gateway_branch(e))
-            .filter_map(|e| Via::parse(e).ok())
-            .any(|v| {
-                via_is_ours(&v, ctx.snap)
-                    && v.branch.and_then(Branch::loop_key_of) == Some(ctx.branch.loop_key)
-            });
+        .filter(|line| has_gateway_branch(&line.value))
+        .flat_map(|line| sip::scan::split_list(&line.value))
+        .filter(|e| has_gateway_branch(e))
+        .filter_map(|e| Via::parse(e).ok())
+        .any(|v| {
+            via_is_ours(&v, ctx.snap)
+                && v.branch.and_then(Branch::loop_key_of) == Some(ctx.branch.loop_key)
+        });
     if looped {
         return Err(refusal(482, "Loop Detected", RejectReason::Loop));
     }
