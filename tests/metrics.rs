@@ -442,3 +442,62 @@ async fn two_gateways_with_metrics_off_both_serve() {
         let _ = c.wait();
     }
 }
+
+/// The handling-time histogram on the real endpoint: every bucket exists from start-up, buckets
+/// are cumulative, `+Inf` equals the count, each message handled is one
+/// observation; and the whole scrape passes `promtool check metrics` (help text on every
+/// family, well-formed histograms).
+#[tokio::test]
+async fn the_duration_histogram_adds_up_and_the_scrape_passes_promtool() {
+    let f = Peer::bind("127.0.0.1").await;
+    let carrier = Peer::bind("127.0.0.2").await;
+    let gw = Mapping::one_backend(&f.uri())
+        .start(&["--now", PARALLEL])
+        .await;
+    let name = "dualgate_request_duration_seconds";
+    let buckets = |m: &str| -> Vec<(String, f64)> { series(m, &format!("{name}_bucket"), &[]) };
+    // Start-up's readiness check may already have been counted: compare against it.
+    let before = gw.scrape();
+    assert_eq!(buckets(&before).len(), 14, "{before}");
+    let counted = metric(&before, &format!("{name}_count"), &[]).unwrap();
+    assert!(counted <= 1.0, "{before}");
+    for i in 0..3 {
+        carrier
+            .send(gw.sip, &options(&carrier.addr, &format!("d{i}")))
+            .await;
+        assert_eq!(start_line(&carrier.recv().await.0), "SIP/2.0 200 OK");
+    }
+    let m = gw.scrape();
+    let b = buckets(&m);
+    assert!(b.windows(2).all(|w| w[0].1 <= w[1].1), "{m}");
+    let inf = b.iter().find(|(l, _)| l.contains("le=\"+Inf\"")).unwrap().1;
+    assert_eq!(Some(inf), metric(&m, &format!("{name}_count"), &[]));
+    assert_eq!(inf, counted + 3.0, "{m}");
+    let sum = metric(&m, &format!("{name}_sum"), &[]).unwrap();
+    assert!(sum > 0.0 && sum < 3.0, "{sum}");
+
+    let mut lint = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (.ci/run installs Debian's prometheus)");
+    {
+        use std::io::Write;
+        // The scrape is the whole HTTP response: promtool reads the body.
+        let body = m.split_once("\r\n\r\n").map_or(m.as_str(), |(_, b)| b);
+        lint.stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+    }
+    let out = lint.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

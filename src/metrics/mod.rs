@@ -2,9 +2,11 @@
 //! [`Label`]; names, label sets and help texts live here.
 //!
 //! The per-number families live in `table` (plain atomics indexed by the label's typed ids,
-//! rendered here); everything else is in the `metrics` crate's registry, rendered by the
-//! exporter. [`render`] joins the two for `/metrics`.
+//! rendered here) and the handling-time histogram in `duration` (plain atomics too);
+//! everything else is in the `metrics` crate's registry, rendered by the exporter. [`render`]
+//! joins them for `/metrics`.
 
+mod duration;
 mod table;
 
 use crate::backend::Why;
@@ -13,11 +15,8 @@ use crate::mapping::NumberId;
 use crate::proxy::{Act, CallOutcome, Kind, Label};
 use crate::route::{PhaseLabel, RejectReason, TrunkId};
 use crate::transport::tcp::{Budgets, Class, Cut};
-use metrics::{
-    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
-    Histogram, Unit,
-};
-use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics::{counter, describe_counter, describe_gauge, gauge, Counter, Unit};
+use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
 use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +31,6 @@ const REJECTED: &str = "dualgate_rejected_total";
 pub(crate) const RELOADS: &str = "dualgate_config_reloads_total";
 pub(crate) const LAST_RELOAD: &str = "dualgate_config_last_reload_success_timestamp_seconds";
 const BACKEND_ERRORS: &str = "dualgate_backend_errors_total";
-const DURATION: &str = "dualgate_request_duration_seconds";
 pub(crate) const BUILD_INFO: &str = "dualgate_build_info";
 const UDP_DROPS: &str = "dualgate_udp_receive_drops_total";
 const TCP_REFUSED: &str = "dualgate_tcp_refused_total";
@@ -44,35 +42,17 @@ const AREA_LAUNCH: &str = "dualgate_area_launch_timestamp_seconds";
 /// The routing fingerprint gauge (`sha256` label); the status page reads it back.
 pub(crate) const CONFIG_INFO: &str = "dualgate_config_info";
 
-/// Histogram buckets for time spent inside the gateway: 10 µs to 100 ms.
-const DURATION_BUCKETS: [f64; 13] = [
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1,
-];
-
-/// How often the registry drains buffered histogram samples (the exporter's default is 5 s):
-/// at 8 000 calls/s that is 56 000 samples a second, so the interval bounds that memory.
-const UPKEEP: Duration = Duration::from_secs(1);
-
-/// Installs the Prometheus recorder with a `replica` label on every series, describes every
-/// metric and keeps the registry drained (histograms would otherwise buffer without bound).
-/// It opens no listener: `src/http` serves the returned handle's text on `/metrics`.
+/// Installs the Prometheus recorder with a `replica` label on every series and describes every
+/// metric. It opens no listener: `src/http` serves the returned handle's text on `/metrics`.
+/// The registry holds no histogram (the one histogram is `duration`'s), so it buffers no
+/// samples and needs no upkeep.
 ///
 /// # Errors
 /// The exporter's [`BuildError`] (e.g. a recorder is already installed).
 pub fn install(replica: &str) -> Result<PrometheusHandle, BuildError> {
     let handle = PrometheusBuilder::new()
         .add_global_label("replica", replica)
-        .set_buckets_for_metric(Matcher::Full(DURATION.to_string()), &DURATION_BUCKETS)?
         .install_recorder()?;
-    let upkeep = handle.clone();
-    std::thread::Builder::new()
-        .name("dualgate-metrics-upkeep".into())
-        .spawn(move || loop {
-            std::thread::sleep(UPKEEP);
-            upkeep.run_upkeep();
-        })
-        .map_err(|e| BuildError::FailedToCreateHTTPListener(e.to_string()))?;
     table::set_replica(replica);
     describe();
     Ok(handle)
@@ -83,6 +63,7 @@ pub fn install(replica: &str) -> Result<PrometheusHandle, BuildError> {
 pub fn render(handle: &PrometheusHandle) -> String {
     let mut out = handle.render();
     table::render_into(&mut out);
+    duration::render_into(&mut out, table::global_labels());
     out
 }
 
@@ -105,11 +86,6 @@ fn describe() {
         BACKEND_ERRORS,
         "Failures to send to a next hop, by queue and kind (send, connect)."
     );
-    describe_histogram!(
-        DURATION,
-        Unit::Seconds,
-        "Time a message spends inside the gateway, receive to send."
-    );
     describe_gauge!(
         BUILD_INFO,
         "Always 1; the version label tells which build runs."
@@ -121,6 +97,10 @@ fn describe() {
     describe_counter!(
         TCP_CUT,
         "TCP connections the gateway closed, by reason (slowloris deadline, output budget, idle, unframeable)."
+    );
+    describe_counter!(
+        UDP_DROPS,
+        "Datagrams the kernel dropped on the SIP UDP sockets (receive buffer full), as the kernel counts them."
     );
     describe_gauge!(TCP_OPEN, "TCP connections open, by class.");
     describe_gauge!(
@@ -272,7 +252,6 @@ pub struct Recorder {
     responses: [[OnceCell<Counter>; 3]; 7],
     /// By [`RejectReason`], in [`RejectReason::ALL`] order.
     rejected: [Counter; RejectReason::ALL.len()],
-    duration: Histogram,
 }
 
 impl Default for Recorder {
@@ -281,7 +260,6 @@ impl Default for Recorder {
             current: None,
             responses: Default::default(),
             rejected: RejectReason::ALL.map(|r| counter!(REJECTED, "reason" => r.as_str())),
-            duration: histogram!(DURATION),
         }
     }
 }
@@ -396,7 +374,7 @@ impl Recorder {
 
     /// Records the time a message spent inside the gateway, receive to send.
     pub fn record_duration(&mut self, inside: Duration) {
-        self.duration.record(inside.as_secs_f64());
+        duration::record(inside);
     }
 }
 

@@ -249,10 +249,15 @@ pub(crate) fn set_replica(replica: &str) {
     let _ = GLOBAL.set(format!("replica=\"{}\"", escape(replica)));
 }
 
+/// The labels every series carries (`replica="…"`), as written; empty before [`set_replica`].
+pub(crate) fn global_labels() -> &'static str {
+    GLOBAL.get().map_or("", String::as_str)
+}
+
 /// Appends the text of every family kept here to `out`: per family its `# HELP` and `# TYPE`
 /// once, then one line per series; counters as integers, gauges as floats.
 pub(crate) fn render_into(out: &mut String) {
-    let global = GLOBAL.get().map_or("", String::as_str);
+    let global = global_labels();
     let s = store();
     for f in Family::ALL {
         let series = &s.order[f.index()];
