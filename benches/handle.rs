@@ -1,6 +1,6 @@
 //! Micro-benchmark of the per-message path (issue #12): `proxy::handle_with` from bytes in to
 //! bytes out plus the metric recording `transport::process` does (the Prometheus recorder
-//! installed, its upkeep running), for a typical INVITE and its 200 OK, and for an INVITE to a
+//! installed), for a typical INVITE and its 200 OK, and for an INVITE to a
 //! legacy number with 10 and with 10 000 legacy numbers configured (lookup scaling).
 //! `cargo bench --bench handle`; not part of CI. `bench/instr.sh` runs the same cases a fixed
 //! number of times under callgrind for instruction counts.
