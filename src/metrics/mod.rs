@@ -172,11 +172,11 @@ const SEEN_TIME_MASK: u64 = (1 << SEEN_TIME_BITS) - 1;
 /// load a retransmission can be counted twice, never a new call missed.
 static SEEN: [AtomicU64; SEEN_SLOTS] = [const { AtomicU64::new(0) }; SEEN_SLOTS];
 
-/// True the first time call `key` is offered within [`SEEN_FOR_SECONDS`] of `now`.
-fn first_time(key: u64, now: SystemTime) -> bool {
-    let secs = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+/// True the first time call `key` is offered within [`SEEN_FOR_SECONDS`] of `now` (Unix
+/// seconds, as [`crate::clock::unix_seconds`] gives them; before 1970 counts as 0).
+fn first_time(key: u64, now: f64) -> bool {
+    // A float-to-int `as` saturates: negative and NaN give 0.
+    let secs = now as u64;
     // The slot index uses the low bits, the tag the high ones.
     let slot = &SEEN[(key as usize) & (SEEN_SLOTS - 1)];
     let tag = key & !SEEN_TIME_MASK;
@@ -322,7 +322,12 @@ impl Recorder {
                 }
                 // A retransmitted INVITE (same Call-ID and CSeq) is one call, and the
                 // gateway's answer to it one outcome.
-                if attempt && first_time(l.call, now) {
+                let secs = if attempt {
+                    crate::clock::unix_seconds(now)
+                } else {
+                    0.0
+                };
+                if attempt && first_time(l.call, secs) {
                     let attempts = Spare {
                         family: Family::Attempts,
                         ..key
@@ -339,7 +344,7 @@ impl Recorder {
                         Some(c) => c,
                         None => cur.spare(last),
                     }
-                    .set(crate::clock::unix_seconds(now));
+                    .set(secs);
                     if let Some(o) = outcome {
                         count_outcome(cur, key, o);
                     }
@@ -363,7 +368,7 @@ impl Recorder {
                 }
                 if let (Some(o), Act::Forwarded) = (outcome, l.act) {
                     // A final response retransmitted until its ACK is one outcome.
-                    if first_time(l.call, now) {
+                    if first_time(l.call, crate::clock::unix_seconds(now)) {
                         count_outcome(cur, key, o);
                     }
                 }
@@ -591,24 +596,18 @@ mod tests {
 
     #[test]
     fn a_call_is_counted_once_within_timer_b_and_again_after() {
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_746_547_200);
+        let t0 = 1_746_547_200.0;
         let key = 0x0123_4567_89ab_cdef;
         assert!(first_time(key, t0));
         assert!(!first_time(key, t0));
-        assert!(!first_time(
-            key,
-            t0 + Duration::from_secs(SEEN_FOR_SECONDS - 1)
-        ));
+        assert!(!first_time(key, t0 + (SEEN_FOR_SECONDS - 1) as f64));
         // Another call on the same slot (same low bits) is new, and evicts the first.
         let other = key ^ (1 << 40);
-        assert!(first_time(other, t0 + Duration::from_secs(1)));
-        assert!(first_time(key, t0 + Duration::from_secs(2)));
+        assert!(first_time(other, t0 + 1.0));
+        assert!(first_time(key, t0 + 2.0));
         // Remembered for Timer B only.
         let later = 0x0fed_cba9_8765_4321;
         assert!(first_time(later, t0));
-        assert!(first_time(
-            later,
-            t0 + Duration::from_secs(SEEN_FOR_SECONDS)
-        ));
+        assert!(first_time(later, t0 + SEEN_FOR_SECONDS as f64));
     }
 }
