@@ -266,6 +266,72 @@ fn measured(
     sent
 }
 
+/// `HANDLE_THREADS=<n>`: the per-message path on one thread and on two at once, each thread
+/// with its own recorder and its own calls (an INVITE and its 200 OK each), `n` messages per
+/// thread, 5 rounds alternating 1 and 2 threads. Shows whether the user-space path (metrics
+/// included: the counters every worker shares) scales across cores, which the socket
+/// generator cannot show on a 2-core machine (it needs a core of its own).
+fn threads(n: usize) {
+    let _ = dualgate::metrics::install("bench");
+    let snap = Arc::new(snapshot(1, 10));
+    dualgate::metrics::register(&snap, start());
+    let new_path = || Path1 {
+        snap: &snap,
+        down: Down::none(),
+        recorder: Recorder::default(),
+        out: Vec::with_capacity(4096),
+    };
+    let sets: Vec<Vec<(Vec<u8>, Peer)>> = (0..2)
+        .map(|t| {
+            let mut p = new_path();
+            (0..CALLS)
+                .flat_map(|c| {
+                    let inv = invite("12356", t * CALLS + c);
+                    p.run(&inv, carrier(), start(), false);
+                    let ok = ok_200(&p.out);
+                    [(inv, carrier()), (ok, backend())]
+                })
+                .collect()
+        })
+        .collect();
+    let run = |set: &[(Vec<u8>, Peer)]| {
+        let mut p = new_path();
+        let mut now = start();
+        for k in 0..n {
+            now += STEP;
+            let (m, from) = &set[k % set.len()];
+            black_box(p.run(m, *from, now, true));
+        }
+    };
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for _round in 0..5 {
+        for threads in [1usize, 2] {
+            let watch = Stopwatch::start();
+            std::thread::scope(|s| {
+                for set in sets.iter().take(threads) {
+                    s.spawn(|| run(set));
+                }
+            });
+            let secs = watch.elapsed().as_secs_f64();
+            rates[threads - 1].push((threads * n) as f64 / secs);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (one, two) = (median(&mut rates[0]), median(&mut rates[1]));
+    println!(
+        "1 thread:  {one:>12.0} msgs/s (median of 5; runs {:?})",
+        rates[0].iter().map(|r| r.round()).collect::<Vec<_>>()
+    );
+    println!(
+        "2 threads: {two:>12.0} msgs/s (median of 5; runs {:?})",
+        rates[1].iter().map(|r| r.round()).collect::<Vec<_>>()
+    );
+    println!("ratio:     {:>12.2}", two / one);
+}
+
 criterion_group!(benches, bench);
 
 fn main() {
@@ -276,6 +342,13 @@ fn main() {
         let case =
             std::env::var("HANDLE_CASE").unwrap_or_else(|_| "10 numbers/INVITE 12356".into());
         instructions(n, &case);
+        return;
+    }
+    if let Some(n) = std::env::var("HANDLE_THREADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        threads(n);
         return;
     }
     benches();
