@@ -467,7 +467,16 @@ async fn the_duration_histogram_adds_up_and_the_scrape_passes_promtool() {
             .await;
         assert_eq!(start_line(&carrier.recv().await.0), "SIP/2.0 200 OK");
     }
-    let m = gw.scrape();
+    // A message's handling time is recorded just after its answer is sent: wait for the third.
+    let count = |m: &str| metric(m, &format!("{name}_count"), &[]).unwrap_or(0.0);
+    let mut m = gw.scrape();
+    for _ in 0..100 {
+        if count(&m) >= counted + 3.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        m = gw.scrape();
+    }
     let b = buckets(&m);
     assert!(b.windows(2).all(|w| w[0].1 <= w[1].1), "{m}");
     let inf = b.iter().find(|(l, _)| l.contains("le=\"+Inf\"")).unwrap().1;
