@@ -294,13 +294,16 @@ fn threads(n: usize) {
                 .collect()
         })
         .collect();
+    // HANDLE_THREADS_METRICS=0 leaves the recorder out, to tell the core's scaling from the
+    // metrics'.
+    let metrics = std::env::var("HANDLE_THREADS_METRICS").map_or(true, |v| v != "0");
     let run = |set: &[(Vec<u8>, Peer)]| {
         let mut p = new_path();
         let mut now = start();
         for k in 0..n {
             now += STEP;
             let (m, from) = &set[k % set.len()];
-            black_box(p.run(m, *from, now, true));
+            black_box(p.run(m, *from, now, metrics));
         }
     };
     let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
