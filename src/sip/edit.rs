@@ -86,7 +86,11 @@ pub fn forward_request(msg: &Message<'_>, edit: &RequestEdit<'_>, out: &mut Vec<
                 write_header(out, "Record-Route", rr);
             }
         }
-        if Some(i) == first_via {
+        if Some(i) == first_via && edit.received.is_none() && edit.rport.is_none() {
+            // Nothing to stamp: `stamp_via` would borrow the entry, so the line stays as is,
+            // without splitting off its first entry.
+            run.take(out, msg.raw, &h.line);
+        } else if Some(i) == first_via {
             let (top, rest) = split_first(&h.value);
             match stamp_via(top, edit.received, edit.rport) {
                 Cow::Borrowed(_) => run.take(out, msg.raw, &h.line),
