@@ -94,32 +94,40 @@ impl Branch {
         let call_id = req.call_id().unwrap_or_default().as_bytes();
         let from_tag = req.from_tag().unwrap_or_default().as_bytes();
         let cseq = req.cseq().map_or(0, |(n, _)| n).to_be_bytes();
-        let top = top_via.map_or("", |v| v.raw);
+        let cseq = &cseq[..];
+        let mut loop_key = Fnv::new();
         let txn = match top_via {
             Some(v) if v.branch.is_some_and(|b| b.starts_with(BRANCH_PREFIX)) => {
                 let port = v.port.map_or([0; 3], |p| {
                     let [hi, lo] = p.to_be_bytes();
                     [1, hi, lo]
                 });
-                hash64(&[
-                    b"3261",
-                    v.branch.unwrap_or_default().as_bytes(),
-                    v.host.as_bytes(),
-                    &port,
-                ])
+                // The two chains side by side (`Fnv::parts2`): the transaction's over
+                // "3261", branch, host and port; the loop key's over Request-URI, From tag,
+                // Call-ID and CSeq number.
+                let branch = v.branch.unwrap_or_default().as_bytes();
+                let host = v.host.as_bytes();
+                let mut txn = Fnv::new();
+                for (t, l) in [(&b"3261"[..], uri), (branch, from_tag), (host, call_id)] {
+                    (txn, loop_key) = Fnv::parts2(txn, t, loop_key, l);
+                }
+                (txn, loop_key) = Fnv::parts2(txn, &port, loop_key, cseq);
+                txn.finish()
             }
-            _ => hash64(&[b"2543", call_id, from_tag, &cseq, top.as_bytes(), uri]),
+            _ => {
+                let top = top_via.map_or("", |v| v.raw).as_bytes();
+                for part in [uri, from_tag, call_id, cseq] {
+                    loop_key.part(part);
+                }
+                hash64(&[b"2543", call_id, from_tag, cseq, top, uri])
+            }
         };
-        let mut h = Fnv::new();
-        for part in [uri, from_tag, call_id, &cseq[..]] {
-            h.part(part);
-        }
         for route in req.routes() {
-            h.part(route.as_bytes());
+            loop_key.part(route.as_bytes());
         }
         Branch {
             txn,
-            loop_key: h.finish(),
+            loop_key: loop_key.finish(),
             mac: 0,
         }
     }
@@ -141,35 +149,20 @@ impl Branch {
     }
 
     fn mac_of(&self, key: &Key, bound: &[&[u8]]) -> u64 {
-        let mut h = SipHasher24::new_with_key(&key.0);
-        // The MAC's input, piece by piece: `txn`, `loop_key`, then each bound part
-        // length-prefixed. Stops early when `emit` says no.
-        let pieces = |emit: &mut dyn FnMut(&[u8]) -> bool| {
-            emit(&self.txn.to_be_bytes())
-                && emit(&self.loop_key.to_be_bytes())
-                && bound
-                    .iter()
-                    .all(|part| emit(&(part.len() as u64).to_le_bytes()) && emit(part))
-        };
-        // SipHash reads a byte stream: the pieces gathered on the stack and written once give
-        // the same MAC as one write per piece, in far fewer steps; a longer input is streamed.
+        let h = SipHasher24::new_with_key(&key.0);
+        // The MAC's input: `txn`, `loop_key`, then each bound part length-prefixed. SipHash
+        // reads a byte stream, so the pieces gathered on the stack and hashed at once give the
+        // same MAC as one write per piece, in far fewer steps; a longer input is streamed.
         let mut buf = [0u8; 256];
-        let mut at = 0;
-        let gathered = pieces(&mut |bytes| match buf.get_mut(at..at + bytes.len()) {
-            Some(slot) => {
-                slot.copy_from_slice(bytes);
-                at += bytes.len();
-                true
-            }
-            None => false,
-        });
-        if gathered {
-            h.write(buf.get(..at).unwrap_or_default());
-        } else {
-            pieces(&mut |bytes| {
-                h.write(bytes);
-                true
-            });
+        if let Some(len) = gather(&mut buf, self.txn, self.loop_key, bound) {
+            return h.hash(buf.get(..len).unwrap_or_default());
+        }
+        let mut h = h;
+        h.write(&self.txn.to_be_bytes());
+        h.write(&self.loop_key.to_be_bytes());
+        for part in bound {
+            h.write(&(part.len() as u64).to_le_bytes());
+            h.write(part);
         }
         h.finish()
     }
@@ -216,6 +209,23 @@ impl Branch {
     pub fn loop_key_of(param: &str) -> Option<u64> {
         Branch::parse(param).map(|b| b.loop_key)
     }
+}
+
+/// Writes the MAC's input (`txn` and `loop_key` big-endian, then each part after its length
+/// as 8 little-endian bytes) into `buf`; its length, or `None` when it does not fit.
+fn gather(buf: &mut [u8; 256], txn: u64, loop_key: u64, bound: &[&[u8]]) -> Option<usize> {
+    let (head, mut rest) = buf.split_at_mut(16);
+    let (t, l) = head.split_at_mut(8);
+    t.copy_from_slice(&txn.to_be_bytes());
+    l.copy_from_slice(&loop_key.to_be_bytes());
+    for part in bound {
+        let (len, tail) = rest.split_at_mut_checked(8)?;
+        len.copy_from_slice(&(part.len() as u64).to_le_bytes());
+        let (bytes, tail) = tail.split_at_mut_checked(part.len())?;
+        bytes.copy_from_slice(part);
+        rest = tail;
+    }
+    Some(256 - rest.len())
 }
 
 /// Exactly 16 hex digits (either case).
@@ -311,39 +321,72 @@ struct Fnv(u64);
 impl Fnv {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    /// `PRIME`⁶ (mod 2⁶⁴): FNV-1a over six zero bytes.
-    const PRIME_POW6: u64 = {
+    /// `PRIME`⁷ (mod 2⁶⁴): FNV-1a over seven zero bytes.
+    const PRIME_POW7: u64 = Fnv::prime_pow(7);
+    /// `PRIME`⁸ (mod 2⁶⁴).
+    const PRIME_POW8: u64 = Fnv::prime_pow(8);
+
+    const fn prime_pow(n: u32) -> u64 {
         let mut p = 1u64;
         let mut i = 0;
-        while i < 6 {
+        while i < n {
             p = p.wrapping_mul(Fnv::PRIME);
             i += 1;
         }
         p
-    };
+    }
 
     fn new() -> Fnv {
         Fnv(Fnv::OFFSET)
     }
 
+    fn byte(&mut self, b: u8) {
+        self.0 = (self.0 ^ u64::from(b)).wrapping_mul(Fnv::PRIME);
+    }
+
     fn bytes(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(Fnv::PRIME);
+            self.byte(b);
+        }
+    }
+
+    /// A part's length prefix: the length as 8 little-endian bytes. FNV-1a over a zero byte
+    /// is one multiplication by the prime, so the zero bytes above the length's lowest one or
+    /// two are one multiplication by a power of the prime: the same value in fewer steps.
+    fn len(&mut self, len: usize) {
+        if let Ok(len) = u8::try_from(len) {
+            self.0 = (self.0 ^ u64::from(len)).wrapping_mul(Fnv::PRIME_POW8);
+        } else if let Ok(len) = u16::try_from(len) {
+            let [lo, hi] = len.to_le_bytes();
+            self.byte(lo);
+            self.0 = (self.0 ^ u64::from(hi)).wrapping_mul(Fnv::PRIME_POW7);
+        } else {
+            self.bytes(&(len as u64).to_le_bytes());
         }
     }
 
     fn part(&mut self, part: &[u8]) {
-        // The length as 8 little-endian bytes. Below 2^16 its top six bytes are zero, and
-        // FNV-1a over a zero byte is one multiplication by the prime: six of them are one
-        // multiplication by the prime's sixth power, the same value in fewer steps.
-        match u16::try_from(part.len()) {
-            Ok(len) => {
-                self.bytes(&len.to_le_bytes());
-                self.0 = self.0.wrapping_mul(Fnv::PRIME_POW6);
-            }
-            Err(_) => self.bytes(&(part.len() as u64).to_le_bytes()),
-        }
+        self.len(part.len());
         self.bytes(part);
+    }
+
+    /// `a.part(pa)` and `b.part(pb)` in lock-step. FNV-1a is a chain of multiplications, each
+    /// waiting for the one before: two independent chains side by side take the time of the
+    /// longer one, not of both. By value, so the chains stay in registers between parts.
+    fn parts2(a: Fnv, pa: &[u8], b: Fnv, pb: &[u8]) -> (Fnv, Fnv) {
+        let (mut a, mut b) = (a, b);
+        a.len(pa.len());
+        b.len(pb.len());
+        let n = pa.len().min(pb.len());
+        let (ha, ta) = pa.split_at(n);
+        let (hb, tb) = pb.split_at(n);
+        for (&x, &y) in ha.iter().zip(hb) {
+            a.byte(x);
+            b.byte(y);
+        }
+        a.bytes(ta);
+        b.bytes(tb);
+        (a, b)
     }
 
     fn finish(&self) -> u64 {
@@ -661,6 +704,146 @@ To: <sip:12356@gw>{to}\r\nCall-ID: call-1\r\nCSeq: {cseq} {method}\r\nMax-Forwar
         }
         for c in counts {
             assert!((2_000..=3_000).contains(&c), "{counts:?}");
+        }
+    }
+
+    /// FNV-1a 64 as first written: every part after its length as 8 little-endian bytes, one
+    /// byte at a time, then the finalizer. What every faster path must equal.
+    fn hash64_reference(parts: &[&[u8]]) -> u64 {
+        let mut h = Fnv::OFFSET;
+        for p in parts {
+            for &b in (p.len() as u64).to_le_bytes().iter().chain(p.iter()) {
+                h = (h ^ u64::from(b)).wrapping_mul(Fnv::PRIME);
+            }
+        }
+        mix(h)
+    }
+
+    /// [`Branch::of_top`] as first written, over [`hash64_reference`].
+    fn branch_reference(req: &Message<'_>) -> Branch {
+        let top_via = req.top_via();
+        let uri = req.request_uri().unwrap_or_default().as_bytes();
+        let call_id = req.call_id().unwrap_or_default().as_bytes();
+        let from_tag = req.from_tag().unwrap_or_default().as_bytes();
+        let cseq = req.cseq().map_or(0, |(n, _)| n).to_be_bytes();
+        let top = top_via.as_ref().map_or("", |v| v.raw);
+        let txn = match &top_via {
+            Some(v) if v.branch.is_some_and(|b| b.starts_with(BRANCH_PREFIX)) => {
+                let port = v.port.map_or([0; 3], |p| {
+                    let [hi, lo] = p.to_be_bytes();
+                    [1, hi, lo]
+                });
+                hash64_reference(&[
+                    b"3261",
+                    v.branch.unwrap_or_default().as_bytes(),
+                    v.host.as_bytes(),
+                    &port,
+                ])
+            }
+            _ => hash64_reference(&[b"2543", call_id, from_tag, &cseq, top.as_bytes(), uri]),
+        };
+        let mut parts: Vec<&[u8]> = vec![uri, from_tag, call_id, &cseq[..]];
+        parts.extend(req.routes().map(str::as_bytes));
+        Branch {
+            txn,
+            loop_key: hash64_reference(&parts),
+            mac: 0,
+        }
+    }
+
+    #[test]
+    fn hash64_equals_the_reference_across_the_length_prefix_shortcuts() {
+        for len in [0, 1, 255, 256, 257, 65_535, 65_536, 70_000] {
+            let part: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            for parts in [&[&part[..]][..], &[b"ab", &part[..], b""]] {
+                assert_eq!(hash64(parts), hash64_reference(parts), "{len}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hash64_equals_the_reference(
+            parts in proptest::collection::vec(
+                proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+                0..6,
+            )
+        ) {
+            let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            proptest::prop_assert_eq!(hash64(&parts), hash64_reference(&parts));
+        }
+
+        #[test]
+        fn lock_step_parts_equal_one_chain_after_the_other(
+            a in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            b in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            seed in proptest::num::u64::ANY,
+        ) {
+            let (x, y) = Fnv::parts2(Fnv(seed), &a, Fnv(!seed), &b);
+            let (mut x1, mut y1) = (Fnv(seed), Fnv(!seed));
+            x1.part(&a);
+            y1.part(&b);
+            proptest::prop_assert_eq!((x.0, y.0), (x1.0, y1.0));
+        }
+
+        #[test]
+        fn branch_equals_the_reference(
+            uri in "(sip|tel):[a-z0-9@.;=:+-]{0,300}",
+            tag in proptest::option::of("[A-Za-z0-9.-]{0,40}"),
+            call_id in proptest::option::of("[A-Za-z0-9@.-]{1,80}"),
+            cseq in proptest::option::of(proptest::num::u32::ANY),
+            branch in proptest::option::of("(z9hG4bK)?[A-Za-z0-9.-]{0,40}"),
+            host in "[a-z0-9.]{1,30}",
+            port in proptest::option::of(proptest::num::u16::ANY),
+            routes in proptest::collection::vec("<sip:[a-z0-9.]{1,300};lr>", 0..3),
+        ) {
+            let mut raw = format!("INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {host}");
+            if let Some(p) = port {
+                raw.push_str(&format!(":{p}"));
+            }
+            if let Some(b) = &branch {
+                raw.push_str(&format!(";branch={b}"));
+            }
+            raw.push_str("\r\n");
+            for r in &routes {
+                raw.push_str(&format!("Route: {r}\r\n"));
+            }
+            match &tag {
+                Some(t) => raw.push_str(&format!("From: <sip:a@b>;tag={t}\r\n")),
+                None => raw.push_str("From: <sip:a@b>\r\n"),
+            }
+            if let Some(c) = &call_id {
+                raw.push_str(&format!("Call-ID: {c}\r\n"));
+            }
+            if let Some(n) = cseq {
+                raw.push_str(&format!("CSeq: {n} INVITE\r\n"));
+            }
+            raw.push_str("\r\n");
+            let m = parse(raw.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(Branch::of(&m), branch_reference(&m), "{}", raw);
+        }
+
+        #[test]
+        fn the_mac_equals_siphash_written_piece_by_piece(
+            txn in proptest::num::u64::ANY,
+            loop_key in proptest::num::u64::ANY,
+            key in proptest::array::uniform16(proptest::num::u8::ANY),
+            bound in proptest::collection::vec(
+                proptest::collection::vec(proptest::num::u8::ANY, 0..120),
+                0..4,
+            ),
+        ) {
+            let key = Key::from_bytes(key);
+            let b = Branch { txn, loop_key, mac: 0 };
+            let bound: Vec<&[u8]> = bound.iter().map(Vec::as_slice).collect();
+            let mut h = SipHasher24::new_with_key(&key.0);
+            h.write(&txn.to_be_bytes());
+            h.write(&loop_key.to_be_bytes());
+            for part in &bound {
+                h.write(&(part.len() as u64).to_le_bytes());
+                h.write(part);
+            }
+            proptest::prop_assert_eq!(b.mac_of(&key, &bound), h.finish());
         }
     }
 
