@@ -25,9 +25,6 @@ use std::hash::Hasher;
 /// The RFC 3261 magic cookie plus the gateway's marker.
 pub const BRANCH_PREFIX: &str = "z9hG4bK";
 
-/// What follows [`BRANCH_PREFIX`] in a branch this gateway wrote.
-const MARKER: &str = "dg";
-
 /// How every branch the gateway writes begins: the magic cookie and the gateway's marker.
 pub const GATEWAY_PREFIX: &str = "z9hG4bKdg";
 
@@ -90,46 +87,59 @@ impl Branch {
     /// [`Branch::of`] with the request's top Via already parsed (`top`), so a caller that has
     /// it does not parse it again.
     pub fn of_top(req: &Message<'_>, top_via: Option<&super::Via<'_>>) -> Branch {
+        Branch::of_top_keyed(req, top_via).0
+    }
+
+    /// [`Branch::of_top`] and the request's rendezvous key, `hash64(&[call_id])` (what
+    /// [`rendezvous_hashed`] computes from the Call-ID), hashed side by side: FNV-1a is a chain
+    /// of multiplications, each waiting for the one before, so independent chains run in
+    /// lock-step take the time of the longest, not of all.
+    pub fn of_top_keyed(req: &Message<'_>, top_via: Option<&super::Via<'_>>) -> (Branch, u64) {
         let uri = req.request_uri().unwrap_or_default().as_bytes();
         let call_id = req.call_id().unwrap_or_default().as_bytes();
         let from_tag = req.from_tag().unwrap_or_default().as_bytes();
         let cseq = req.cseq().map_or(0, |(n, _)| n).to_be_bytes();
         let cseq = &cseq[..];
-        let mut loop_key = Fnv::new();
-        let txn = match top_via {
+        let (txn, mut loop_key, call) = match top_via {
             Some(v) if v.branch.is_some_and(|b| b.starts_with(BRANCH_PREFIX)) => {
                 let port = v.port.map_or([0; 3], |p| {
                     let [hi, lo] = p.to_be_bytes();
                     [1, hi, lo]
                 });
-                // The two chains side by side (`Fnv::parts2`): the transaction's over
-                // "3261", branch, host and port; the loop key's over Request-URI, From tag,
-                // Call-ID and CSeq number.
+                // The transaction's chain over "3261", branch, host and port; the loop key's
+                // over Request-URI, From tag, Call-ID and CSeq number; the rendezvous key's
+                // over the Call-ID, beside the first two parts.
                 let branch = v.branch.unwrap_or_default().as_bytes();
                 let host = v.host.as_bytes();
-                let mut txn = Fnv::new();
-                for (t, l) in [(&b"3261"[..], uri), (branch, from_tag), (host, call_id)] {
+                let [txn, loop_key, call] = Fnv::parts3(
+                    [Fnv::new(), Fnv::new(), Fnv::new()],
+                    [b"3261", uri, call_id],
+                );
+                let (mut txn, mut loop_key) = (txn, loop_key);
+                for (t, l) in [(branch, from_tag), (host, call_id), (&port[..], cseq)] {
                     (txn, loop_key) = Fnv::parts2(txn, t, loop_key, l);
                 }
-                (txn, loop_key) = Fnv::parts2(txn, &port, loop_key, cseq);
-                txn.finish()
+                (txn.finish(), loop_key, call.finish())
             }
             _ => {
                 let top = top_via.map_or("", |v| v.raw).as_bytes();
+                let mut loop_key = Fnv::new();
                 for part in [uri, from_tag, call_id, cseq] {
                     loop_key.part(part);
                 }
-                hash64(&[b"2543", call_id, from_tag, cseq, top, uri])
+                let txn = hash64(&[b"2543", call_id, from_tag, cseq, top, uri]);
+                (txn, loop_key, hash64(&[call_id]))
             }
         };
         for route in req.routes() {
             loop_key.part(route.as_bytes());
         }
-        Branch {
+        let branch = Branch {
             txn,
             loop_key: loop_key.finish(),
             mac: 0,
-        }
+        };
+        (branch, call)
     }
 
     /// This branch with its MAC computed under `key` over `txn`, `loop_key` and `bound` (each
@@ -177,17 +187,26 @@ impl Branch {
     /// Appends [`Branch::to_param`]'s text to `out`, digit by digit (no formatting machinery:
     /// this runs for every forwarded request).
     pub fn push_param(&self, out: &mut String) {
-        out.push_str(BRANCH_PREFIX);
-        out.push_str(MARKER);
-        // Three 16-digit fields and two dots, written on the stack and pushed once.
+        out.push_str(GATEWAY_PREFIX);
+        // Hex digits and dots: ASCII.
+        out.push_str(std::str::from_utf8(&self.fields()).unwrap_or_default());
+    }
+
+    /// [`Branch::push_param`] into bytes, where no UTF-8 check is needed.
+    pub fn write_param(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(GATEWAY_PREFIX.as_bytes());
+        out.extend_from_slice(&self.fields());
+    }
+
+    /// The three 16-digit fields and the two dots between them.
+    fn fields(&self) -> [u8; 50] {
         let mut text = [b'.'; 50];
         for (field, n) in text.chunks_mut(17).zip([self.txn, self.loop_key, self.mac]) {
             if let Some(digits) = field.get_mut(..16) {
                 digits.copy_from_slice(&hex_digits(n));
             }
         }
-        // Hex digits and dots: ASCII.
-        out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+        text
     }
 
     /// Reads back a branch written by [`Branch::to_param`]; `None` for anything else.
@@ -304,10 +323,15 @@ pub fn rendezvous<'k>(key: &[u8], candidates: impl IntoIterator<Item = &'k [u8]>
 /// [`rendezvous`] over the candidates' [`hash64`]s, which a caller can compute once per
 /// candidate rather than once per call.
 pub fn rendezvous_hashed(key: &[u8], candidates: impl IntoIterator<Item = u64>) -> Option<usize> {
-    let k = hash64(&[key]);
+    rendezvous_keyed(hash64(&[key]), candidates)
+}
+
+/// [`rendezvous_hashed`] with the key's [`hash64`] already computed (`key_hash`), as
+/// [`Branch::of_top_keyed`] gives it for a Call-ID.
+pub fn rendezvous_keyed(key_hash: u64, candidates: impl IntoIterator<Item = u64>) -> Option<usize> {
     let mut best: Option<(u64, usize)> = None;
     for (i, c) in candidates.into_iter().enumerate() {
-        let score = mix(k ^ c);
+        let score = mix(key_hash ^ c);
         if best.is_none_or(|(s, _)| score > s) {
             best = Some((score, i));
         }
@@ -377,6 +401,33 @@ impl Fnv {
         let (mut a, mut b) = (a, b);
         a.len(pa.len());
         b.len(pb.len());
+        Fnv::rest2(a, pa, b, pb)
+    }
+
+    /// [`Fnv::parts2`] for three chains.
+    fn parts3(h: [Fnv; 3], p: [&[u8]; 3]) -> [Fnv; 3] {
+        let [mut a, mut b, mut c] = h;
+        let [pa, pb, pc] = p;
+        a.len(pa.len());
+        b.len(pb.len());
+        c.len(pc.len());
+        let n = pa.len().min(pb.len()).min(pc.len());
+        let (ha, ta) = pa.split_at(n);
+        let (hb, tb) = pb.split_at(n);
+        let (hc, tc) = pc.split_at(n);
+        for ((&x, &y), &z) in ha.iter().zip(hb).zip(hc) {
+            a.byte(x);
+            b.byte(y);
+            c.byte(z);
+        }
+        (b, c) = Fnv::rest2(b, tb, c, tc);
+        a.bytes(ta);
+        [a, b, c]
+    }
+
+    /// The bytes `pa` and `pb` into `a` and `b`, in lock-step as far as both go.
+    fn rest2(a: Fnv, pa: &[u8], b: Fnv, pb: &[u8]) -> (Fnv, Fnv) {
+        let (mut a, mut b) = (a, b);
         let n = pa.len().min(pb.len());
         let (ha, ta) = pa.split_at(n);
         let (hb, tb) = pb.split_at(n);
@@ -774,6 +825,33 @@ To: <sip:12356@gw>{to}\r\nCall-ID: call-1\r\nCSeq: {cseq} {method}\r\nMax-Forwar
         }
 
         #[test]
+        fn rendezvous_by_key_is_rendezvous_by_the_keys_hash(
+            key in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+            candidates in proptest::collection::vec(proptest::num::u64::ANY, 0..6),
+        ) {
+            proptest::prop_assert_eq!(
+                rendezvous_keyed(hash64_reference(&[&key]), candidates.iter().copied()),
+                rendezvous_hashed(&key, candidates.iter().copied())
+            );
+        }
+
+        #[test]
+        fn three_chains_in_lock_step_equal_one_after_the_other(
+            p in proptest::array::uniform3(
+                proptest::collection::vec(proptest::num::u8::ANY, 0..300)
+            ),
+            seed in proptest::num::u64::ANY,
+        ) {
+            let h = [Fnv(seed), Fnv(!seed), Fnv(seed ^ 1)];
+            let [x, y, z] = Fnv::parts3(h, [&p[0][..], &p[1], &p[2]]);
+            let [mut x1, mut y1, mut z1] = [Fnv(seed), Fnv(!seed), Fnv(seed ^ 1)];
+            x1.part(&p[0]);
+            y1.part(&p[1]);
+            z1.part(&p[2]);
+            proptest::prop_assert_eq!([x.0, y.0, z.0], [x1.0, y1.0, z1.0]);
+        }
+
+        #[test]
         fn lock_step_parts_equal_one_chain_after_the_other(
             a in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
             b in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
@@ -821,6 +899,13 @@ To: <sip:12356@gw>{to}\r\nCall-ID: call-1\r\nCSeq: {cseq} {method}\r\nMax-Forwar
             raw.push_str("\r\n");
             let m = parse(raw.as_bytes()).unwrap();
             proptest::prop_assert_eq!(Branch::of(&m), branch_reference(&m), "{}", raw);
+            let call_key = hash64_reference(&[m.call_id().unwrap_or_default().as_bytes()]);
+            proptest::prop_assert_eq!(
+                Branch::of_top_keyed(&m, m.top_via().as_ref()),
+                (branch_reference(&m), call_key),
+                "{}",
+                raw
+            );
         }
 
         #[test]
