@@ -59,8 +59,20 @@ pub fn choose_up<'b>(
     down: &Down,
     probed: bool,
 ) -> Option<&'b Backend> {
+    choose_up_keyed(backends, sip::hash64(&[call_id]), down, probed)
+}
+
+/// [`choose_up`] by the Call-ID's rendezvous key (`hash64(&[call_id])`, as
+/// [`sip::Branch::of_top_keyed`] gives it).
+pub fn choose_up_keyed<'b>(
+    backends: &'b [Backend],
+    call_key: u64,
+    down: &Down,
+    probed: bool,
+) -> Option<&'b Backend> {
     let up = |b: &&Backend| !probed || !down.contains(b.addr, b.transport);
-    let i = sip::rendezvous_hashed(call_id, backends.iter().filter(up).map(|b| b.key_hash))?;
+    let i =
+        sip::branch::rendezvous_keyed(call_key, backends.iter().filter(up).map(|b| b.key_hash))?;
     backends.iter().filter(up).nth(i)
 }
 
@@ -92,6 +104,18 @@ pub fn pick<'s>(
     down: &Down,
     now: SystemTime,
 ) -> Pick<'s> {
+    pick_keyed(snap, queue, sip::hash64(&[call_id]), down, now)
+}
+
+/// [`pick`] by the Call-ID's rendezvous key (`hash64(&[call_id])`, as
+/// [`sip::Branch::of_top_keyed`] gives it beside the branch).
+pub fn pick_keyed<'s>(
+    snap: &'s Snapshot,
+    queue: QueueId,
+    call_key: u64,
+    down: &Down,
+    now: SystemTime,
+) -> Pick<'s> {
     let mut at = queue;
     let mut first_why = None;
     let mut why = Why::AllDown;
@@ -99,7 +123,7 @@ pub fn pick<'s>(
         let q = snap.queue(at);
         match available(q, down, now) {
             Ok(()) => {
-                if let Some(backend) = choose_up(&q.backends, call_id, down, q.probe) {
+                if let Some(backend) = choose_up_keyed(&q.backends, call_key, down, q.probe) {
                     return Pick::To {
                         queue: at,
                         backend,
@@ -214,6 +238,8 @@ queue = "fuzhou"
                 choose_up(&q.backends, call.as_bytes(), &Down::none(), true),
                 want
             );
+            let key = crate::sip::hash64(&[call.as_bytes()]);
+            assert_eq!(choose_up_keyed(&q.backends, key, &Down::none(), true), want);
         }
     }
 

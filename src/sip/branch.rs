@@ -25,9 +25,6 @@ use std::hash::Hasher;
 /// The RFC 3261 magic cookie plus the gateway's marker.
 pub const BRANCH_PREFIX: &str = "z9hG4bK";
 
-/// What follows [`BRANCH_PREFIX`] in a branch this gateway wrote.
-const MARKER: &str = "dg";
-
 /// How every branch the gateway writes begins: the magic cookie and the gateway's marker.
 pub const GATEWAY_PREFIX: &str = "z9hG4bKdg";
 
@@ -90,38 +87,59 @@ impl Branch {
     /// [`Branch::of`] with the request's top Via already parsed (`top`), so a caller that has
     /// it does not parse it again.
     pub fn of_top(req: &Message<'_>, top_via: Option<&super::Via<'_>>) -> Branch {
+        Branch::of_top_keyed(req, top_via).0
+    }
+
+    /// [`Branch::of_top`] and the request's rendezvous key, `hash64(&[call_id])` (what
+    /// [`rendezvous_hashed`] computes from the Call-ID), hashed side by side: FNV-1a is a chain
+    /// of multiplications, each waiting for the one before, so independent chains run in
+    /// lock-step take the time of the longest, not of all.
+    pub fn of_top_keyed(req: &Message<'_>, top_via: Option<&super::Via<'_>>) -> (Branch, u64) {
         let uri = req.request_uri().unwrap_or_default().as_bytes();
         let call_id = req.call_id().unwrap_or_default().as_bytes();
         let from_tag = req.from_tag().unwrap_or_default().as_bytes();
         let cseq = req.cseq().map_or(0, |(n, _)| n).to_be_bytes();
-        let top = top_via.map_or("", |v| v.raw);
-        let txn = match top_via {
+        let cseq = &cseq[..];
+        let (txn, mut loop_key, call) = match top_via {
             Some(v) if v.branch.is_some_and(|b| b.starts_with(BRANCH_PREFIX)) => {
                 let port = v.port.map_or([0; 3], |p| {
                     let [hi, lo] = p.to_be_bytes();
                     [1, hi, lo]
                 });
-                hash64(&[
-                    b"3261",
-                    v.branch.unwrap_or_default().as_bytes(),
-                    v.host.as_bytes(),
-                    &port,
-                ])
+                // The transaction's chain over "3261", branch, host and port; the loop key's
+                // over Request-URI, From tag, Call-ID and CSeq number; the rendezvous key's
+                // over the Call-ID, beside the first two parts.
+                let branch = v.branch.unwrap_or_default().as_bytes();
+                let host = v.host.as_bytes();
+                let [txn, loop_key, call] = Fnv::parts3(
+                    [Fnv::new(), Fnv::new(), Fnv::new()],
+                    [b"3261", uri, call_id],
+                );
+                let (mut txn, mut loop_key) = (txn, loop_key);
+                for (t, l) in [(branch, from_tag), (host, call_id), (&port[..], cseq)] {
+                    (txn, loop_key) = Fnv::parts2(txn, t, loop_key, l);
+                }
+                (txn.finish(), loop_key, call.finish())
             }
-            _ => hash64(&[b"2543", call_id, from_tag, &cseq, top.as_bytes(), uri]),
+            _ => {
+                let top = top_via.map_or("", |v| v.raw).as_bytes();
+                let mut loop_key = Fnv::new();
+                for part in [uri, from_tag, call_id, cseq] {
+                    loop_key.part(part);
+                }
+                let txn = hash64(&[b"2543", call_id, from_tag, cseq, top, uri]);
+                (txn, loop_key, hash64(&[call_id]))
+            }
         };
-        let mut h = Fnv::new();
-        for part in [uri, from_tag, call_id, &cseq[..]] {
-            h.part(part);
-        }
         for route in req.routes() {
-            h.part(route.as_bytes());
+            loop_key.part(route.as_bytes());
         }
-        Branch {
+        let branch = Branch {
             txn,
-            loop_key: h.finish(),
+            loop_key: loop_key.finish(),
             mac: 0,
-        }
+        };
+        (branch, call)
     }
 
     /// This branch with its MAC computed under `key` over `txn`, `loop_key` and `bound` (each
@@ -141,35 +159,20 @@ impl Branch {
     }
 
     fn mac_of(&self, key: &Key, bound: &[&[u8]]) -> u64 {
-        let mut h = SipHasher24::new_with_key(&key.0);
-        // The MAC's input, piece by piece: `txn`, `loop_key`, then each bound part
-        // length-prefixed. Stops early when `emit` says no.
-        let pieces = |emit: &mut dyn FnMut(&[u8]) -> bool| {
-            emit(&self.txn.to_be_bytes())
-                && emit(&self.loop_key.to_be_bytes())
-                && bound
-                    .iter()
-                    .all(|part| emit(&(part.len() as u64).to_le_bytes()) && emit(part))
-        };
-        // SipHash reads a byte stream: the pieces gathered on the stack and written once give
-        // the same MAC as one write per piece, in far fewer steps; a longer input is streamed.
+        let h = SipHasher24::new_with_key(&key.0);
+        // The MAC's input: `txn`, `loop_key`, then each bound part length-prefixed. SipHash
+        // reads a byte stream, so the pieces gathered on the stack and hashed at once give the
+        // same MAC as one write per piece, in far fewer steps; a longer input is streamed.
         let mut buf = [0u8; 256];
-        let mut at = 0;
-        let gathered = pieces(&mut |bytes| match buf.get_mut(at..at + bytes.len()) {
-            Some(slot) => {
-                slot.copy_from_slice(bytes);
-                at += bytes.len();
-                true
-            }
-            None => false,
-        });
-        if gathered {
-            h.write(buf.get(..at).unwrap_or_default());
-        } else {
-            pieces(&mut |bytes| {
-                h.write(bytes);
-                true
-            });
+        if let Some(len) = gather(&mut buf, self.txn, self.loop_key, bound) {
+            return h.hash(buf.get(..len).unwrap_or_default());
+        }
+        let mut h = h;
+        h.write(&self.txn.to_be_bytes());
+        h.write(&self.loop_key.to_be_bytes());
+        for part in bound {
+            h.write(&(part.len() as u64).to_le_bytes());
+            h.write(part);
         }
         h.finish()
     }
@@ -184,17 +187,26 @@ impl Branch {
     /// Appends [`Branch::to_param`]'s text to `out`, digit by digit (no formatting machinery:
     /// this runs for every forwarded request).
     pub fn push_param(&self, out: &mut String) {
-        out.push_str(BRANCH_PREFIX);
-        out.push_str(MARKER);
-        // Three 16-digit fields and two dots, written on the stack and pushed once.
+        out.push_str(GATEWAY_PREFIX);
+        // Hex digits and dots: ASCII.
+        out.push_str(std::str::from_utf8(&self.fields()).unwrap_or_default());
+    }
+
+    /// [`Branch::push_param`] into bytes, where no UTF-8 check is needed.
+    pub fn write_param(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(GATEWAY_PREFIX.as_bytes());
+        out.extend_from_slice(&self.fields());
+    }
+
+    /// The three 16-digit fields and the two dots between them.
+    fn fields(&self) -> [u8; 50] {
         let mut text = [b'.'; 50];
         for (field, n) in text.chunks_mut(17).zip([self.txn, self.loop_key, self.mac]) {
             if let Some(digits) = field.get_mut(..16) {
                 digits.copy_from_slice(&hex_digits(n));
             }
         }
-        // Hex digits and dots: ASCII.
-        out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+        text
     }
 
     /// Reads back a branch written by [`Branch::to_param`]; `None` for anything else.
@@ -216,6 +228,23 @@ impl Branch {
     pub fn loop_key_of(param: &str) -> Option<u64> {
         Branch::parse(param).map(|b| b.loop_key)
     }
+}
+
+/// Writes the MAC's input (`txn` and `loop_key` big-endian, then each part after its length
+/// as 8 little-endian bytes) into `buf`; its length, or `None` when it does not fit.
+fn gather(buf: &mut [u8; 256], txn: u64, loop_key: u64, bound: &[&[u8]]) -> Option<usize> {
+    let (head, mut rest) = buf.split_at_mut(16);
+    let (t, l) = head.split_at_mut(8);
+    t.copy_from_slice(&txn.to_be_bytes());
+    l.copy_from_slice(&loop_key.to_be_bytes());
+    for part in bound {
+        let (len, tail) = rest.split_at_mut_checked(8)?;
+        len.copy_from_slice(&(part.len() as u64).to_le_bytes());
+        let (bytes, tail) = tail.split_at_mut_checked(part.len())?;
+        bytes.copy_from_slice(part);
+        rest = tail;
+    }
+    Some(256 - rest.len())
 }
 
 /// Exactly 16 hex digits (either case).
@@ -294,10 +323,15 @@ pub fn rendezvous<'k>(key: &[u8], candidates: impl IntoIterator<Item = &'k [u8]>
 /// [`rendezvous`] over the candidates' [`hash64`]s, which a caller can compute once per
 /// candidate rather than once per call.
 pub fn rendezvous_hashed(key: &[u8], candidates: impl IntoIterator<Item = u64>) -> Option<usize> {
-    let k = hash64(&[key]);
+    rendezvous_keyed(hash64(&[key]), candidates)
+}
+
+/// [`rendezvous_hashed`] with the key's [`hash64`] already computed (`key_hash`), as
+/// [`Branch::of_top_keyed`] gives it for a Call-ID.
+pub fn rendezvous_keyed(key_hash: u64, candidates: impl IntoIterator<Item = u64>) -> Option<usize> {
     let mut best: Option<(u64, usize)> = None;
     for (i, c) in candidates.into_iter().enumerate() {
-        let score = mix(k ^ c);
+        let score = mix(key_hash ^ c);
         if best.is_none_or(|(s, _)| score > s) {
             best = Some((score, i));
         }
@@ -311,39 +345,99 @@ struct Fnv(u64);
 impl Fnv {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    /// `PRIME`⁶ (mod 2⁶⁴): FNV-1a over six zero bytes.
-    const PRIME_POW6: u64 = {
+    /// `PRIME`⁷ (mod 2⁶⁴): FNV-1a over seven zero bytes.
+    const PRIME_POW7: u64 = Fnv::prime_pow(7);
+    /// `PRIME`⁸ (mod 2⁶⁴).
+    const PRIME_POW8: u64 = Fnv::prime_pow(8);
+
+    const fn prime_pow(n: u32) -> u64 {
         let mut p = 1u64;
         let mut i = 0;
-        while i < 6 {
+        while i < n {
             p = p.wrapping_mul(Fnv::PRIME);
             i += 1;
         }
         p
-    };
+    }
 
     fn new() -> Fnv {
         Fnv(Fnv::OFFSET)
     }
 
+    fn byte(&mut self, b: u8) {
+        self.0 = (self.0 ^ u64::from(b)).wrapping_mul(Fnv::PRIME);
+    }
+
     fn bytes(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(Fnv::PRIME);
+            self.byte(b);
+        }
+    }
+
+    /// A part's length prefix: the length as 8 little-endian bytes. FNV-1a over a zero byte
+    /// is one multiplication by the prime, so the zero bytes above the length's lowest one or
+    /// two are one multiplication by a power of the prime: the same value in fewer steps.
+    fn len(&mut self, len: usize) {
+        if let Ok(len) = u8::try_from(len) {
+            self.0 = (self.0 ^ u64::from(len)).wrapping_mul(Fnv::PRIME_POW8);
+        } else if let Ok(len) = u16::try_from(len) {
+            let [lo, hi] = len.to_le_bytes();
+            self.byte(lo);
+            self.0 = (self.0 ^ u64::from(hi)).wrapping_mul(Fnv::PRIME_POW7);
+        } else {
+            self.bytes(&(len as u64).to_le_bytes());
         }
     }
 
     fn part(&mut self, part: &[u8]) {
-        // The length as 8 little-endian bytes. Below 2^16 its top six bytes are zero, and
-        // FNV-1a over a zero byte is one multiplication by the prime: six of them are one
-        // multiplication by the prime's sixth power, the same value in fewer steps.
-        match u16::try_from(part.len()) {
-            Ok(len) => {
-                self.bytes(&len.to_le_bytes());
-                self.0 = self.0.wrapping_mul(Fnv::PRIME_POW6);
-            }
-            Err(_) => self.bytes(&(part.len() as u64).to_le_bytes()),
-        }
+        self.len(part.len());
         self.bytes(part);
+    }
+
+    /// `a.part(pa)` and `b.part(pb)` in lock-step. FNV-1a is a chain of multiplications, each
+    /// waiting for the one before: two independent chains side by side take the time of the
+    /// longer one, not of both. By value, so the chains stay in registers between parts.
+    fn parts2(a: Fnv, pa: &[u8], b: Fnv, pb: &[u8]) -> (Fnv, Fnv) {
+        let (mut a, mut b) = (a, b);
+        a.len(pa.len());
+        b.len(pb.len());
+        Fnv::rest2(a, pa, b, pb)
+    }
+
+    /// [`Fnv::parts2`] for three chains.
+    fn parts3(h: [Fnv; 3], p: [&[u8]; 3]) -> [Fnv; 3] {
+        let [mut a, mut b, mut c] = h;
+        let [pa, pb, pc] = p;
+        a.len(pa.len());
+        b.len(pb.len());
+        c.len(pc.len());
+        let n = pa.len().min(pb.len()).min(pc.len());
+        let (ha, ta) = pa.split_at(n);
+        let (hb, tb) = pb.split_at(n);
+        let (hc, tc) = pc.split_at(n);
+        for ((&x, &y), &z) in ha.iter().zip(hb).zip(hc) {
+            a.byte(x);
+            b.byte(y);
+            c.byte(z);
+        }
+        (b, c) = Fnv::rest2(b, tb, c, tc);
+        a.bytes(ta);
+        [a, b, c]
+    }
+
+    /// The bytes `pa` and `pb` into `a` and `b`, in lock-step as far as both go.
+    fn rest2(a: Fnv, pa: &[u8], b: Fnv, pb: &[u8]) -> (Fnv, Fnv) {
+        let (mut a, mut b) = (a, b);
+        let n = pa.len().min(pb.len());
+        let (ha, ta) = pa.split_at(n);
+        let (hb, tb) = pb.split_at(n);
+        for (&x, &y) in ha.iter().zip(hb) {
+            a.byte(x);
+            b.byte(y);
+        }
+        a.bytes(ta);
+        b.bytes(tb);
+        (a, b)
     }
 
     fn finish(&self) -> u64 {
@@ -661,6 +755,180 @@ To: <sip:12356@gw>{to}\r\nCall-ID: call-1\r\nCSeq: {cseq} {method}\r\nMax-Forwar
         }
         for c in counts {
             assert!((2_000..=3_000).contains(&c), "{counts:?}");
+        }
+    }
+
+    /// FNV-1a 64 as first written: every part after its length as 8 little-endian bytes, one
+    /// byte at a time, then the finalizer. What every faster path must equal.
+    fn hash64_reference(parts: &[&[u8]]) -> u64 {
+        let mut h = Fnv::OFFSET;
+        for p in parts {
+            for &b in (p.len() as u64).to_le_bytes().iter().chain(p.iter()) {
+                h = (h ^ u64::from(b)).wrapping_mul(Fnv::PRIME);
+            }
+        }
+        mix(h)
+    }
+
+    /// [`Branch::of_top`] as first written, over [`hash64_reference`].
+    fn branch_reference(req: &Message<'_>) -> Branch {
+        let top_via = req.top_via();
+        let uri = req.request_uri().unwrap_or_default().as_bytes();
+        let call_id = req.call_id().unwrap_or_default().as_bytes();
+        let from_tag = req.from_tag().unwrap_or_default().as_bytes();
+        let cseq = req.cseq().map_or(0, |(n, _)| n).to_be_bytes();
+        let top = top_via.as_ref().map_or("", |v| v.raw);
+        let txn = match &top_via {
+            Some(v) if v.branch.is_some_and(|b| b.starts_with(BRANCH_PREFIX)) => {
+                let port = v.port.map_or([0; 3], |p| {
+                    let [hi, lo] = p.to_be_bytes();
+                    [1, hi, lo]
+                });
+                hash64_reference(&[
+                    b"3261",
+                    v.branch.unwrap_or_default().as_bytes(),
+                    v.host.as_bytes(),
+                    &port,
+                ])
+            }
+            _ => hash64_reference(&[b"2543", call_id, from_tag, &cseq, top.as_bytes(), uri]),
+        };
+        let mut parts: Vec<&[u8]> = vec![uri, from_tag, call_id, &cseq[..]];
+        parts.extend(req.routes().map(str::as_bytes));
+        Branch {
+            txn,
+            loop_key: hash64_reference(&parts),
+            mac: 0,
+        }
+    }
+
+    #[test]
+    fn hash64_equals_the_reference_across_the_length_prefix_shortcuts() {
+        for len in [0, 1, 255, 256, 257, 65_535, 65_536, 70_000] {
+            let part: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            for parts in [&[&part[..]][..], &[b"ab", &part[..], b""]] {
+                assert_eq!(hash64(parts), hash64_reference(parts), "{len}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hash64_equals_the_reference(
+            parts in proptest::collection::vec(
+                proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+                0..6,
+            )
+        ) {
+            let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            proptest::prop_assert_eq!(hash64(&parts), hash64_reference(&parts));
+        }
+
+        #[test]
+        fn rendezvous_by_key_is_rendezvous_by_the_keys_hash(
+            key in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+            candidates in proptest::collection::vec(proptest::num::u64::ANY, 0..6),
+        ) {
+            proptest::prop_assert_eq!(
+                rendezvous_keyed(hash64_reference(&[&key]), candidates.iter().copied()),
+                rendezvous_hashed(&key, candidates.iter().copied())
+            );
+        }
+
+        #[test]
+        fn three_chains_in_lock_step_equal_one_after_the_other(
+            p in proptest::array::uniform3(
+                proptest::collection::vec(proptest::num::u8::ANY, 0..300)
+            ),
+            seed in proptest::num::u64::ANY,
+        ) {
+            let h = [Fnv(seed), Fnv(!seed), Fnv(seed ^ 1)];
+            let [x, y, z] = Fnv::parts3(h, [&p[0][..], &p[1], &p[2]]);
+            let [mut x1, mut y1, mut z1] = [Fnv(seed), Fnv(!seed), Fnv(seed ^ 1)];
+            x1.part(&p[0]);
+            y1.part(&p[1]);
+            z1.part(&p[2]);
+            proptest::prop_assert_eq!([x.0, y.0, z.0], [x1.0, y1.0, z1.0]);
+        }
+
+        #[test]
+        fn lock_step_parts_equal_one_chain_after_the_other(
+            a in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            b in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            seed in proptest::num::u64::ANY,
+        ) {
+            let (x, y) = Fnv::parts2(Fnv(seed), &a, Fnv(!seed), &b);
+            let (mut x1, mut y1) = (Fnv(seed), Fnv(!seed));
+            x1.part(&a);
+            y1.part(&b);
+            proptest::prop_assert_eq!((x.0, y.0), (x1.0, y1.0));
+        }
+
+        #[test]
+        fn branch_equals_the_reference(
+            uri in "(sip|tel):[a-z0-9@.;=:+-]{0,300}",
+            tag in proptest::option::of("[A-Za-z0-9.-]{0,40}"),
+            call_id in proptest::option::of("[A-Za-z0-9@.-]{1,80}"),
+            cseq in proptest::option::of(proptest::num::u32::ANY),
+            branch in proptest::option::of("(z9hG4bK)?[A-Za-z0-9.-]{0,40}"),
+            host in "[a-z0-9.]{1,30}",
+            port in proptest::option::of(proptest::num::u16::ANY),
+            routes in proptest::collection::vec("<sip:[a-z0-9.]{1,300};lr>", 0..3),
+        ) {
+            let mut raw = format!("INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {host}");
+            if let Some(p) = port {
+                raw.push_str(&format!(":{p}"));
+            }
+            if let Some(b) = &branch {
+                raw.push_str(&format!(";branch={b}"));
+            }
+            raw.push_str("\r\n");
+            for r in &routes {
+                raw.push_str(&format!("Route: {r}\r\n"));
+            }
+            match &tag {
+                Some(t) => raw.push_str(&format!("From: <sip:a@b>;tag={t}\r\n")),
+                None => raw.push_str("From: <sip:a@b>\r\n"),
+            }
+            if let Some(c) = &call_id {
+                raw.push_str(&format!("Call-ID: {c}\r\n"));
+            }
+            if let Some(n) = cseq {
+                raw.push_str(&format!("CSeq: {n} INVITE\r\n"));
+            }
+            raw.push_str("\r\n");
+            let m = parse(raw.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(Branch::of(&m), branch_reference(&m), "{}", raw);
+            let call_key = hash64_reference(&[m.call_id().unwrap_or_default().as_bytes()]);
+            proptest::prop_assert_eq!(
+                Branch::of_top_keyed(&m, m.top_via().as_ref()),
+                (branch_reference(&m), call_key),
+                "{}",
+                raw
+            );
+        }
+
+        #[test]
+        fn the_mac_equals_siphash_written_piece_by_piece(
+            txn in proptest::num::u64::ANY,
+            loop_key in proptest::num::u64::ANY,
+            key in proptest::array::uniform16(proptest::num::u8::ANY),
+            bound in proptest::collection::vec(
+                proptest::collection::vec(proptest::num::u8::ANY, 0..120),
+                0..4,
+            ),
+        ) {
+            let key = Key::from_bytes(key);
+            let b = Branch { txn, loop_key, mac: 0 };
+            let bound: Vec<&[u8]> = bound.iter().map(Vec::as_slice).collect();
+            let mut h = SipHasher24::new_with_key(&key.0);
+            h.write(&txn.to_be_bytes());
+            h.write(&loop_key.to_be_bytes());
+            for part in &bound {
+                h.write(&(part.len() as u64).to_le_bytes());
+                h.write(part);
+            }
+            proptest::prop_assert_eq!(b.mac_of(&key, &bound), h.finish());
         }
     }
 

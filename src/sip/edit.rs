@@ -5,6 +5,7 @@
 //! their bytes, including their line-ending style. Content-Length is never rewritten because the
 //! body never changes.
 
+use super::header::GatewayVia;
 use super::message::{Message, Start};
 use super::name::HeaderName;
 use super::scan::{param, split_first};
@@ -42,8 +43,40 @@ pub struct RequestEdit<'e> {
 /// replaced in place (or added after the last header), the first Route entry popped, `extra`
 /// after the last header, a CRLF blank line and the body byte-exact.
 pub fn forward_request(msg: &Message<'_>, edit: &RequestEdit<'_>, out: &mut Vec<u8>) {
+    write_request(
+        msg,
+        edit,
+        |out| out.extend_from_slice(edit.via.as_bytes()),
+        out,
+    );
+}
+
+/// [`forward_request`] with the gateway's Via written from its parts straight into `out`, in
+/// place of `edit.via` (not read): the forwarded bytes are the same, without a Via `String`
+/// built and copied first.
+pub fn forward_request_via(
+    msg: &Message<'_>,
+    edit: &RequestEdit<'_>,
+    via: &GatewayVia<'_>,
+    out: &mut Vec<u8>,
+) {
+    write_request(msg, edit, |out| via.write(out), out);
+}
+
+/// [`forward_request`], the gateway's Via value written by `via`.
+fn write_request(
+    msg: &Message<'_>,
+    edit: &RequestEdit<'_>,
+    via: impl Fn(&mut Vec<u8>),
+    out: &mut Vec<u8>,
+) {
+    let write_via = |out: &mut Vec<u8>| {
+        out.extend_from_slice(b"Via: ");
+        via(out);
+        out.extend_from_slice(b"\r\n");
+    };
     out.clear();
-    out.reserve(msg.raw.len() + edit.via.len() + 128);
+    out.reserve(msg.raw.len() + edit.via.len() + 256);
     match (edit.request_uri, &msg.start) {
         (Some(uri), Start::Request { method, .. }) => {
             for part in [method.as_str(), " ", uri, " SIP/2.0\r\n"] {
@@ -78,7 +111,7 @@ pub fn forward_request(msg: &Message<'_>, edit: &RequestEdit<'_>, out: &mut Vec<
     for (i, h) in hs.iter().enumerate() {
         if i == via_at {
             run.flush(out, msg.raw);
-            write_header(out, "Via", edit.via);
+            write_via(out);
         }
         if i == rr_at {
             if let Some(rr) = edit.record_route {
@@ -86,7 +119,11 @@ pub fn forward_request(msg: &Message<'_>, edit: &RequestEdit<'_>, out: &mut Vec<
                 write_header(out, "Record-Route", rr);
             }
         }
-        if Some(i) == first_via {
+        if Some(i) == first_via && edit.received.is_none() && edit.rport.is_none() {
+            // Nothing to stamp: `stamp_via` would borrow the entry, so the line stays as is,
+            // without splitting off its first entry.
+            run.take(out, msg.raw, &h.line);
+        } else if Some(i) == first_via {
             let (top, rest) = split_first(&h.value);
             match stamp_via(top, edit.received, edit.rport) {
                 Cow::Borrowed(_) => run.take(out, msg.raw, &h.line),
@@ -116,7 +153,7 @@ pub fn forward_request(msg: &Message<'_>, edit: &RequestEdit<'_>, out: &mut Vec<
     }
     run.flush(out, msg.raw);
     if hs.is_empty() {
-        write_header(out, "Via", edit.via);
+        write_via(out);
     }
     if rr_at >= hs.len() {
         if let Some(rr) = edit.record_route {
@@ -664,6 +701,68 @@ Max-Forwards: 69\r\nRoute: <sip:gw.example.net;lr>, <sip:core.example.net;lr>\n"
             lossy(&out),
             "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP c\r\nContent-Length: 0\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_via_written_from_its_parts_forwards_the_same_bytes_as_its_text() {
+        use crate::peer::Transport;
+        use crate::sip::header::{via, ViaMarks};
+        use crate::sip::Branch;
+        let branch = Branch {
+            txn: 0x0123_4567_89ab_cdef,
+            loop_key: 7,
+            mac: u64::MAX,
+        };
+        let raws = [
+            invite(),
+            invite_lf(),
+            b"OPTIONS sip:gw SIP/2.0\r\n\r\n".to_vec(),
+            b"BYE sip:a@b SIP/2.0\r\nCall-ID: x\r\nVia: SIP/2.0/UDP h;rport\r\n\r\n".to_vec(),
+        ];
+        for raw in &raws {
+            for (transport, marks) in [
+                (Transport::Udp, ViaMarks::default()),
+                (
+                    Transport::Tcp,
+                    ViaMarks {
+                        number: Some("059185666661"),
+                        queue: Some("fuzhou"),
+                        connection: Some(40000),
+                    },
+                ),
+            ] {
+                let gw = GatewayVia {
+                    transport,
+                    at: "192.0.2.10:5060",
+                    branch,
+                    marks,
+                };
+                let text = via(transport, gw.at, &branch, &marks);
+                for e in [
+                    edit(),
+                    RequestEdit {
+                        received: None,
+                        rport: None,
+                        record_route: Some("<sip:192.0.2.10;lr>"),
+                        request_uri: Some("sip:1@q"),
+                        pop_routes: 1,
+                        ..edit()
+                    },
+                ] {
+                    let want = forward(
+                        raw,
+                        &RequestEdit {
+                            via: &text,
+                            ..e.clone()
+                        },
+                    );
+                    let m = parse(raw).unwrap();
+                    let mut got = b"stale".to_vec();
+                    forward_request_via(&m, &RequestEdit { via: "", ..e }, &gw, &mut got);
+                    assert_eq!(lossy(&got), lossy(&want));
+                }
+            }
+        }
     }
 
     #[test]

@@ -148,26 +148,58 @@ impl<'a> MarkReader<'a> {
 
 /// The gateway's own Via at `at` over `transport`, with `branch` as its branch parameter.
 pub fn via(transport: Transport, at: &str, branch: &Branch, marks: &ViaMarks<'_>) -> String {
-    let mut v = String::with_capacity(160);
-    v.push_str("SIP/2.0/");
-    v.push_str(transport.as_via());
-    v.push(' ');
-    v.push_str(at);
-    v.push_str(";branch=");
-    branch.push_param(&mut v);
-    if let Some(n) = marks.number {
-        v.push_str(";dgn=");
-        v.push_str(n);
+    let mut v = Vec::with_capacity(160);
+    GatewayVia {
+        transport,
+        at,
+        branch: *branch,
+        marks: *marks,
     }
-    if let Some(q) = marks.queue {
-        v.push_str(";dgq=");
-        v.push_str(q);
+    .write(&mut v);
+    // Written from `&str`s, hex digits and ASCII: valid UTF-8.
+    String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// The gateway's own Via as its parts, written where it is needed: [`via`] makes a `String` of
+/// it, [`crate::sip::edit::forward_request_via`] writes it straight into the forwarded bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewayVia<'a> {
+    /// The transport the copy is sent over.
+    pub transport: Transport,
+    /// The gateway's advertised `host:port`.
+    pub at: &'a str,
+    /// The branch, sealed.
+    pub branch: Branch,
+    /// The marks the Via carries.
+    pub marks: ViaMarks<'a>,
+}
+
+impl GatewayVia<'_> {
+    /// Appends the Via value (what [`via`] returns) to `out`.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        for part in [
+            "SIP/2.0/",
+            self.transport.as_via(),
+            " ",
+            self.at,
+            ";branch=",
+        ] {
+            out.extend_from_slice(part.as_bytes());
+        }
+        self.branch.write_param(out);
+        for (name, mark) in [(";dgn=", self.marks.number), (";dgq=", self.marks.queue)] {
+            if let Some(m) = mark {
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(m.as_bytes());
+            }
+        }
+        if let Some(port) = self.marks.connection {
+            let mut mark = String::with_capacity(10);
+            mark.push_str(";dgc=");
+            push_decimal(&mut mark, port);
+            out.extend_from_slice(mark.as_bytes());
+        }
     }
-    if let Some(port) = marks.connection {
-        v.push_str(";dgc=");
-        push_decimal(&mut v, port);
-    }
-    v
 }
 
 /// The URI of legacy `number` as dialled at the gateway at `at`.
