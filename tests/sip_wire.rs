@@ -34,7 +34,6 @@ fn invite_out_and_its_ringing_back_keep_the_carrier_view_intact() {
     let branch = Branch::of(&inv);
     let via = format!("SIP/2.0/UDP 192.0.2.10:5060;branch={}", branch.to_param());
     let edit = RequestEdit {
-        via: &via,
         received: Some("203.0.113.9".parse().unwrap()),
         rport: Some(40000),
         request_uri: Some("sip:059185666661@queue.example"),
@@ -44,7 +43,7 @@ fn invite_out_and_its_ringing_back_keep_the_carrier_view_intact() {
         extra: &[],
     };
     let mut out = Vec::new();
-    forward_request(&inv, &edit, &mut out);
+    forward_request(&inv, &edit, via.as_str(), &mut out);
     let fwd = parse(&out).unwrap();
     assert_eq!(fwd.request_uri(), Some("sip:059185666661@queue.example"));
     assert_eq!(fwd.max_forwards(), Some(Ok(69)));
@@ -151,14 +150,13 @@ fn mutated_carrier_messages_never_panic_any_stage() {
             msg.to_tag(),
         );
         let edit = RequestEdit {
-            via: "SIP/2.0/UDP gw",
             received: Some("::1".parse().unwrap()),
             rport: Some(1),
             pop_routes: 1,
             record_route: Some("<sip:gw;lr>"),
             ..RequestEdit::default()
         };
-        forward_request(&msg, &edit, &mut out);
+        forward_request(&msg, &edit, "SIP/2.0/UDP gw", &mut out);
         forward_response(&msg, &mut out);
         let _ = reply(
             &msg,

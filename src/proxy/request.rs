@@ -10,11 +10,11 @@ use super::{
     call_key, method_label, reason_phrase, Act, CallOutcome, Conditions, Event, Kind, Label,
     Outcome, DEFAULT_MAX_FORWARDS,
 };
-use crate::backend::{pick, Pick};
+use crate::backend::{pick_keyed, Pick};
 use crate::config::{QueueId, Snapshot};
 use crate::peer::{Peer, Transport};
 use crate::route::{decide, Decision, Facts, RejectReason, RouteIds, Routed, Source};
-use crate::sip::header::{self, ViaMarks};
+use crate::sip::header::{self, GatewayVia, ViaMarks};
 use crate::sip::{
     self, Branch, Cause, HeaderName, HostPort, Message, Method, RequestEdit, Uri, Via,
 };
@@ -36,6 +36,8 @@ struct Ctx<'m, 's> {
     /// Where the gateway's own answers go (RFC 3261 §18.2.2, RFC 3581 §4).
     reply_to: Peer,
     branch: Branch,
+    /// The Call-ID's rendezvous key (`hash64(&[call_id])`), hashed beside the branch.
+    call_key: u64,
     /// The source port of the TCP connection the request came in on.
     connection: Option<u16>,
     /// The return hop a response will find below the gateway's Via, for the branch MAC.
@@ -109,6 +111,7 @@ impl<'m, 's> Ctx<'m, 's> {
             })
         }
         .map_or([0u8; 38], |h| h.bytes());
+        let (branch, call_key) = Branch::of_top_keyed(msg, Some(&top));
         Some(Ctx {
             msg,
             method,
@@ -118,7 +121,8 @@ impl<'m, 's> Ctx<'m, 's> {
             received,
             rport,
             reply_to,
-            branch: Branch::of_top(msg, Some(&top)),
+            branch,
+            call_key,
             connection,
             hop,
         })
@@ -172,20 +176,25 @@ impl<'m, 's> Ctx<'m, 's> {
 
     /// The gateway's own Via for a copy sent over `transport`, its branch sealed with the MAC
     /// over the return hop and the marks.
-    fn via(&self, transport: Transport, number: Option<&str>, queue: Option<&str>) -> String {
+    fn via<'v>(
+        &'v self,
+        transport: Transport,
+        number: Option<&'v str>,
+        queue: Option<&'v str>,
+    ) -> GatewayVia<'v> {
         let sealed = self
             .branch
             .sealed(&key(self.snap), &sealed_parts(&self.hop, number, queue));
-        header::via(
+        GatewayVia {
             transport,
-            self.snap.gateway.advertised.as_str(),
-            &sealed,
-            &ViaMarks {
+            at: self.snap.gateway.advertised.as_str(),
+            branch: sealed,
+            marks: ViaMarks {
                 number,
                 queue,
                 connection: self.connection,
             },
-        )
+        }
     }
 }
 
@@ -439,14 +448,13 @@ fn loose_route<'s>(
     };
     let via = ctx.via(to.transport, None, None);
     let edit = RequestEdit {
-        via: &via,
         received: ctx.received,
         rport: ctx.rport,
         max_forwards: checked.max_forwards,
         pop_routes: ours,
         ..RequestEdit::default()
     };
-    sip::forward_request(msg, &edit, out);
+    sip::forward_request(msg, &edit, &via, out);
     Some(Outcome {
         send: Some(to),
         reconnect: None,
@@ -565,8 +573,7 @@ fn forward<'s>(
     if ctx.is_ack() && msg.to_tag() == Some(ctx.to_tag().as_str()) {
         return absorbed(label);
     }
-    let call_id = msg.call_id().unwrap_or_default();
-    let backend = match pick(snap, queue, call_id.as_bytes(), cond.down, now) {
+    let backend = match pick_keyed(snap, queue, ctx.call_key, cond.down, now) {
         Pick::To {
             queue: taken,
             backend,
@@ -651,7 +658,6 @@ fn forward<'s>(
     }
     let extra: Vec<(&str, &str)> = marks.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let edit = RequestEdit {
-        via: &via,
         received: ctx.received,
         rport: ctx.rport,
         request_uri: Some(request_uri),
@@ -660,7 +666,7 @@ fn forward<'s>(
         record_route: record_route.as_deref(),
         extra: &extra,
     };
-    sip::forward_request(msg, &edit, out);
+    sip::forward_request(msg, &edit, &via, out);
     label.act = Act::Forwarded;
     Outcome {
         send: Some(to),

@@ -16,8 +16,6 @@ use std::net::IpAddr;
 /// The edits a stateless proxy makes to a request it forwards (RFC 3261 §16.6, RFC 3581).
 #[derive(Debug, Clone, Default)]
 pub struct RequestEdit<'e> {
-    /// The gateway's own Via value, inserted above all others.
-    pub via: &'e str,
     /// `received` to add to the (previous) top Via entry.
     pub received: Option<IpAddr>,
     /// Value for the top Via's `rport` when it has a bare `rport` (RFC 3581 §4).
@@ -35,48 +33,48 @@ pub struct RequestEdit<'e> {
     pub extra: &'e [(&'e str, &'e str)],
 }
 
-/// Writes `msg` with `edit` applied into `out` (cleared first).
+/// The gateway's own Via value, which [`forward_request`] inserts above all others: text, or
+/// its parts ([`GatewayVia`], what the proxy sends) written straight into the forwarded bytes
+/// without a `String` built first.
+pub trait ViaValue {
+    /// Appends the value (without `Via: ` and the line end) to `out`.
+    fn write_value(&self, out: &mut Vec<u8>);
+}
+
+impl ViaValue for str {
+    fn write_value(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes());
+    }
+}
+
+impl ViaValue for GatewayVia<'_> {
+    fn write_value(&self, out: &mut Vec<u8>) {
+        self.write(out);
+    }
+}
+
+/// Writes `msg` with `edit` applied and the gateway's Via `via` on top into `out` (cleared
+/// first).
 ///
 /// Layout: start line (new Request-URI if any), the gateway's Via right above the first Via
 /// (or above the first header), the previous top Via entry stamped with `received`/`rport`,
 /// Record-Route above the first Record-Route (or right after the Via block), Max-Forwards
 /// replaced in place (or added after the last header), the first Route entry popped, `extra`
 /// after the last header, a CRLF blank line and the body byte-exact.
-pub fn forward_request(msg: &Message<'_>, edit: &RequestEdit<'_>, out: &mut Vec<u8>) {
-    write_request(
-        msg,
-        edit,
-        |out| out.extend_from_slice(edit.via.as_bytes()),
-        out,
-    );
-}
-
-/// [`forward_request`] with the gateway's Via written from its parts straight into `out`, in
-/// place of `edit.via` (not read): the forwarded bytes are the same, without a Via `String`
-/// built and copied first.
-pub fn forward_request_via(
+pub fn forward_request(
     msg: &Message<'_>,
     edit: &RequestEdit<'_>,
-    via: &GatewayVia<'_>,
-    out: &mut Vec<u8>,
-) {
-    write_request(msg, edit, |out| via.write(out), out);
-}
-
-/// [`forward_request`], the gateway's Via value written by `via`.
-fn write_request(
-    msg: &Message<'_>,
-    edit: &RequestEdit<'_>,
-    via: impl Fn(&mut Vec<u8>),
+    via: &(impl ViaValue + ?Sized),
     out: &mut Vec<u8>,
 ) {
     let write_via = |out: &mut Vec<u8>| {
         out.extend_from_slice(b"Via: ");
-        via(out);
+        via.write_value(out);
         out.extend_from_slice(b"\r\n");
     };
     out.clear();
-    out.reserve(msg.raw.len() + edit.via.len() + 256);
+    // The gateway's Via and Record-Route and a Max-Forwards fit in this.
+    out.reserve(msg.raw.len() + 384);
     match (edit.request_uri, &msg.start) {
         (Some(uri), Start::Request { method, .. }) => {
             for part in [method.as_str(), " ", uri, " SIP/2.0\r\n"] {
@@ -319,7 +317,6 @@ mod tests {
 
     fn edit() -> RequestEdit<'static> {
         RequestEdit {
-            via: GW_VIA,
             received: Some("203.0.113.8".parse().unwrap()),
             rport: Some(40000),
             request_uri: None,
@@ -330,10 +327,15 @@ mod tests {
         }
     }
 
+    /// `raw` forwarded with `e` under the gateway's Via [`GW_VIA`].
     fn forward(raw: &[u8], e: &RequestEdit<'_>) -> Vec<u8> {
+        forward_under(raw, GW_VIA, e)
+    }
+
+    fn forward_under(raw: &[u8], via: &str, e: &RequestEdit<'_>) -> Vec<u8> {
         let m = parse(raw).unwrap();
         let mut out = b"stale bytes".to_vec();
-        forward_request(&m, e, &mut out);
+        forward_request(&m, e, via, &mut out);
         out
     }
 
@@ -446,11 +448,10 @@ History-Info: <sip:a@b>;index=1\r\n\r\n"
             let raw =
                 format!("BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n{line}Call-ID: x\r\n\r\n");
             let e = RequestEdit {
-                via: "V",
                 max_forwards: n,
                 ..RequestEdit::default()
             };
-            let out = forward(raw.as_bytes(), &e);
+            let out = forward_under(raw.as_bytes(), "V", &e);
             assert_eq!(
                 lossy(&out),
                 format!("BYE sip:a@b SIP/2.0\r\n{want}"),
@@ -545,18 +546,17 @@ Via: SIP/2.0/UDP c;rport\r\nMax-Forwards: 69\r\n\r\n"
                 "BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n{routes}Max-Forwards: 3\r\n\r\n"
             );
             let e = RequestEdit {
-                via: "V",
                 max_forwards: 2,
                 pop_routes: 1,
                 ..RequestEdit::default()
             };
-            let out = forward(raw.as_bytes(), &e);
+            let out = forward_under(raw.as_bytes(), "V", &e);
             assert_eq!(
                 lossy(&out),
                 format!("BYE sip:a@b SIP/2.0\r\nVia: V\r\nVia: SIP/2.0/UDP h\r\n{want}Max-Forwards: 2\r\n\r\n"),
                 "{routes}"
             );
-            let kept = forward(raw.as_bytes(), &RequestEdit { pop_routes: 0, ..e });
+            let kept = forward_under(raw.as_bytes(), "V", &RequestEdit { pop_routes: 0, ..e });
             assert!(lossy(&kept).contains(routes), "{routes}");
         }
     }
@@ -579,12 +579,11 @@ Via: SIP/2.0/UDP c;rport\r\nMax-Forwards: 69\r\n\r\n"
                 "BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n{routes}Max-Forwards: 3\r\n\r\n"
             );
             let e = RequestEdit {
-                via: "V",
                 max_forwards: 2,
                 pop_routes: 2,
                 ..RequestEdit::default()
             };
-            let out = forward(raw.as_bytes(), &e);
+            let out = forward_under(raw.as_bytes(), "V", &e);
             let want = format!("BYE sip:a@b SIP/2.0\r\nVia: V\r\nVia: SIP/2.0/UDP h\r\n{want}Max-Forwards: 2\r\n\r\n");
             assert_eq!(lossy(&out), want, "{routes}");
         }
@@ -611,22 +610,21 @@ Via: SIP/2.0/UDP c;rport\r\nMax-Forwards: 69\r\n\r\n"
         for (headers, want) in cases {
             let raw = format!("INVITE sip:a@b SIP/2.0\r\n{headers}Max-Forwards: 9\r\n\r\n");
             let e = RequestEdit {
-                via: "V",
                 max_forwards: 8,
                 record_route: Some("<sip:gw;lr>"),
                 ..RequestEdit::default()
             };
-            let out = forward(raw.as_bytes(), &e);
+            let out = forward_under(raw.as_bytes(), "V", &e);
             assert_eq!(
                 lossy(&out),
                 format!("INVITE sip:a@b SIP/2.0\r\n{want}Max-Forwards: 8\r\n\r\n"),
                 "{headers}"
             );
         }
-        let bare = forward(
+        let bare = forward_under(
             b"INVITE sip:a@b SIP/2.0\r\n\r\n",
+            "V",
             &RequestEdit {
-                via: "V",
                 max_forwards: 70,
                 record_route: Some("<sip:gw;lr>"),
                 ..RequestEdit::default()
@@ -749,16 +747,10 @@ Max-Forwards: 69\r\nRoute: <sip:gw.example.net;lr>, <sip:core.example.net;lr>\n"
                         ..edit()
                     },
                 ] {
-                    let want = forward(
-                        raw,
-                        &RequestEdit {
-                            via: &text,
-                            ..e.clone()
-                        },
-                    );
+                    let want = forward_under(raw, &text, &e);
                     let m = parse(raw).unwrap();
                     let mut got = b"stale".to_vec();
-                    forward_request_via(&m, &RequestEdit { via: "", ..e }, &gw, &mut got);
+                    forward_request(&m, &e, &gw, &mut got);
                     assert_eq!(lossy(&got), lossy(&want));
                 }
             }

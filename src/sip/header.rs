@@ -161,7 +161,7 @@ pub fn via(transport: Transport, at: &str, branch: &Branch, marks: &ViaMarks<'_>
 }
 
 /// The gateway's own Via as its parts, written where it is needed: [`via`] makes a `String` of
-/// it, [`crate::sip::edit::forward_request_via`] writes it straight into the forwarded bytes.
+/// it, [`crate::sip::forward_request`] writes it straight into the forwarded bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GatewayVia<'a> {
     /// The transport the copy is sent over.

@@ -21,7 +21,7 @@ pub mod uri;
 pub mod via;
 
 pub use branch::{hash64, rendezvous, rendezvous_hashed, Branch, Key, BRANCH_PREFIX};
-pub use edit::{forward_request, forward_response, stamp_via, RequestEdit};
+pub use edit::{forward_request, forward_response, stamp_via, RequestEdit, ViaValue};
 pub use frame::{frame, Frame, FrameError};
 pub use header::{Cause, Q850};
 pub use message::{parse, Header, Message, Method, ParseError, Start};
