@@ -252,6 +252,8 @@ pub struct Recorder {
     responses: [[OnceCell<Counter>; 3]; 7],
     /// By [`RejectReason`], in [`RejectReason::ALL`] order.
     rejected: [Counter; RejectReason::ALL.len()],
+    /// Its shard of the handling-time histogram.
+    duration_shard: usize,
 }
 
 impl Default for Recorder {
@@ -260,6 +262,7 @@ impl Default for Recorder {
             current: None,
             responses: Default::default(),
             rejected: RejectReason::ALL.map(|r| counter!(REJECTED, "reason" => r.as_str())),
+            duration_shard: duration::shard(),
         }
     }
 }
@@ -379,7 +382,7 @@ impl Recorder {
 
     /// Records the time a message spent inside the gateway, receive to send.
     pub fn record_duration(&mut self, inside: Duration) {
-        duration::record(inside);
+        duration::record(self.duration_shard, inside);
     }
 }
 
