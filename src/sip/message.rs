@@ -771,7 +771,35 @@ fn is_named(want: &HeaderName<'_>, h: &Header<'_>) -> bool {
 }
 
 fn tag_of(value: &str) -> Option<&str> {
-    param(header_params(value), "tag").flatten()
+    let params = header_params(value);
+    if params.is_empty() {
+        return None;
+    }
+    match leading_tag(params) {
+        Some(tag) => Some(tag),
+        None => param(params, "tag").flatten(),
+    }
+}
+
+/// The value of a `tag` parameter written first (`;tag=value`, any case, nothing around the
+/// name): the bytes up to the next `;` or the end, trimmed, as [`param`] reads them. `None`
+/// (ask [`param`]) for any other list, and when a quote or bracket comes before the value
+/// ends, which would change where the list splits.
+fn leading_tag(params: &str) -> Option<&str> {
+    let b = params.as_bytes();
+    match b.first_chunk::<5>() {
+        Some(&[b';', t, a, g, b'=']) if [t | 0x20, a | 0x20, g | 0x20] == *b"tag" => {}
+        _ => return None,
+    }
+    let rest = b.get(5..)?;
+    let end = rest
+        .iter()
+        .position(|c| matches!(c, b';' | b'"' | b'<' | b'['))
+        .unwrap_or(rest.len());
+    if rest.get(end).is_some_and(|&c| c != b';') {
+        return None;
+    }
+    params.get(5..5 + end).map(str::trim_ascii)
 }
 
 #[cfg(test)]
@@ -1070,6 +1098,53 @@ Call-ID: x\r\n\r\n";
             let m = parse(raw.as_bytes()).unwrap();
             assert_eq!(m.from_tag(), want, "{value}");
             assert_eq!(m.to_tag(), want, "{value}");
+        }
+    }
+
+    /// The tag as read before the leading-tag shortcut and the word-at-a-time walk.
+    fn tag_by_bytes(value: &str) -> Option<&str> {
+        let params =
+            crate::sip::scan::find_outside_by_bytes(value, b';').map_or("", |i| &value[i..]);
+        param(params, "tag").flatten()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn tags_read_as_by_the_byte_scan(
+            display in "(\"[a-z ;<>\\\\\"]{0,8}\" ?|[a-z ]{0,6})",
+            uri in "(<[a-z0-9:@.;=\\[\\]<>\"]{0,30}>|[a-z0-9:@.;=]{0,20})",
+            params in "(;[tT][aA][gG]=)?(;|[tT][aA][gG]|=|[a-z0-9 ]{1,4}|\"|<|>|\\[|\\]|,){0,8}",
+        ) {
+            let value = format!("{display}{uri}{params}");
+            proptest::prop_assert_eq!(tag_of(&value), tag_by_bytes(&value));
+        }
+
+        #[test]
+        fn tags_of_any_text_read_as_by_the_byte_scan(
+            value in "[tagTAG;= \"<>\\[\\]\\\\a电\t]{0,24}",
+        ) {
+            proptest::prop_assert_eq!(tag_of(&value), tag_by_bytes(&value));
+        }
+    }
+
+    #[test]
+    fn leading_tags_read_as_param_reads_them() {
+        let cases = [
+            (";tag=abc", Some("abc")),
+            (";TaG= abc ;x", Some("abc")),
+            (";tag=", Some("")),
+            (";tag=a\"b\"", None),
+            (";tag=a;x=\"q\"", Some("a")),
+            (";tag =a", None),
+            (";x=1;tag=a", None),
+            (";tAg=<a>", None),
+            ("", None),
+        ];
+        for (params, want) in cases {
+            assert_eq!(leading_tag(params), want, "{params}");
+            if want.is_some() {
+                assert_eq!(param(params, "tag").flatten(), want, "{params}");
+            }
         }
     }
 

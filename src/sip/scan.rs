@@ -156,8 +156,15 @@ pub fn split_first(value: &str) -> (&str, Option<&str>) {
 /// The header parameters of a name-addr / addr-spec value (From, To, Route ...): what follows
 /// the `>` of `<uri>`, or the URI's first `;` when there are no brackets (RFC 3261 §20.10).
 pub fn header_params(value: &str) -> &str {
-    // The first `;` outside quotes and `<...>` starts the header parameters either way.
-    find_outside(value, b';')
+    // The first `;` outside quotes and `<...>` starts the header parameters either way. A
+    // name-addr has a bracket or quote before its first `;` (inside the URI or after it), so
+    // the walk starts at once, without the searches `find_outside` begins with; a value with
+    // no `;` at all (a To without tag) has none.
+    let bytes = value.as_bytes();
+    if find_byte(bytes, b';').is_none() {
+        return "";
+    }
+    walk_outside(bytes, 0, b';')
         .and_then(|i| value.get(i..))
         .unwrap_or_default()
 }
@@ -167,64 +174,90 @@ pub(crate) fn find_outside(s: &str, sep: u8) -> Option<usize> {
     let bytes = s.as_bytes();
     // Fast paths (memchr): with no `sep` at all there is none outside either (a lone Via,
     // Route or To value); and before the first quote or bracket nothing is nested, so a first
-    // `sep` ahead of every opener is the answer. Otherwise the byte-by-byte scan starts at
+    // `sep` ahead of every opener is the answer. Otherwise the walk starts at
     // that first opener, where its state is still the initial one.
     let first = memchr::memchr(sep, bytes)?;
     let Some(opener) = memchr::memchr3(b'"', b'<', b'[', bytes.get(..first).unwrap_or_default())
     else {
         return Some(first);
     };
-    // From the opener on, a byte-class table: ordinary bytes (most of a URI) cost one load
-    // and one compare each.
+    walk_outside(bytes, opener, sep)
+}
+
+/// [`find_outside`] from `from` on, where nothing is open yet: a state machine over the bytes
+/// that may change its state (quotes, brackets, escapes, `sep`), which [`next_special`] finds
+/// eight at a time; the bytes of a URI in between cost nothing each.
+fn walk_outside(bytes: &[u8], from: usize, sep: u8) -> Option<usize> {
     let mut in_quote = false;
     let mut depth = 0usize;
-    let mut i = opener;
-    while let Some(&b) = bytes.get(i) {
-        i += 1;
-        let class = CLASS[usize::from(b)];
-        if class == ORDINARY {
-            if b == sep && depth == 0 && !in_quote {
-                return Some(i - 1);
-            }
-            continue;
-        }
+    let mut i = from;
+    while let Some(at) = next_special(bytes, i, sep) {
+        let b = *bytes.get(at)?;
+        i = at + 1;
         if in_quote {
-            match class {
-                ESCAPE => i += 1,
-                QUOTE => in_quote = false,
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_quote = false,
                 _ => {}
             }
             continue;
         }
-        match class {
-            QUOTE => in_quote = true,
-            OPEN => depth += 1,
-            CLOSE => depth = depth.saturating_sub(1),
+        match b {
+            b'"' => in_quote = true,
+            b'<' | b'[' => depth += 1,
+            b'>' | b']' => depth = depth.saturating_sub(1),
             // A backslash outside quotes is an ordinary byte.
-            _ if b == sep && depth == 0 => return Some(i - 1),
+            _ if b == sep && depth == 0 => return Some(at),
             _ => {}
         }
     }
     None
 }
 
-const ORDINARY: u8 = 0;
-const QUOTE: u8 = 1;
-const ESCAPE: u8 = 2;
-const OPEN: u8 = 3;
-const CLOSE: u8 = 4;
+/// Offset of the first byte at or after `from` that may matter to [`walk_outside`]: every
+/// `"`, `\`, `<`, `>`, `[`, `]`, `;` and `sep`, and `=` (its code sits between theirs),
+/// which the walk passes over. Eight bytes at a time; the last few are
+/// read as a word padded with NULs, which are never flagged.
+fn next_special(bytes: &[u8], from: usize, sep: u8) -> Option<usize> {
+    let mut at = from;
+    while let Some(word) = bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        let hits = specials(u64::from_le_bytes(*word), sep);
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = bytes.get(at..)?;
+    let mut word = [0u8; 8];
+    word.get_mut(..tail.len())?.copy_from_slice(tail);
+    let hits = specials(u64::from_le_bytes(word), sep);
+    let hit = at + (hits.trailing_zeros() / 8) as usize;
+    (hits != 0 && hit < bytes.len()).then_some(hit)
+}
 
-/// What each byte is to [`find_outside`]; 0 for ordinary bytes.
-static CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    t[b'"' as usize] = QUOTE;
-    t[b'\\' as usize] = ESCAPE;
-    t[b'<' as usize] = OPEN;
-    t[b'[' as usize] = OPEN;
-    t[b'>' as usize] = CLOSE;
-    t[b']' as usize] = CLOSE;
-    t
-};
+/// A high bit in each byte of `w` that is `"`, in `;<=>` (0x3b..=0x3e), in `[\]`
+/// (0x5b..=0x5d) or equal to `sep`, and maybe in some others: the lowest one is always one
+/// of those (see [`find_byte`]; the range sums stay within their bytes).
+#[inline(always)]
+fn specials(w: u64, sep: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let low = w & LOW7;
+    // The high bit set where a (7-bit) byte is at least `lo`, or above `hi`.
+    let at_least = |lo: u8| low + ONES * u64::from(0x80 - lo);
+    let above = |hi: u8| low + ONES * u64::from(0x7f - hi);
+    // The high bit set at the lowest byte of `x` that is zero (and maybe above it).
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x;
+    let ranges = (at_least(0x3b) & !above(0x3e)) | (at_least(0x5b) & !above(0x5d));
+    let quote = zero(w ^ (ONES * u64::from(b'"')));
+    let sep = if (0x3b..=0x3e).contains(&sep) {
+        0
+    } else {
+        zero(w ^ (ONES * u64::from(sep)))
+    };
+    (ranges | quote | sep) & HIGH
+}
 
 /// Pieces of `s` between `sep`s found by [`find_outside`] (untrimmed, empty ones included).
 pub(crate) fn split_outside(s: &str, sep: u8) -> impl Iterator<Item = &str> {
@@ -314,34 +347,36 @@ pub(crate) fn parse_decimal(s: &str) -> Option<u64> {
     })
 }
 
+/// [`find_outside`] as a plain byte-by-byte scan (before the memchr and word-at-a-time fast
+/// paths), kept as the reference for tests here and in the header readers.
+#[cfg(test)]
+pub(crate) fn find_outside_by_bytes(s: &str, sep: u8) -> Option<usize> {
+    let (mut in_quote, mut escaped, mut depth) = (false, false, 0usize);
+    for (i, b) in s.bytes().enumerate() {
+        if in_quote {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_quote = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_quote = true,
+            b'<' | b'[' => depth += 1,
+            b'>' | b']' => depth = depth.saturating_sub(1),
+            _ if b == sep && depth == 0 => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    /// The scan before the memchr fast path, kept as the reference.
-    fn find_outside_by_bytes(s: &str, sep: u8) -> Option<usize> {
-        let (mut in_quote, mut escaped, mut depth) = (false, false, 0usize);
-        for (i, b) in s.bytes().enumerate() {
-            if in_quote {
-                match b {
-                    _ if escaped => escaped = false,
-                    b'\\' => escaped = true,
-                    b'"' => in_quote = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match b {
-                b'"' => in_quote = true,
-                b'<' | b'[' => depth += 1,
-                b'>' | b']' => depth = depth.saturating_sub(1),
-                _ if b == sep && depth == 0 => return Some(i),
-                _ => {}
-            }
-        }
-        None
-    }
-
     #[test]
     fn the_fast_separator_search_agrees_with_the_byte_scan() {
         let pieces = [
@@ -365,6 +400,58 @@ mod tests {
             }
         }
         assert!(checked > 20_000, "{checked}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_word_at_a_time_walk_agrees_with_the_byte_scan(
+            s in "[a;,=\"\\\\<>\\[\\] :@.\u{80}电\u{7f}\u{1}]{0,40}",
+            sep in proptest::sample::select(vec![b',', b';']),
+        ) {
+            proptest::prop_assert_eq!(find_outside(&s, sep), find_outside_by_bytes(&s, sep));
+            proptest::prop_assert_eq!(walk_outside(s.as_bytes(), 0, sep), find_outside_by_bytes(&s, sep));
+        }
+
+        #[test]
+        fn name_addr_values_split_as_by_the_byte_scan(
+            display in "(\"[a-z ;,<>\\\\\"]{0,8}\"|[a-z ]{0,6})",
+            uri in "(<[a-z0-9:@.;=,\\[\\]<>\"]{0,30}>|[a-z0-9:@.;=]{0,20})",
+            params in "[a-z0-9;=,\"<>\\[\\] ]{0,20}",
+            sep in proptest::sample::select(vec![b',', b';']),
+        ) {
+            let s = format!("{display}{uri}{params}");
+            proptest::prop_assert_eq!(find_outside(&s, sep), find_outside_by_bytes(&s, sep));
+            proptest::prop_assert_eq!(walk_outside(s.as_bytes(), 0, sep), find_outside_by_bytes(&s, sep));
+        }
+    }
+
+    #[test]
+    fn no_special_byte_lies_before_the_lowest_flag() {
+        // Every pair of byte values side by side, at every position of a word, for both
+        // separators: the lowest flag is at or before the first special byte, and there is a
+        // flag whenever there is a special byte.
+        let special = |b: u8, sep: u8| {
+            b == b'"' || (0x3b..=0x3e).contains(&b) || (0x5b..=0x5d).contains(&b) || b == sep
+        };
+        for sep in [b',', b';'] {
+            for x in 0..=255u8 {
+                for y in 0..=255u8 {
+                    for (at, fill) in [(0, 0), (3, b'a'), (6, 0xff), (2, 0x3a), (4, 0x22)] {
+                        let mut word = [fill; 8];
+                        word[at] = x;
+                        word[at + 1] = y;
+                        let first = word.iter().position(|&b| special(b, sep));
+                        let flags = specials(u64::from_le_bytes(word), sep);
+                        let lowest = (flags != 0).then_some(flags.trailing_zeros() as usize / 8);
+                        match (first, lowest) {
+                            (None, _) => {}
+                            (Some(f), Some(l)) => assert!(l <= f, "{word:?}"),
+                            (Some(_), None) => panic!("missed in {word:?}"),
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
