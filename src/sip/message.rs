@@ -726,7 +726,8 @@ impl<'a> Message<'a> {
 
     /// The top Via entry, `None` when missing or malformed.
     pub fn top_via(&self) -> Option<Via<'_>> {
-        self.vias().next()
+        // What `vias().next()` gives, without the adapters the entry moves through there.
+        Via::parse(self.via_entries().next()?).ok()
     }
 
     /// The Call-ID value.
