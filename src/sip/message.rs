@@ -303,14 +303,32 @@ fn read_cseq(v: &str) -> Option<(u32, &str)> {
 ///
 /// Accepts `\n\n` and `\n\r\n`; `buf` must not start with CR or LF.
 pub(crate) fn head_end(buf: &[u8]) -> Option<(usize, usize)> {
-    scan_head(buf, &mut LineEnds::default())
+    blank_line(
+        buf,
+        &mut LineEnds::default(),
+        memchr::memchr_iter(b'\n', buf),
+    )
 }
 
 /// [`head_end`], remembering in `ends` where the first lines end.
 fn scan_head(buf: &[u8], ends: &mut LineEnds) -> Option<(usize, usize)> {
-    let mut from = 0;
-    while let Some(off) = memchr::memchr(b'\n', buf.get(from..)?) {
-        let nl = from + off;
+    // One searcher for the whole section, called directly: `memchr::memchr` per line goes
+    // through its CPU dispatch each time, which costs as much as the search of a short line.
+    #[cfg(target_arch = "x86_64")]
+    if let Some(one) = memchr::arch::x86_64::avx2::memchr::One::new(b'\n') {
+        return blank_line(buf, ends, one.iter(buf));
+    }
+    blank_line(buf, ends, memchr::memchr_iter(b'\n', buf))
+}
+
+/// The first blank line of `buf`, given where its line feeds are.
+#[inline(always)]
+fn blank_line(
+    buf: &[u8],
+    ends: &mut LineEnds,
+    line_feeds: impl Iterator<Item = usize>,
+) -> Option<(usize, usize)> {
+    for nl in line_feeds {
         ends.push(nl + 1);
         let rest = buf.get(nl + 1..)?;
         if rest.starts_with(b"\n") {
@@ -319,7 +337,6 @@ fn scan_head(buf: &[u8], ends: &mut LineEnds) -> Option<(usize, usize)> {
         if rest.starts_with(b"\r\n") {
             return Some((nl + 1, nl + 3));
         }
-        from = nl + 1;
     }
     None
 }
@@ -1389,6 +1406,41 @@ Via: SIP/2.0/TCP c.example;branch=z9hG4bK3;rport=5099\r\n\r\n";
                 want,
                 "{line}"
             );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_head_scan_finds_what_memchr_per_line_finds(
+            buf in proptest::collection::vec(
+                proptest::sample::select(vec![b'\n', b'\r', b'a', 0x0b, 0x80, 0, b' ']),
+                0..80,
+            ),
+        ) {
+            let mut ends = LineEnds::default();
+            let got = scan_head(&buf, &mut ends);
+            // The loop before: memchr from each line's start.
+            let mut want_ends = Vec::new();
+            let mut want = None;
+            let mut from = 0;
+            while let Some(off) = memchr::memchr(b'\n', &buf[from..]) {
+                let nl = from + off;
+                want_ends.push(u32::try_from(nl + 1).unwrap());
+                let rest = &buf[nl + 1..];
+                if rest.starts_with(b"\n") {
+                    want = Some((nl + 1, nl + 2));
+                    break;
+                }
+                if rest.starts_with(b"\r\n") {
+                    want = Some((nl + 1, nl + 3));
+                    break;
+                }
+                from = nl + 1;
+            }
+            want_ends.truncate(LineEnds::CAP);
+            proptest::prop_assert_eq!(got, want);
+            proptest::prop_assert_eq!(head_end(&buf), want);
+            proptest::prop_assert_eq!(&ends.at[..ends.len], &want_ends[..]);
         }
     }
 
