@@ -73,9 +73,7 @@ pub(crate) fn each_param_of<'p>(
 /// Offset of the first `needle` in `hay`, eight bytes at a time. memchr's dispatch costs more
 /// than the whole search on the short strings of a header (a parameter, a `host:port`).
 pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let pattern = LO * u64::from(needle);
+    let pattern = ONES * u64::from(needle);
     let mut words = hay.chunks_exact(8);
     let mut at = 0;
     for word in &mut words {
@@ -84,37 +82,67 @@ pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
         };
         // A zero byte of `x` is a match; the lowest flagged byte is always a true one.
         let x = u64::from_le_bytes(word) ^ pattern;
-        let hits = x.wrapping_sub(LO) & !x & HI;
+        let hits = x.wrapping_sub(ONES) & !x & HIGH;
         if hits != 0 {
             return Some(at + (hits.trailing_zeros() / 8) as usize);
         }
         at += 8;
     }
-    let tail = hay.get(at..).unwrap_or_default();
-    tail.iter().position(|&b| b == needle).map(|i| at + i)
+    if at == hay.len() {
+        return None;
+    }
+    // The last few bytes: the last eight as one word, the bytes already searched again
+    // (they hold no match), rather than a byte at a time.
+    match hay
+        .len()
+        .checked_sub(8)
+        .and_then(|from| Some((from, hay.get(from..)?)))
+    {
+        Some((from, last)) => {
+            let x = u64::from_le_bytes(*last.first_chunk::<8>()?) ^ pattern;
+            let hits = x.wrapping_sub(ONES) & !x & HIGH;
+            (hits != 0).then(|| from + (hits.trailing_zeros() / 8) as usize)
+        }
+        None => hay.iter().position(|&b| b == needle),
+    }
 }
 
 /// Offset of the last `needle` in `hay`, eight bytes at a time (see [`find_byte`]).
 pub(crate) fn rfind_byte(hay: &[u8], needle: u8) -> Option<usize> {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    let pattern = 0x0101_0101_0101_0101 * u64::from(needle);
+    let pattern = ONES * u64::from(needle);
+    // Exact per byte (no borrow between bytes): the high bit is set where `x` is zero.
+    let hits = |word: &[u8; 8]| {
+        let x = u64::from_le_bytes(*word) ^ pattern;
+        !(((x & LOW7) + LOW7) | x | LOW7)
+    };
     let mut words = hay.rchunks_exact(8);
     let mut end = hay.len();
     for word in &mut words {
         let Ok(word) = <[u8; 8]>::try_from(word) else {
             break;
         };
-        // Exact per byte (no borrow between bytes): the high bit is set where `x` is zero.
-        let x = u64::from_le_bytes(word) ^ pattern;
-        let hits = !(((x & LOW7) + LOW7) | x | LOW7);
-        if hits != 0 {
-            return Some(end - 8 + (7 - hits.leading_zeros() / 8) as usize);
+        let h = hits(&word);
+        if h != 0 {
+            return Some(end - 8 + (7 - h.leading_zeros() / 8) as usize);
         }
         end -= 8;
     }
-    let head = hay.get(..end).unwrap_or_default();
-    head.iter().rposition(|&b| b == needle)
+    if end == 0 {
+        return None;
+    }
+    // The first few bytes: the first eight as one word (the rest of it holds no match).
+    match hay.first_chunk::<8>() {
+        Some(first) => {
+            let h = hits(first);
+            (h != 0).then(|| (7 - h.leading_zeros() / 8) as usize)
+        }
+        None => hay.iter().rposition(|&b| b == needle),
+    }
 }
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+const HIGH: u64 = 0x8080_8080_8080_8080;
 
 /// Splits a header value into its comma-separated entries (RFC 3261 §7.3.1), ignoring commas
 /// inside quotes, `<...>` and `[...]`; entries are trimmed and empty ones skipped.
@@ -240,9 +268,6 @@ fn next_special(bytes: &[u8], from: usize, sep: u8) -> Option<usize> {
 /// of those (see [`find_byte`]; the range sums stay within their bytes).
 #[inline(always)]
 fn specials(w: u64, sep: u8) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     let low = w & LOW7;
     // The high bit set where a (7-bit) byte is at least `lo`, or above `hi`.
     let at_least = |lo: u8| low + ONES * u64::from(0x80 - lo);
@@ -451,6 +476,20 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_word_searches_agree_with_position_on_any_bytes(
+            hay in proptest::collection::vec(
+                proptest::sample::select(vec![b';', b':', b'@', 0x3a ^ 0x80, 0xff, 0, 1, b'a']),
+                0..40,
+            ),
+            needle in proptest::sample::select(vec![b';', b':', b'@', 0, 0xff]),
+        ) {
+            proptest::prop_assert_eq!(find_byte(&hay, needle), hay.iter().position(|&b| b == needle));
+            proptest::prop_assert_eq!(rfind_byte(&hay, needle), hay.iter().rposition(|&b| b == needle));
         }
     }
 
