@@ -553,19 +553,30 @@ fn split_header<'a>(line: &'a str, ahead: &[u8]) -> Option<(HeaderName<'a>, &'a 
     if name.is_empty() || matches!(known, HeaderName::Other(_)) && !name.bytes().all(is_token) {
         return None;
     }
+    let blank = |c: Option<&u8>| matches!(c, Some(b' ' | b'\t'));
+    // The usual `Name: value`: the colon, one space, and neither blank at the value's start
+    // nor at the end of the line; the loops below find the same bounds for it.
+    if b.get(name_len) == Some(&b':')
+        && b.get(name_len + 1) == Some(&b' ')
+        && !blank(b.get(name_len + 2))
+        && name_len + 2 < b.len()
+        && !blank(b.last())
+    {
+        return Some((known, line.get(name_len + 2..)?));
+    }
     let mut colon = name_len;
-    while matches!(b.get(colon), Some(b' ' | b'\t')) {
+    while blank(b.get(colon)) {
         colon += 1;
     }
     if b.get(colon) != Some(&b':') {
         return None;
     }
     let mut from = colon + 1;
-    while matches!(b.get(from), Some(b' ' | b'\t')) {
+    while blank(b.get(from)) {
         from += 1;
     }
     let mut to = b.len();
-    while to > from && matches!(b.get(to - 1), Some(b' ' | b'\t')) {
+    while to > from && blank(b.get(to - 1)) {
         to -= 1;
     }
     Some((known, line.get(from..to)?))
@@ -907,6 +918,21 @@ mod tests {
         ) {
             let line = format!("{name}{rest}");
             let ahead = format!("{line}{}{tail}", if crlf { "\r\n" } else { "\n" });
+            proptest::prop_assert_eq!(
+                split_header(&line, ahead.as_bytes()),
+                split_header_by_bytes(&line)
+            );
+        }
+
+        #[test]
+        fn usual_header_lines_split_as_byte_by_byte(
+            name in "(Via|v|CSeq|X-A|[a-zA-Z-]{1,14})",
+            colon in "(:|: |:  |:\t| :| : |)",
+            value in "[ \ta-z<>;=\x01电]{0,12}",
+            crlf in proptest::bool::ANY,
+        ) {
+            let line = format!("{name}{colon}{value}");
+            let ahead = format!("{line}{}Next: x\r\n", if crlf { "\r\n" } else { "\n" });
             proptest::prop_assert_eq!(
                 split_header(&line, ahead.as_bytes()),
                 split_header_by_bytes(&line)
