@@ -362,13 +362,21 @@ pub(crate) fn starts_with_ci(s: &str, prefix: &str) -> bool {
 
 /// A non-empty run of ASCII digits (surrounding whitespace allowed) that fits a `u64`.
 pub(crate) fn parse_decimal(s: &str) -> Option<u64> {
-    let s = trim_wsp(s);
-    if s.is_empty() {
+    // A value starting and ending with a digit (as written nearly always) has nothing to trim.
+    let b = s.as_bytes();
+    let digits = match (b.first(), b.last()) {
+        (Some(first), Some(last)) if first.is_ascii_digit() && last.is_ascii_digit() => b,
+        _ => trim_wsp(s).as_bytes(),
+    };
+    if digits.is_empty() {
         return None;
     }
-    s.bytes().try_fold(0u64, |n, b| {
-        let digit = b.is_ascii_digit().then(|| u64::from(b - b'0'))?;
-        n.checked_mul(10)?.checked_add(digit)
+    digits.iter().try_fold(0u64, |n, &b| {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(digit))
     })
 }
 
@@ -490,6 +498,25 @@ mod tests {
         ) {
             proptest::prop_assert_eq!(find_byte(&hay, needle), hay.iter().position(|&b| b == needle));
             proptest::prop_assert_eq!(rfind_byte(&hay, needle), hay.iter().rposition(|&b| b == needle));
+        }
+    }
+
+    /// The decimal reader before the no-trim shortcut, kept as the reference.
+    fn parse_decimal_trimmed(s: &str) -> Option<u64> {
+        let s = trim_wsp(s);
+        if s.is_empty() {
+            return None;
+        }
+        s.bytes().try_fold(0u64, |n, b| {
+            let digit = b.is_ascii_digit().then(|| u64::from(b - b'0'))?;
+            n.checked_mul(10)?.checked_add(digit)
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decimals_read_as_with_the_trim(s in "[ \t0-9a/:电]{0,6}[0-9]{0,21}[ \t0-9]{0,3}") {
+            proptest::prop_assert_eq!(parse_decimal(&s), parse_decimal_trimmed(&s));
         }
     }
 
