@@ -263,6 +263,18 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, ParseError> {
 /// `split_ascii_whitespace` gives, read in one pass.
 fn read_cseq(v: &str) -> Option<(u32, &str)> {
     let b = v.as_bytes();
+    // The usual `1 INVITE`: digits, one space, a token to the end.
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits > 0 && digits < 10 && b.get(digits) == Some(&b' ') {
+        let method = b.get(digits + 1..).unwrap_or_default();
+        if !method.is_empty() && method.iter().all(|&c| is_token(c)) {
+            let num = b
+                .get(..digits)?
+                .iter()
+                .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
+            return Some((num, v.get(digits + 1..)?));
+        }
+    }
     let blank = |at: usize| b.get(at).is_some_and(u8::is_ascii_whitespace);
     let mut at = 0;
     while blank(at) {
@@ -1490,6 +1502,10 @@ Via: SIP/2.0/TCP c.example;branch=z9hG4bK3;rport=5099\r\n\r\n";
         fn cseq_numbers_read_as_split_into_words(n in proptest::num::u64::ANY, m in "[A-Z]{1,3}") {
             let v = format!(" {n}\t{m} ");
             proptest::prop_assert_eq!(read_cseq(&v), read_cseq_by_words(&v));
+            for n in [n, n % 10_000_000_000, n % 1_000_000_000] {
+                let v = format!("{n} {m}");
+                proptest::prop_assert_eq!(read_cseq(&v), read_cseq_by_words(&v));
+            }
         }
     }
 
