@@ -192,9 +192,73 @@ pub fn header_params(value: &str) -> &str {
     if find_byte(bytes, b';').is_none() {
         return "";
     }
+    if let Some(params) = name_addr_params(value) {
+        return params;
+    }
     walk_outside(bytes, 0, b';')
         .and_then(|i| value.get(i..))
         .unwrap_or_default()
+}
+
+/// [`header_params`] for a name-addr as usually written, `["display"] [name] <uri>;params`,
+/// found by single-byte searches: a quoted display name without escapes, nothing that opens,
+/// closes or separates before the `<`, nothing that nests inside `<...>` (a quote, `<`,
+/// brackets, a backslash), and a `;` right after the `>`. There the walk of
+/// [`walk_outside`] finds the same `;`: the quote closes at its next `"`, the `<` opens the
+/// only level and the first `>` closes it. `None` for any other value.
+fn name_addr_params(value: &str) -> Option<&str> {
+    let b = value.as_bytes();
+    let mut at = 0;
+    if b.first() == Some(&b'"') {
+        let close = 1 + find_byte(b.get(1..)?, b'"')?;
+        if find_byte(b.get(1..close)?, b'\\').is_some() {
+            return None;
+        }
+        at = close + 1;
+    }
+    let open = at + find_byte(b.get(at..)?, b'<')?;
+    if b.get(at..open)?
+        .iter()
+        .any(|c| matches!(c, b'"' | b';' | b'[' | b']' | b'>'))
+    {
+        return None;
+    }
+    let close = open + 1 + find_byte(b.get(open + 1..)?, b'>')?;
+    if nests(b.get(open + 1..close)?) || b.get(close + 1) != Some(&b';') {
+        return None;
+    }
+    value.get(close + 1..)
+}
+
+/// Whether `s` holds a `"`, `<`, `[`, `\` or `]`, eight bytes at a time.
+fn nests(s: &[u8]) -> bool {
+    // The high bit of each byte that is one of them (or, above one, maybe another byte):
+    // nonzero exactly when one is there.
+    let flags = |w: u64| {
+        let low = w & LOW7;
+        let zero = |x: u64| x.wrapping_sub(ONES) & !x;
+        let brackets = (low + ONES * 0x25) & !(low + ONES * 0x22) & !w;
+        (brackets | zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'<')))) & HIGH
+    };
+    let mut words = s.chunks_exact(8);
+    for word in &mut words {
+        if let Ok(word) = <[u8; 8]>::try_from(word) {
+            if flags(u64::from_le_bytes(word)) != 0 {
+                return true;
+            }
+        }
+    }
+    match s
+        .len()
+        .checked_sub(8)
+        .and_then(|from| s.get(from..)?.first_chunk::<8>())
+    {
+        Some(last) => flags(u64::from_le_bytes(*last)) != 0,
+        None => words
+            .remainder()
+            .iter()
+            .any(|c| matches!(c, b'"' | b'<' | b'[' | b'\\' | b']')),
+    }
 }
 
 /// Byte offset of the first `sep` outside quotes, `<>` and `[]`.
@@ -517,6 +581,34 @@ mod tests {
         #[test]
         fn decimals_read_as_with_the_trim(s in "[ \t0-9a/:电]{0,6}[0-9]{0,21}[ \t0-9]{0,3}") {
             proptest::prop_assert_eq!(parse_decimal(&s), parse_decimal_trimmed(&s));
+        }
+    }
+
+    #[test]
+    fn nesting_bytes_are_found_whatever_their_neighbours() {
+        let nesting = |b: &u8| matches!(b, b'"' | b'<' | b'[' | b'\\' | b']');
+        for x in 0..=255u8 {
+            for y in 0..=255u8 {
+                for (len, at) in [(2, 0), (8, 3), (8, 6), (11, 9), (11, 2), (16, 7)] {
+                    let mut s = vec![b'a'; len];
+                    s[at] = x;
+                    s[at + 1] = y;
+                    assert_eq!(nests(&s), s.iter().any(nesting), "{s:?}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn name_addr_header_params_are_what_the_byte_scan_finds(
+            display in "(\"[a-z ;<>\\\\\"]{0,8}\" ?|[a-z ;\\]>]{0,6})",
+            uri in "<[a-z0-9:@.;=\\[\\]<>\"\\\\]{0,30}>",
+            params in "( ?;[a-z]{1,3}(=[a-z0-9\"<>]{0,4})?|;|>){0,3}",
+        ) {
+            let value = format!("{display}{uri}{params}");
+            let want = find_outside_by_bytes(&value, b';').map_or("", |i| &value[i..]);
+            proptest::prop_assert_eq!(header_params(&value), want);
         }
     }
 
