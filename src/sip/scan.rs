@@ -612,6 +612,35 @@ mod tests {
         }
     }
 
+    /// The plain parameter split before offsets (a `str` split per piece), kept as the reference.
+    fn plain_params_by_pieces(params: &str) -> Vec<(&str, Option<&str>)> {
+        let mut out = Vec::new();
+        for p in params.split(';') {
+            out.push(match p.split_once('=') {
+                Some((n, v)) => (n.trim_ascii(), Some(v.trim_ascii())),
+                None => (p.trim_ascii(), None),
+            });
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_parameters_split_as_piece_by_piece(
+            params in "[;= \t\ra-z0-9电\x0b]{0,24}",
+            stop in 0usize..6,
+        ) {
+            let mut got = Vec::new();
+            each_param_of(&params, false, |n, v| {
+                got.push((n, v));
+                got.len() > stop
+            });
+            let mut want = plain_params_by_pieces(&params);
+            want.truncate(stop + 1);
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+
     #[test]
     fn the_word_searches_find_what_byte_searches_find() {
         // Every length up to three words, the needle (or a byte one off it) at every offset,
