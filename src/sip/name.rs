@@ -92,6 +92,7 @@ impl<'a> HeaderName<'a> {
 
     /// Position of a known name in [`KNOWN`]-sized tables (the message's header index);
     /// `None` for `Other`.
+    #[inline]
     pub(crate) fn slot(&self) -> Option<usize> {
         Some(match self {
             HeaderName::Via => 0,

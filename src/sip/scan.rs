@@ -73,9 +73,7 @@ pub(crate) fn each_param_of<'p>(
 /// Offset of the first `needle` in `hay`, eight bytes at a time. memchr's dispatch costs more
 /// than the whole search on the short strings of a header (a parameter, a `host:port`).
 pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let pattern = LO * u64::from(needle);
+    let pattern = ONES * u64::from(needle);
     let mut words = hay.chunks_exact(8);
     let mut at = 0;
     for word in &mut words {
@@ -84,37 +82,67 @@ pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
         };
         // A zero byte of `x` is a match; the lowest flagged byte is always a true one.
         let x = u64::from_le_bytes(word) ^ pattern;
-        let hits = x.wrapping_sub(LO) & !x & HI;
+        let hits = x.wrapping_sub(ONES) & !x & HIGH;
         if hits != 0 {
             return Some(at + (hits.trailing_zeros() / 8) as usize);
         }
         at += 8;
     }
-    let tail = hay.get(at..).unwrap_or_default();
-    tail.iter().position(|&b| b == needle).map(|i| at + i)
+    if at == hay.len() {
+        return None;
+    }
+    // The last few bytes: the last eight as one word, the bytes already searched again
+    // (they hold no match), rather than a byte at a time.
+    match hay
+        .len()
+        .checked_sub(8)
+        .and_then(|from| Some((from, hay.get(from..)?)))
+    {
+        Some((from, last)) => {
+            let x = u64::from_le_bytes(*last.first_chunk::<8>()?) ^ pattern;
+            let hits = x.wrapping_sub(ONES) & !x & HIGH;
+            (hits != 0).then(|| from + (hits.trailing_zeros() / 8) as usize)
+        }
+        None => hay.iter().position(|&b| b == needle),
+    }
 }
 
 /// Offset of the last `needle` in `hay`, eight bytes at a time (see [`find_byte`]).
 pub(crate) fn rfind_byte(hay: &[u8], needle: u8) -> Option<usize> {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    let pattern = 0x0101_0101_0101_0101 * u64::from(needle);
+    let pattern = ONES * u64::from(needle);
+    // Exact per byte (no borrow between bytes): the high bit is set where `x` is zero.
+    let hits = |word: &[u8; 8]| {
+        let x = u64::from_le_bytes(*word) ^ pattern;
+        !(((x & LOW7) + LOW7) | x | LOW7)
+    };
     let mut words = hay.rchunks_exact(8);
     let mut end = hay.len();
     for word in &mut words {
         let Ok(word) = <[u8; 8]>::try_from(word) else {
             break;
         };
-        // Exact per byte (no borrow between bytes): the high bit is set where `x` is zero.
-        let x = u64::from_le_bytes(word) ^ pattern;
-        let hits = !(((x & LOW7) + LOW7) | x | LOW7);
-        if hits != 0 {
-            return Some(end - 8 + (7 - hits.leading_zeros() / 8) as usize);
+        let h = hits(&word);
+        if h != 0 {
+            return Some(end - 8 + (7 - h.leading_zeros() / 8) as usize);
         }
         end -= 8;
     }
-    let head = hay.get(..end).unwrap_or_default();
-    head.iter().rposition(|&b| b == needle)
+    if end == 0 {
+        return None;
+    }
+    // The first few bytes: the first eight as one word (the rest of it holds no match).
+    match hay.first_chunk::<8>() {
+        Some(first) => {
+            let h = hits(first);
+            (h != 0).then(|| (7 - h.leading_zeros() / 8) as usize)
+        }
+        None => hay.iter().rposition(|&b| b == needle),
+    }
 }
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+const HIGH: u64 = 0x8080_8080_8080_8080;
 
 /// Splits a header value into its comma-separated entries (RFC 3261 §7.3.1), ignoring commas
 /// inside quotes, `<...>` and `[...]`; entries are trimmed and empty ones skipped.
@@ -156,10 +184,81 @@ pub fn split_first(value: &str) -> (&str, Option<&str>) {
 /// The header parameters of a name-addr / addr-spec value (From, To, Route ...): what follows
 /// the `>` of `<uri>`, or the URI's first `;` when there are no brackets (RFC 3261 §20.10).
 pub fn header_params(value: &str) -> &str {
-    // The first `;` outside quotes and `<...>` starts the header parameters either way.
-    find_outside(value, b';')
+    // The first `;` outside quotes and `<...>` starts the header parameters either way. A
+    // name-addr has a bracket or quote before its first `;` (inside the URI or after it), so
+    // the walk starts at once, without the searches `find_outside` begins with; a value with
+    // no `;` at all (a To without tag) has none.
+    let bytes = value.as_bytes();
+    if find_byte(bytes, b';').is_none() {
+        return "";
+    }
+    if let Some(params) = name_addr_params(value) {
+        return params;
+    }
+    walk_outside(bytes, 0, b';')
         .and_then(|i| value.get(i..))
         .unwrap_or_default()
+}
+
+/// [`header_params`] for a name-addr as usually written, `["display"] [name] <uri>;params`,
+/// found by single-byte searches: a quoted display name without escapes, nothing that opens,
+/// closes or separates before the `<`, nothing that nests inside `<...>` (a quote, `<`,
+/// brackets, a backslash), and a `;` right after the `>`. There the walk of
+/// [`walk_outside`] finds the same `;`: the quote closes at its next `"`, the `<` opens the
+/// only level and the first `>` closes it. `None` for any other value.
+fn name_addr_params(value: &str) -> Option<&str> {
+    let b = value.as_bytes();
+    let mut at = 0;
+    if b.first() == Some(&b'"') {
+        let close = 1 + find_byte(b.get(1..)?, b'"')?;
+        if find_byte(b.get(1..close)?, b'\\').is_some() {
+            return None;
+        }
+        at = close + 1;
+    }
+    let open = at + find_byte(b.get(at..)?, b'<')?;
+    if b.get(at..open)?
+        .iter()
+        .any(|c| matches!(c, b'"' | b';' | b'[' | b']' | b'>'))
+    {
+        return None;
+    }
+    let close = open + 1 + find_byte(b.get(open + 1..)?, b'>')?;
+    if nests(b.get(open + 1..close)?) || b.get(close + 1) != Some(&b';') {
+        return None;
+    }
+    value.get(close + 1..)
+}
+
+/// Whether `s` holds a `"`, `<`, `[`, `\` or `]`, eight bytes at a time.
+fn nests(s: &[u8]) -> bool {
+    // The high bit of each byte that is one of them (or, above one, maybe another byte):
+    // nonzero exactly when one is there.
+    let flags = |w: u64| {
+        let low = w & LOW7;
+        let zero = |x: u64| x.wrapping_sub(ONES) & !x;
+        let brackets = (low + ONES * 0x25) & !(low + ONES * 0x22) & !w;
+        (brackets | zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'<')))) & HIGH
+    };
+    let mut words = s.chunks_exact(8);
+    for word in &mut words {
+        if let Ok(word) = <[u8; 8]>::try_from(word) {
+            if flags(u64::from_le_bytes(word)) != 0 {
+                return true;
+            }
+        }
+    }
+    match s
+        .len()
+        .checked_sub(8)
+        .and_then(|from| s.get(from..)?.first_chunk::<8>())
+    {
+        Some(last) => flags(u64::from_le_bytes(*last)) != 0,
+        None => words
+            .remainder()
+            .iter()
+            .any(|c| matches!(c, b'"' | b'<' | b'[' | b'\\' | b']')),
+    }
 }
 
 /// Byte offset of the first `sep` outside quotes, `<>` and `[]`.
@@ -167,64 +266,87 @@ pub(crate) fn find_outside(s: &str, sep: u8) -> Option<usize> {
     let bytes = s.as_bytes();
     // Fast paths (memchr): with no `sep` at all there is none outside either (a lone Via,
     // Route or To value); and before the first quote or bracket nothing is nested, so a first
-    // `sep` ahead of every opener is the answer. Otherwise the byte-by-byte scan starts at
+    // `sep` ahead of every opener is the answer. Otherwise the walk starts at
     // that first opener, where its state is still the initial one.
     let first = memchr::memchr(sep, bytes)?;
     let Some(opener) = memchr::memchr3(b'"', b'<', b'[', bytes.get(..first).unwrap_or_default())
     else {
         return Some(first);
     };
-    // From the opener on, a byte-class table: ordinary bytes (most of a URI) cost one load
-    // and one compare each.
+    walk_outside(bytes, opener, sep)
+}
+
+/// [`find_outside`] from `from` on, where nothing is open yet: a state machine over the bytes
+/// that may change its state (quotes, brackets, escapes, `sep`), which [`next_special`] finds
+/// eight at a time; the bytes of a URI in between cost nothing each.
+fn walk_outside(bytes: &[u8], from: usize, sep: u8) -> Option<usize> {
     let mut in_quote = false;
     let mut depth = 0usize;
-    let mut i = opener;
-    while let Some(&b) = bytes.get(i) {
-        i += 1;
-        let class = CLASS[usize::from(b)];
-        if class == ORDINARY {
-            if b == sep && depth == 0 && !in_quote {
-                return Some(i - 1);
-            }
-            continue;
-        }
+    let mut i = from;
+    while let Some(at) = next_special(bytes, i, sep) {
+        let b = *bytes.get(at)?;
+        i = at + 1;
         if in_quote {
-            match class {
-                ESCAPE => i += 1,
-                QUOTE => in_quote = false,
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_quote = false,
                 _ => {}
             }
             continue;
         }
-        match class {
-            QUOTE => in_quote = true,
-            OPEN => depth += 1,
-            CLOSE => depth = depth.saturating_sub(1),
+        match b {
+            b'"' => in_quote = true,
+            b'<' | b'[' => depth += 1,
+            b'>' | b']' => depth = depth.saturating_sub(1),
             // A backslash outside quotes is an ordinary byte.
-            _ if b == sep && depth == 0 => return Some(i - 1),
+            _ if b == sep && depth == 0 => return Some(at),
             _ => {}
         }
     }
     None
 }
 
-const ORDINARY: u8 = 0;
-const QUOTE: u8 = 1;
-const ESCAPE: u8 = 2;
-const OPEN: u8 = 3;
-const CLOSE: u8 = 4;
+/// Offset of the first byte at or after `from` that may matter to [`walk_outside`]: every
+/// `"`, `\`, `<`, `>`, `[`, `]`, `;` and `sep`, and `=` (its code sits between theirs),
+/// which the walk passes over. Eight bytes at a time; the last few are
+/// read as a word padded with NULs, which are never flagged.
+fn next_special(bytes: &[u8], from: usize, sep: u8) -> Option<usize> {
+    let mut at = from;
+    while let Some(word) = bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        let hits = specials(u64::from_le_bytes(*word), sep);
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = bytes.get(at..)?;
+    let mut word = [0u8; 8];
+    word.get_mut(..tail.len())?.copy_from_slice(tail);
+    let hits = specials(u64::from_le_bytes(word), sep);
+    let hit = at + (hits.trailing_zeros() / 8) as usize;
+    (hits != 0 && hit < bytes.len()).then_some(hit)
+}
 
-/// What each byte is to [`find_outside`]; 0 for ordinary bytes.
-static CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    t[b'"' as usize] = QUOTE;
-    t[b'\\' as usize] = ESCAPE;
-    t[b'<' as usize] = OPEN;
-    t[b'[' as usize] = OPEN;
-    t[b'>' as usize] = CLOSE;
-    t[b']' as usize] = CLOSE;
-    t
-};
+/// A high bit in each byte of `w` that is `"`, in `;<=>` (0x3b..=0x3e), in `[\]`
+/// (0x5b..=0x5d) or equal to `sep`, and maybe in some others: the lowest one is always one
+/// of those (see [`find_byte`]; the range sums stay within their bytes).
+#[inline(always)]
+fn specials(w: u64, sep: u8) -> u64 {
+    let low = w & LOW7;
+    // The high bit set where a (7-bit) byte is at least `lo`, or above `hi`.
+    let at_least = |lo: u8| low + ONES * u64::from(0x80 - lo);
+    let above = |hi: u8| low + ONES * u64::from(0x7f - hi);
+    // The high bit set at the lowest byte of `x` that is zero (and maybe above it).
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x;
+    let ranges = (at_least(0x3b) & !above(0x3e)) | (at_least(0x5b) & !above(0x5d));
+    let quote = zero(w ^ (ONES * u64::from(b'"')));
+    let sep = if (0x3b..=0x3e).contains(&sep) {
+        0
+    } else {
+        zero(w ^ (ONES * u64::from(sep)))
+    };
+    (ranges | quote | sep) & HIGH
+}
 
 /// Pieces of `s` between `sep`s found by [`find_outside`] (untrimmed, empty ones included).
 pub(crate) fn split_outside(s: &str, sep: u8) -> impl Iterator<Item = &str> {
@@ -304,44 +426,54 @@ pub(crate) fn starts_with_ci(s: &str, prefix: &str) -> bool {
 
 /// A non-empty run of ASCII digits (surrounding whitespace allowed) that fits a `u64`.
 pub(crate) fn parse_decimal(s: &str) -> Option<u64> {
-    let s = trim_wsp(s);
-    if s.is_empty() {
+    // A value starting and ending with a digit (as written nearly always) has nothing to trim.
+    let b = s.as_bytes();
+    let digits = match (b.first(), b.last()) {
+        (Some(first), Some(last)) if first.is_ascii_digit() && last.is_ascii_digit() => b,
+        _ => trim_wsp(s).as_bytes(),
+    };
+    if digits.is_empty() {
         return None;
     }
-    s.bytes().try_fold(0u64, |n, b| {
-        let digit = b.is_ascii_digit().then(|| u64::from(b - b'0'))?;
-        n.checked_mul(10)?.checked_add(digit)
+    digits.iter().try_fold(0u64, |n, &b| {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(digit))
     })
+}
+
+/// [`find_outside`] as a plain byte-by-byte scan (before the memchr and word-at-a-time fast
+/// paths), kept as the reference for tests here and in the header readers.
+#[cfg(test)]
+pub(crate) fn find_outside_by_bytes(s: &str, sep: u8) -> Option<usize> {
+    let (mut in_quote, mut escaped, mut depth) = (false, false, 0usize);
+    for (i, b) in s.bytes().enumerate() {
+        if in_quote {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_quote = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_quote = true,
+            b'<' | b'[' => depth += 1,
+            b'>' | b']' => depth = depth.saturating_sub(1),
+            _ if b == sep && depth == 0 => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    /// The scan before the memchr fast path, kept as the reference.
-    fn find_outside_by_bytes(s: &str, sep: u8) -> Option<usize> {
-        let (mut in_quote, mut escaped, mut depth) = (false, false, 0usize);
-        for (i, b) in s.bytes().enumerate() {
-            if in_quote {
-                match b {
-                    _ if escaped => escaped = false,
-                    b'\\' => escaped = true,
-                    b'"' => in_quote = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match b {
-                b'"' => in_quote = true,
-                b'<' | b'[' => depth += 1,
-                b'>' | b']' => depth = depth.saturating_sub(1),
-                _ if b == sep && depth == 0 => return Some(i),
-                _ => {}
-            }
-        }
-        None
-    }
-
     #[test]
     fn the_fast_separator_search_agrees_with_the_byte_scan() {
         let pieces = [
@@ -365,6 +497,148 @@ mod tests {
             }
         }
         assert!(checked > 20_000, "{checked}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_word_at_a_time_walk_agrees_with_the_byte_scan(
+            s in "[a;,=\"\\\\<>\\[\\] :@.\u{80}电\u{7f}\u{1}]{0,40}",
+            sep in proptest::sample::select(vec![b',', b';']),
+        ) {
+            proptest::prop_assert_eq!(find_outside(&s, sep), find_outside_by_bytes(&s, sep));
+            proptest::prop_assert_eq!(walk_outside(s.as_bytes(), 0, sep), find_outside_by_bytes(&s, sep));
+        }
+
+        #[test]
+        fn name_addr_values_split_as_by_the_byte_scan(
+            display in "(\"[a-z ;,<>\\\\\"]{0,8}\"|[a-z ]{0,6})",
+            uri in "(<[a-z0-9:@.;=,\\[\\]<>\"]{0,30}>|[a-z0-9:@.;=]{0,20})",
+            params in "[a-z0-9;=,\"<>\\[\\] ]{0,20}",
+            sep in proptest::sample::select(vec![b',', b';']),
+        ) {
+            let s = format!("{display}{uri}{params}");
+            proptest::prop_assert_eq!(find_outside(&s, sep), find_outside_by_bytes(&s, sep));
+            proptest::prop_assert_eq!(walk_outside(s.as_bytes(), 0, sep), find_outside_by_bytes(&s, sep));
+        }
+    }
+
+    #[test]
+    fn no_special_byte_lies_before_the_lowest_flag() {
+        // Every pair of byte values side by side, at every position of a word, for both
+        // separators: the lowest flag is at or before the first special byte, and there is a
+        // flag whenever there is a special byte.
+        let special = |b: u8, sep: u8| {
+            b == b'"' || (0x3b..=0x3e).contains(&b) || (0x5b..=0x5d).contains(&b) || b == sep
+        };
+        for sep in [b',', b';'] {
+            for x in 0..=255u8 {
+                for y in 0..=255u8 {
+                    for (at, fill) in [(0, 0), (3, b'a'), (6, 0xff), (2, 0x3a), (4, 0x22)] {
+                        let mut word = [fill; 8];
+                        word[at] = x;
+                        word[at + 1] = y;
+                        let first = word.iter().position(|&b| special(b, sep));
+                        let flags = specials(u64::from_le_bytes(word), sep);
+                        let lowest = (flags != 0).then_some(flags.trailing_zeros() as usize / 8);
+                        match (first, lowest) {
+                            (None, _) => {}
+                            (Some(f), Some(l)) => assert!(l <= f, "{word:?}"),
+                            (Some(_), None) => panic!("missed in {word:?}"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_word_searches_agree_with_position_on_any_bytes(
+            hay in proptest::collection::vec(
+                proptest::sample::select(vec![b';', b':', b'@', 0x3a ^ 0x80, 0xff, 0, 1, b'a']),
+                0..40,
+            ),
+            needle in proptest::sample::select(vec![b';', b':', b'@', 0, 0xff]),
+        ) {
+            proptest::prop_assert_eq!(find_byte(&hay, needle), hay.iter().position(|&b| b == needle));
+            proptest::prop_assert_eq!(rfind_byte(&hay, needle), hay.iter().rposition(|&b| b == needle));
+        }
+    }
+
+    /// The decimal reader before the no-trim shortcut, kept as the reference.
+    fn parse_decimal_trimmed(s: &str) -> Option<u64> {
+        let s = trim_wsp(s);
+        if s.is_empty() {
+            return None;
+        }
+        s.bytes().try_fold(0u64, |n, b| {
+            let digit = b.is_ascii_digit().then(|| u64::from(b - b'0'))?;
+            n.checked_mul(10)?.checked_add(digit)
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decimals_read_as_with_the_trim(s in "[ \t0-9a/:电]{0,6}[0-9]{0,21}[ \t0-9]{0,3}") {
+            proptest::prop_assert_eq!(parse_decimal(&s), parse_decimal_trimmed(&s));
+        }
+    }
+
+    #[test]
+    fn nesting_bytes_are_found_whatever_their_neighbours() {
+        let nesting = |b: &u8| matches!(b, b'"' | b'<' | b'[' | b'\\' | b']');
+        for x in 0..=255u8 {
+            for y in 0..=255u8 {
+                for (len, at) in [(2, 0), (8, 3), (8, 6), (11, 9), (11, 2), (16, 7)] {
+                    let mut s = vec![b'a'; len];
+                    s[at] = x;
+                    s[at + 1] = y;
+                    assert_eq!(nests(&s), s.iter().any(nesting), "{s:?}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn name_addr_header_params_are_what_the_byte_scan_finds(
+            display in "(\"[a-z ;<>\\\\\"]{0,8}\" ?|[a-z ;\\]>]{0,6})",
+            uri in "<[a-z0-9:@.;=\\[\\]<>\"\\\\]{0,30}>",
+            params in "( ?;[a-z]{1,3}(=[a-z0-9\"<>]{0,4})?|;|>){0,3}",
+        ) {
+            let value = format!("{display}{uri}{params}");
+            let want = find_outside_by_bytes(&value, b';').map_or("", |i| &value[i..]);
+            proptest::prop_assert_eq!(header_params(&value), want);
+        }
+    }
+
+    /// The plain parameter split before offsets (a `str` split per piece), kept as the reference.
+    fn plain_params_by_pieces(params: &str) -> Vec<(&str, Option<&str>)> {
+        let mut out = Vec::new();
+        for p in params.split(';') {
+            out.push(match p.split_once('=') {
+                Some((n, v)) => (n.trim_ascii(), Some(v.trim_ascii())),
+                None => (p.trim_ascii(), None),
+            });
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_parameters_split_as_piece_by_piece(
+            params in "[;= \t\ra-z0-9电\x0b]{0,24}",
+            stop in 0usize..6,
+        ) {
+            let mut got = Vec::new();
+            each_param_of(&params, false, |n, v| {
+                got.push((n, v));
+                got.len() > stop
+            });
+            let mut want = plain_params_by_pieces(&params);
+            want.truncate(stop + 1);
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     #[test]

@@ -293,6 +293,11 @@ fn port_digits(digits: &[u8]) -> Option<u32> {
     })
 }
 
+/// Whether `b` may be part of a host as written (see [`HOST`]).
+pub(crate) fn is_host_byte(b: u8) -> bool {
+    HOST[usize::from(b)]
+}
+
 /// The bytes a host as written may hold: letters, digits, `-._` and, for IPv6, `:[]`.
 static HOST: [bool; 256] = {
     let mut t = [false; 256];

@@ -4,7 +4,7 @@
 use super::header::{MarkReader, ViaMarks};
 use super::message::ParseError;
 use super::scan::{each_param_of, find_byte, is_name, is_nested, is_token};
-use super::uri::{split_host_port, Host, HostPort};
+use super::uri::{is_host_byte, split_host_port, Host, HostPort};
 
 /// One Via entry (a combined `Via: a, b` line yields two).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +45,123 @@ impl<'a> Via<'a> {
     /// # Errors
     /// [`ParseError::BadVia`] when the entry does not have that shape.
     pub fn parse(entry: &'a str) -> Result<Via<'a>, ParseError> {
+        let Head {
+            raw,
+            transport,
+            host,
+            port,
+            params,
+        } = match Head::plain(entry) {
+            Some(head) => head,
+            None => Head::general(entry)?,
+        };
+        // An unterminated quoted-string swallows the rest of the line (and any later entries):
+        // such a Via cannot be edited safely, so it is malformed. A quote can only be in the
+        // parameters: before them it fails the transport or sent-by checks.
+        let nested = is_nested(params);
+        if nested && !quotes_balanced(params) {
+            return Err(ParseError::BadVia);
+        }
+        // One pass over the parameters (this runs for every Via of every message); the first
+        // occurrence of a name wins, as with `param`.
+        let mut found = Found::default();
+        let mut bad_rport = false;
+        each_param_of(params, nested, |n, v| {
+            bad_rport = found.take(n, v).is_err();
+            bad_rport
+        });
+        if bad_rport {
+            return Err(ParseError::BadVia);
+        }
+        Ok(Via {
+            transport,
+            host,
+            port,
+            branch: found.branch.flatten(),
+            received: found.received.flatten(),
+            rport: found.rport,
+            marks: found.marks.finish(),
+            raw,
+        })
+    }
+}
+
+/// A Via entry up to its parameters: the entry trimmed, its transport and sent-by, and the
+/// parameters (from the first `;`, or empty).
+#[derive(Debug, PartialEq, Eq)]
+struct Head<'a> {
+    raw: &'a str,
+    transport: &'a str,
+    host: &'a str,
+    port: Option<u16>,
+    params: &'a str,
+}
+
+impl<'a> Head<'a> {
+    /// The head of an entry as nearly every element writes it, read in one pass: `SIP/2.0/`
+    /// (any case), a transport, one space, a host of host bytes (no brackets), an optional
+    /// port of one to five digits, then a `;` or the end, and no whitespace at the end. `None`
+    /// for any other entry, which [`Head::general`] reads; for these it gives what that gives.
+    fn plain(entry: &'a str) -> Option<Head<'a>> {
+        const USUAL: u64 = u64::from_le_bytes(*b"sip/2.0/");
+        let b = entry.as_bytes();
+        if u64::from_le_bytes(*b.first_chunk::<8>()?) | 0x20_2020 != USUAL
+            || b.last().is_some_and(u8::is_ascii_whitespace)
+        {
+            return None;
+        }
+        let mut at = 8;
+        while b.get(at).is_some_and(|&c| is_token(c)) {
+            at += 1;
+        }
+        if at == 8 || b.get(at) != Some(&b' ') {
+            return None;
+        }
+        let transport = entry.get(8..at)?;
+        at += 1;
+        let host_at = at;
+        if b.get(at) == Some(&b'[') {
+            return None;
+        }
+        while b.get(at).is_some_and(|&c| c != b':' && is_host_byte(c)) {
+            at += 1;
+        }
+        if at == host_at {
+            return None;
+        }
+        let host = entry.get(host_at..at)?;
+        let mut port = None;
+        if b.get(at) == Some(&b':') {
+            at += 1;
+            let digits = at;
+            let mut value: u32 = 0;
+            while let Some(d) = b.get(at).filter(|c| c.is_ascii_digit()) {
+                value = value * 10 + u32::from(d - b'0');
+                at += 1;
+                if at - digits > 5 {
+                    return None;
+                }
+            }
+            if at == digits {
+                return None;
+            }
+            port = Some(u16::try_from(value).ok()?);
+        }
+        if !matches!(b.get(at), None | Some(b';')) {
+            return None;
+        }
+        Some(Head {
+            raw: entry,
+            transport,
+            host,
+            port,
+            params: entry.get(at..)?,
+        })
+    }
+
+    /// The head of any entry: `SIP/2.0/transport host[:port]`, whitespace allowed around `/`
+    /// and `:` and at the ends.
+    fn general(entry: &'a str) -> Result<Head<'a>, ParseError> {
         let raw = entry.trim_ascii();
         // The usual spelling, without whitespace around the slashes, as one compare: setting
         // the 0x20 bit of the first three bytes folds the case of `SIP` and nothing else.
@@ -79,33 +196,12 @@ impl<'a> Via<'a> {
         let sb_end = find_byte(rest.as_bytes(), b';').unwrap_or(rest.len());
         let (sent_by, params) = rest.split_at(sb_end);
         let (host, port) = split_host_port(sent_by.trim_ascii()).ok_or(ParseError::BadVia)?;
-        // An unterminated quoted-string swallows the rest of the line (and any later entries):
-        // such a Via cannot be edited safely, so it is malformed. A quote can only be in the
-        // parameters: before them it fails the transport or sent-by checks above.
-        let nested = is_nested(params);
-        if nested && !quotes_balanced(params) {
-            return Err(ParseError::BadVia);
-        }
-        // One pass over the parameters (this runs for every Via of every message); the first
-        // occurrence of a name wins, as with `param`.
-        let mut found = Found::default();
-        let mut bad_rport = false;
-        each_param_of(params, nested, |n, v| {
-            bad_rport = found.take(n, v).is_err();
-            bad_rport
-        });
-        if bad_rport {
-            return Err(ParseError::BadVia);
-        }
-        Ok(Via {
+        Ok(Head {
+            raw,
             transport,
             host,
             port,
-            branch: found.branch.flatten(),
-            received: found.received.flatten(),
-            rport: found.rport,
-            marks: found.marks.finish(),
-            raw,
+            params,
         })
     }
 }
@@ -224,6 +320,49 @@ mod tests {
                 .received,
             Some("::2")
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+        #[test]
+        fn plain_heads_read_as_the_general_reader_reads_them(
+            prefix in "(SIP/2\\.0/|sip/2\\.0/|SiP/2\\.0/|SIP / 2\\.0 /|SIP/2\\.1/|SIS/2\\.0/| SIP/2\\.0/)",
+            transport in "(UDP|tcp|TLS|U\"P|SCTP|[a-z!~]{0,3})",
+            gap in "( |  |\t| \t|;|)",
+            host in "([a-z0-9.-]{0,12}|\\[::1\\]|1\\.2\\.3\\.4|a\\]b|h:|h@x|h h)",
+            port in "(|:5060|:0|:65535|:65536|:00001|:123456|: 5|:x|:)",
+            params in "(;(branch|BRANCH|received|rport|RPORT|dgn|dgq|dgc|x)(=[a-z0-9.\"<\\[ ]{0,6})?|;|=| |\t){0,5}",
+            tail in "( |\t|\r|)",
+        ) {
+            let entry = format!("{prefix}{transport}{gap}{host}{port}{params}{tail}");
+            if let Some(plain) = Head::plain(&entry) {
+                proptest::prop_assert_eq!(Ok(plain), Head::general(&entry));
+            }
+        }
+    }
+
+    #[test]
+    fn the_plain_reader_takes_the_usual_entries() {
+        let cases = [
+            "SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1-1-0",
+            "SIP/2.0/TCP gw.example.net;branch=z9hG4bKx;rport",
+            "sip/2.0/udp 10.0.0.1:5060;received=10.0.0.2;rport=5070;dgn=0;dgq=1;dgc=5090",
+            "SIP/2.0/UDP h",
+            "SIP/2.0/UDP h;;branch=;x",
+        ];
+        for entry in cases {
+            let plain = Head::plain(entry);
+            assert!(plain.is_some(), "{entry}");
+            assert_eq!(plain, Head::general(entry).ok(), "{entry}");
+        }
+        for entry in [
+            "SIP/2.0/UDP [::1]:5060",
+            "SIP/2.0/UDP  h",
+            "SIP/2.0/UDP h ",
+            "SIP/2.0/UDP h:123456",
+        ] {
+            assert_eq!(Head::plain(entry), None, "{entry}");
+        }
     }
 
     #[test]
