@@ -112,6 +112,7 @@ pub async fn run(
         gateway.tcp.max_per_source,
     );
     metrics::record_tcp_budgets(nofile, &budgets);
+    transport::probe::record_initial(&config.borrow());
     tracing::info!(
         nofile,
         trunk = budgets.trunk,

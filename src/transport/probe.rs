@@ -70,6 +70,13 @@ fn down_set(targets: &[Target]) -> Arc<Down> {
     ))
 }
 
+/// Sets `dualgate_backend_up` for every backend of `snap` as it stands before any probe: each
+/// is up until its probes fail. Called before the gateway serves, so the first scrape already
+/// has the series (the prober task may not have run yet on a busy machine).
+pub fn record_initial(snap: &Snapshot) {
+    record_all(snap, &targets(snap, Vec::new()));
+}
+
 /// Sets `dualgate_backend_up` for every backend of `snap` (1 for unprobed ones).
 fn record_all(snap: &Snapshot, targets: &[Target]) {
     for q in &snap.queues {
