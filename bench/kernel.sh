@@ -14,7 +14,8 @@
 #              for the next datagram (the scheduler switching the thread out and back in)
 #   other      every other system call
 # and the top kernel symbols by self time. Software cpu-clock sampling works in VMs without
-# hardware counters. Needs perf, sipp, kamailio. Writes WORK (default bench/out/kernel-<utc>).
+# hardware counters. UDP_WORKERS=n passes --udp-workers n to dualgate (default: one per core).
+# Needs perf, sipp, kamailio. Writes WORK (default bench/out/kernel-<utc>).
 # Only 127.0.0.1 is targeted; each sipp is bounded by -m and -timeout (step.sh).
 set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -84,7 +85,8 @@ profile() { # profile LABEL PORT MAINPID
 }
 
 RUST_LOG=warn "$BIN" run --config "$CONF" --sip-udp "127.0.0.1:$DG_PORT" --sip-tcp off \
-  --metrics "127.0.0.1:$DG_METRICS" --now "$NOW" >"$WORK/dualgate.log" 2>&1 &
+  --metrics "127.0.0.1:$DG_METRICS" --now "$NOW" ${UDP_WORKERS:+--udp-workers "$UDP_WORKERS"} \
+  >"$WORK/dualgate.log" 2>&1 &
 DG_PID=$!; PIDS+=("$DG_PID")
 wait_port $DG_PORT || { echo "dualgate did not start"; cat "$WORK/dualgate.log"; exit 1; }
 profile dualgate $DG_PORT "$DG_PID"

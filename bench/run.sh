@@ -18,6 +18,7 @@
 #   LEGACY_RATE [4000]     History-Info during the parallel period); LEGACY_RATE=0 skips it
 #   NOW [2025-04-20T10:00:00+08:00]  dualgate --now: inside Fujian's parallel period
 #   KAMAILIO [auto]        auto: run it when installed; 0: dualgate only
+#   UDP_WORKERS [one per core]  dualgate's --udp-workers
 #   DIRECT [0]             1: also run the ladder with sipp straight to the UAS (sipp's ceiling)
 #   WORK [bench/out/<utc-time>]  logs, mapping file, results.txt, table.md
 #   CARGO_TARGET_DIR [<repo>/target]
@@ -80,7 +81,8 @@ wait_port() { for _ in $(seq 50); do ss -lun | grep -q "127.0.0.1:$1 " && return
 
 # ---- start the proxies -----------------------------------------------------------------------
 RUST_LOG=warn "$BIN" run --config "$CONF" --sip-udp "127.0.0.1:$DG_PORT" --sip-tcp off \
-  --metrics "127.0.0.1:$DG_METRICS" --now "$NOW" >"$WORK/dualgate.log" 2>&1 &
+  --metrics "127.0.0.1:$DG_METRICS" --now "$NOW" ${UDP_WORKERS:+--udp-workers "$UDP_WORKERS"} \
+  >"$WORK/dualgate.log" 2>&1 &
 DG_PID=$!
 wait_port $DG_PORT || { echo "dualgate did not start:"; cat "$WORK/dualgate.log"; exit 1; }
 if [ "$KAMAILIO" = 1 ]; then
@@ -95,7 +97,7 @@ fi
   echo "host: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r)"
   echo "net.core.rmem_max=$(cat /proc/sys/net/core/rmem_max) wmem_max=$(cat /proc/sys/net/core/wmem_max)"
   echo "sipp: $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*')"
-  echo "dualgate: $(git -C "$REPO" rev-parse --short HEAD) ($BIN, $(nproc) UDP workers)"
+  echo "dualgate: $(git -C "$REPO" rev-parse --short HEAD) ($BIN, ${UDP_WORKERS:-$(nproc)} UDP workers)"
   [ "$KAMAILIO" = 1 ] && echo "kamailio: $(kamailio -v | head -1) -x tlsf, children=2, pids $K_PID $(ps -o pid= --ppid "$K_PID" | tr -s ' \n' ' ')"
   echo "rates: ${RATES[*]} (x$REPEATS from $REPEAT_FROM), $DUR s per step, number $NUMBER; legacy $LEGACY_NUMBER at $LEGACY_RATE"
 } | tee "$WORK/machine.txt"
