@@ -81,16 +81,11 @@ impl Branch {
     /// Route entry (§16.6 step 8 without the To tag: the ACK for a non-2xx response carries the
     /// response's To tag, yet must get the INVITE's whole branch, §16.11).
     pub fn of(req: &Message<'_>) -> Branch {
-        Branch::of_top(req, req.top_via().as_ref())
+        Branch::of_top_keyed(req, req.top_via().as_ref()).0
     }
 
-    /// [`Branch::of`] with the request's top Via already parsed (`top`), so a caller that has
-    /// it does not parse it again.
-    pub fn of_top(req: &Message<'_>, top_via: Option<&super::Via<'_>>) -> Branch {
-        Branch::of_top_keyed(req, top_via).0
-    }
-
-    /// [`Branch::of_top`] and the request's rendezvous key, `hash64(&[call_id])` (what
+    /// [`Branch::of`], with the request's top Via already parsed (`top_via`, so a caller that
+    /// has it does not parse it again), and the request's rendezvous key, `hash64(&[call_id])` (what
     /// [`rendezvous_hashed`] computes from the Call-ID), hashed side by side: FNV-1a is a chain
     /// of multiplications, each waiting for the one before, so independent chains run in
     /// lock-step take the time of the longest, not of all.
@@ -770,7 +765,7 @@ To: <sip:12356@gw>{to}\r\nCall-ID: call-1\r\nCSeq: {cseq} {method}\r\nMax-Forwar
         mix(h)
     }
 
-    /// [`Branch::of_top`] as first written, over [`hash64_reference`].
+    /// [`Branch::of`] as first written, over [`hash64_reference`].
     fn branch_reference(req: &Message<'_>) -> Branch {
         let top_via = req.top_via();
         let uri = req.request_uri().unwrap_or_default().as_bytes();
