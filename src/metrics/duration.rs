@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// The metric's name.
-pub(crate) const NAME: &str = "dualgate_request_duration_seconds";
+const NAME: &str = "dualgate_request_duration_seconds";
 const HELP: &str = "Time a message spends inside the gateway, receive to send.";
 
 /// Upper bounds of the buckets, 10 µs to 100 ms: in nanoseconds, and as the `le` label writes

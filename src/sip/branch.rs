@@ -175,19 +175,14 @@ impl Branch {
     /// The `branch` parameter value: `z9hG4bKdg{txn:016x}.{loop_key:016x}.{mac:016x}`.
     pub fn to_param(&self) -> String {
         let mut p = String::with_capacity(59);
-        self.push_param(&mut p);
+        p.push_str(GATEWAY_PREFIX);
+        // Hex digits and dots: ASCII.
+        p.push_str(std::str::from_utf8(&self.fields()).unwrap_or_default());
         p
     }
 
     /// Appends [`Branch::to_param`]'s text to `out`, digit by digit (no formatting machinery:
-    /// this runs for every forwarded request).
-    pub fn push_param(&self, out: &mut String) {
-        out.push_str(GATEWAY_PREFIX);
-        // Hex digits and dots: ASCII.
-        out.push_str(std::str::from_utf8(&self.fields()).unwrap_or_default());
-    }
-
-    /// [`Branch::push_param`] into bytes, where no UTF-8 check is needed.
+    /// this runs for every forwarded request, into the forwarded bytes).
     pub fn write_param(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(GATEWAY_PREFIX.as_bytes());
         out.extend_from_slice(&self.fields());
