@@ -365,12 +365,14 @@ fn check(ctx: &Ctx<'_, '_>) -> Result<Checked, Refusal> {
     let looped = msg
         .headers_named(HeaderName::Via)
         .filter(|line| has_gateway_branch(&line.value))
-        .flat_map(|line| sip::scan::split_list(&line.value))
-        .filter(|e| has_gateway_branch(e))
-        .filter_map(|e| Via::parse(e).ok())
-        .any(|v| {
-            via_is_ours(&v, ctx.snap)
-                && v.branch.and_then(Branch::loop_key_of) == Some(ctx.branch.loop_key)
+        .any(|line| {
+            sip::scan::split_list(&line.value)
+                .filter(|e| has_gateway_branch(e))
+                .filter_map(|e| Via::parse(e).ok())
+                .any(|v| {
+                    via_is_ours(&v, ctx.snap)
+                        && v.branch.and_then(Branch::loop_key_of) == Some(ctx.branch.loop_key)
+                })
         });
     if looped {
         return Err(refusal(482, "Loop Detected", RejectReason::Loop));
@@ -384,11 +386,11 @@ fn check(ctx: &Ctx<'_, '_>) -> Result<Checked, Refusal> {
 
 /// Whether a Via entry holds a branch this gateway wrote (its prefix, anywhere in the text).
 fn has_gateway_branch(entry: &str) -> bool {
-    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| {
-            memchr::memmem::Finder::new(sip::branch::GATEWAY_PREFIX.as_bytes())
-        });
-    FINDER.find(entry.as_bytes()).is_some()
+    // Each `z` and what follows it: a Via holds one or two (the magic cookie's), so this is
+    // cheaper than a general substring search set up for any needle.
+    let prefix = sip::branch::GATEWAY_PREFIX.as_bytes();
+    let b = entry.as_bytes();
+    memchr::memchr_iter(b'z', b).any(|at| b.get(at..).is_some_and(|rest| rest.starts_with(prefix)))
 }
 
 /// Loose routing of in-dialog requests (RFC 3261 §16.4, §16.12): `None` when the request is
@@ -672,5 +674,29 @@ fn forward<'s>(
         send: Some(to),
         reconnect: None,
         label,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_gateway_branch;
+    use crate::sip::branch::GATEWAY_PREFIX;
+
+    proptest::proptest! {
+        /// The search by `z` finds the prefix exactly where a substring search does.
+        #[test]
+        fn a_gateway_branch_is_found_where_a_substring_search_finds_it(
+            s in "(z9hG4bKdg|z9hG4bK|z9|[zdg;, =a-c])*"
+        ) {
+            proptest::prop_assert_eq!(has_gateway_branch(&s), s.contains(GATEWAY_PREFIX));
+        }
+    }
+
+    #[test]
+    fn a_gateway_branch_is_found_after_another_z() {
+        assert!(has_gateway_branch(
+            "SIP/2.0/UDP z.example;branch=z9hG4bKdg0123"
+        ));
+        assert!(!has_gateway_branch("SIP/2.0/UDP a;branch=z9hG4bK-1-1-0"));
     }
 }
