@@ -687,7 +687,8 @@ fn split_named(
     end: usize,
     name_len: usize,
 ) -> Option<(HeaderName<'_>, &str)> {
-    let b = text.as_bytes().get(..end)?;
+    let text = text.get(..end)?;
+    let b = text.as_bytes();
     let name_end = start + name_len;
     // A known name is letters and `-`; only other names need the token check.
     let name = match HeaderName::known(b.get(start..name_end)?) {
@@ -706,13 +707,10 @@ fn split_named(
     let blank = |c: Option<&u8>| matches!(c, Some(b' ' | b'\t'));
     // The usual `Name: value`: the colon, one space, and neither blank at the value's start
     // nor at the end of the line; the loops below find the same bounds for it.
-    if b.get(name_end) == Some(&b':')
-        && b.get(name_end + 1) == Some(&b' ')
-        && !blank(b.get(name_end + 2))
-        && name_end + 2 < end
-        && !blank(b.last())
-    {
-        return Some((name, text.get(name_end + 2..end)?));
+    if let [b':', b' ', first, ..] = b.get(name_end..)? {
+        if !blank(Some(first)) && !blank(b.last()) {
+            return Some((name, text.get(name_end + 2..)?));
+        }
     }
     let mut colon = name_end;
     while blank(b.get(colon)) {
