@@ -181,8 +181,13 @@ const PLAIN_TEXT: usize = 2048;
 /// which costs as much as the search of a short line.
 fn plain(raw: &[u8]) -> Option<Head<'_>> {
     #[cfg(target_arch = "x86_64")]
-    if let Some(one) = memchr::arch::x86_64::avx2::memchr::One::new(b'\n') {
-        return plain_head(raw, |hay| one.find(hay));
+    {
+        use memchr::arch::x86_64::avx2::memchr::One;
+        // Made once: a searcher is a few vectors, which each parse would otherwise copy.
+        static LINE_FEED: std::sync::OnceLock<Option<One>> = std::sync::OnceLock::new();
+        if let Some(one) = LINE_FEED.get_or_init(|| One::new(b'\n')) {
+            return plain_head(raw, |hay| one.find(hay));
+        }
     }
     plain_head(raw, |hay| memchr::memchr(b'\n', hay))
 }
