@@ -559,6 +559,9 @@ impl<'a> Cursor<'a, '_> {
 }
 
 fn parse_start(line: &str) -> Result<Start<'_>, ParseError> {
+    if let Some(start) = plain_status_line(line) {
+        return Ok(start);
+    }
     if line
         .get(..4)
         .is_some_and(|p| same_letters(p.as_bytes(), b"SIP/"))
@@ -592,6 +595,26 @@ fn parse_start(line: &str) -> Result<Start<'_>, ParseError> {
         Some(start) => Ok(start),
         None => request_line_by_words(line),
     }
+}
+
+/// `SIP/2.0 SP 3DIGIT SP reason` with one space each and a code in 100..=699, as nearly every
+/// status line is written. The general path (the split at spaces in [`parse_start`]) reads
+/// such a line the same way; `None` sends any other line there.
+fn plain_status_line(line: &str) -> Option<Start<'_>> {
+    let (&[v0, v1, v2, v3, v4, v5, v6, v7, c0, c1, c2, b' '], _) =
+        line.as_bytes().split_first_chunk::<12>()?
+    else {
+        return None;
+    };
+    if !same_letters(&[v0, v1, v2, v3, v4, v5, v6, v7], b"SIP/2.0 ") {
+        return None;
+    }
+    let digit = |c: u8| c.is_ascii_digit().then(|| u16::from(c - b'0'));
+    let code = digit(c0)? * 100 + digit(c1)? * 10 + digit(c2)?;
+    (100..=699).contains(&code).then_some(Start::Response {
+        code,
+        reason: trim_wsp(line.get(12..)?),
+    })
 }
 
 /// Any request line: its blank-separated words (`words`), checked one by one. The general path
@@ -1132,6 +1155,17 @@ mod tests {
         ) {
             // The general path's words are the split at blanks (checked above on any text).
             proptest::prop_assert_eq!(parse_start(&line), request_line_by_words(&line));
+        }
+
+        #[test]
+        fn usual_status_lines_read_as_before(
+            version in "(SIP/2\\.0|sIp/2\\.0|SIP/2\\.1|SIP/2\\.0 )",
+            code in 0u16..1000,
+            width in 1usize..5,
+            reason in "[ a-zA-Z\t电]{0,8}",
+        ) {
+            let line = format!("{version} {code:0width$} {reason}");
+            proptest::prop_assert_eq!(parse_start(&line), status_line_by_split(&line));
         }
 
         #[test]
