@@ -157,6 +157,111 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, ParseError> {
     if raw.is_empty() {
         return Err(ParseError::Empty);
     }
+    match plain(raw) {
+        Some(head) => finish(raw, head),
+        None => finish(raw, head_by_lines(raw)?),
+    }
+}
+
+/// A header section read: what [`finish`] makes a [`Message`] of.
+#[cfg_attr(test, derive(Debug))]
+struct Head<'a> {
+    start: Start<'a>,
+    start_line: Range<usize>,
+    headers: Vec<Header<'a>>,
+    index: [u32; KNOWN],
+    blank_line: Range<usize>,
+}
+
+/// Bytes of a message made text at once by [`plain_head`]: the head and a usual body fit.
+const PLAIN_TEXT: usize = 2048;
+
+/// [`plain_head`] with the fastest line-feed search the CPU has. One searcher for the whole
+/// section, called directly: `memchr::memchr` per line goes through its CPU dispatch each time,
+/// which costs as much as the search of a short line.
+fn plain(raw: &[u8]) -> Option<Head<'_>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use memchr::arch::x86_64::avx2::memchr::One;
+        // Made once: a searcher is a few vectors, which each parse would otherwise copy.
+        static LINE_FEED: std::sync::OnceLock<Option<One>> = std::sync::OnceLock::new();
+        if let Some(one) = LINE_FEED.get_or_init(|| One::new(b'\n')) {
+            return plain_head(raw, |hay| one.find(hay));
+        }
+    }
+    plain_head(raw, |hay| memchr::memchr(b'\n', hay))
+}
+
+/// The header section as nearly every message writes it, read in one pass over the text: each
+/// line's end is looked for (by `line_feed`) from where its name ends, and no line is folded. The general path,
+/// [`head_by_lines`], reads such a section the same way; `None` sends any other section there
+/// (a folded line, a malformed one, one not UTF-8, a head longer than [`PLAIN_TEXT`] bytes),
+/// and with it every error.
+#[inline(always)]
+fn plain_head(raw: &[u8], line_feed: impl Fn(&[u8]) -> Option<usize>) -> Option<Head<'_>> {
+    let probe = raw.get(..PLAIN_TEXT).unwrap_or(raw);
+    // The message is text as a whole (an SDP body is), or up to a binary body.
+    let text = match std::str::from_utf8(probe) {
+        Ok(text) => text,
+        Err(e) => std::str::from_utf8(probe.get(..e.valid_up_to())?).ok()?,
+    };
+    let b = text.as_bytes();
+    let nl = line_feed(b)?;
+    let start = parse_start(text.get(..without_cr(b, 0, nl))?).ok()?;
+    let mut headers = Vec::with_capacity(16);
+    let mut index = [NONE; KNOWN];
+    let mut pos = nl + 1;
+    loop {
+        let ahead = b.get(pos..)?;
+        let blank = match ahead {
+            [b'\n', ..] => 1,
+            [b'\r', b'\n', ..] => 2,
+            _ => 0,
+        };
+        if blank > 0 {
+            return Some(Head {
+                start,
+                start_line: 0..nl + 1,
+                headers,
+                index,
+                blank_line: pos..pos + blank,
+            });
+        }
+        // The name stops at a byte at or below SP, so the line's LF is not before its end.
+        let name_len = name_end(ahead);
+        let nl = pos + name_len + line_feed(ahead.get(name_len..)?)?;
+        // RFC 3261 §7.3.1: a line starting with SP/HT continues this one.
+        if matches!(b.get(nl + 1), Some(b' ' | b'\t')) {
+            return None;
+        }
+        let (name, value) = split_named(text, pos, without_cr(b, pos, nl), name_len)?;
+        if let Some(slot) = name.slot().and_then(|k| index.get_mut(k)) {
+            if *slot == NONE {
+                *slot = u32::try_from(headers.len()).unwrap_or(NONE);
+            }
+        }
+        headers.push(Header {
+            name,
+            value: Cow::Borrowed(value),
+            line: pos..nl + 1,
+        });
+        pos = nl + 1;
+    }
+}
+
+/// Where the line from `start` ending in the LF at `nl` ends without its terminator: before
+/// the LF, and before a CR in front of it.
+fn without_cr(b: &[u8], start: usize, nl: usize) -> usize {
+    if nl > start && b.get(nl - 1) == Some(&b'\r') {
+        nl - 1
+    } else {
+        nl
+    }
+}
+
+/// Any header section: its end found first, then its lines walked (folded ones unfolded),
+/// each line checked. The general path behind [`plain_head`].
+fn head_by_lines(raw: &[u8]) -> Result<Head<'_>, ParseError> {
     // One scan finds the blank line and remembers where each line ends on the way, so the
     // header loop below does not look for line ends again.
     let mut ends = LineEnds::default();
@@ -212,7 +317,25 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, ParseError> {
             line: line.range.start..end,
         });
     }
+    Ok(Head {
+        start,
+        start_line,
+        headers,
+        index,
+        blank_line: head_end..blank_end,
+    })
+}
 
+/// The message of a header section read from `raw`: its body cut by Content-Length, its CSeq read.
+fn finish<'a>(raw: &'a [u8], head: Head<'a>) -> Result<Message<'a>, ParseError> {
+    let Head {
+        start,
+        start_line,
+        headers,
+        index,
+        blank_line,
+    } = head;
+    let blank_end = blank_line.end;
     let available = raw.len().saturating_sub(blank_end);
     let content_length = index
         .get(HeaderName::ContentLength.slot().unwrap_or(KNOWN))
@@ -252,7 +375,7 @@ pub fn parse(raw: &[u8]) -> Result<Message<'_>, ParseError> {
         start,
         headers,
         start_line,
-        blank_line: head_end..blank_end,
+        blank_line,
         body,
         index,
         cseq,
@@ -436,6 +559,9 @@ impl<'a> Cursor<'a, '_> {
 }
 
 fn parse_start(line: &str) -> Result<Start<'_>, ParseError> {
+    if let Some(start) = plain_status_line(line) {
+        return Ok(start);
+    }
     if line
         .get(..4)
         .is_some_and(|p| same_letters(p.as_bytes(), b"SIP/"))
@@ -469,6 +595,26 @@ fn parse_start(line: &str) -> Result<Start<'_>, ParseError> {
         Some(start) => Ok(start),
         None => request_line_by_words(line),
     }
+}
+
+/// `SIP/2.0 SP 3DIGIT SP reason` with one space each and a code in 100..=699, as nearly every
+/// status line is written. The general path (the split at spaces in [`parse_start`]) reads
+/// such a line the same way; `None` sends any other line there.
+fn plain_status_line(line: &str) -> Option<Start<'_>> {
+    let (&[v0, v1, v2, v3, v4, v5, v6, v7, c0, c1, c2, b' '], _) =
+        line.as_bytes().split_first_chunk::<12>()?
+    else {
+        return None;
+    };
+    if !same_letters(&[v0, v1, v2, v3, v4, v5, v6, v7], b"SIP/2.0 ") {
+        return None;
+    }
+    let digit = |c: u8| c.is_ascii_digit().then(|| u16::from(c - b'0'));
+    let code = digit(c0)? * 100 + digit(c1)? * 10 + digit(c2)?;
+    (100..=699).contains(&code).then_some(Start::Response {
+        code,
+        reason: trim_wsp(line.get(12..)?),
+    })
 }
 
 /// Any request line: its blank-separated words (`words`), checked one by one. The general path
@@ -557,26 +703,44 @@ fn check_version(v: &str) -> Result<(), ParseError> {
 /// `ahead` is the input from the line's start on (the line and what follows it), so the end
 /// of the name can be looked for eight bytes at a time.
 fn split_header<'a>(line: &'a str, ahead: &[u8]) -> Option<(HeaderName<'a>, &'a str)> {
-    let b = line.as_bytes();
-    let name_len = name_end(b, ahead);
-    let name = line.get(..name_len)?;
-    let known = HeaderName::read(name);
+    split_named(line, 0, line.len(), name_end(ahead).min(line.len()))
+}
+
+/// [`split_header`] for the line `text[start..end]` (without terminator) whose name is
+/// `name_len` bytes long (see [`name_end`]).
+#[inline(always)]
+fn split_named(
+    text: &str,
+    start: usize,
+    end: usize,
+    name_len: usize,
+) -> Option<(HeaderName<'_>, &str)> {
+    let text = text.get(..end)?;
+    let b = text.as_bytes();
+    let name_end = start + name_len;
     // A known name is letters and `-`; only other names need the token check.
-    if name.is_empty() || matches!(known, HeaderName::Other(_)) && !name.bytes().all(is_token) {
+    let name = match HeaderName::known(b.get(start..name_end)?) {
+        Some(known) => known,
+        None => {
+            let name = text.get(start..name_end)?;
+            if !name.bytes().all(is_token) {
+                return None;
+            }
+            HeaderName::Other(name)
+        }
+    };
+    if name_len == 0 {
         return None;
     }
     let blank = |c: Option<&u8>| matches!(c, Some(b' ' | b'\t'));
     // The usual `Name: value`: the colon, one space, and neither blank at the value's start
     // nor at the end of the line; the loops below find the same bounds for it.
-    if b.get(name_len) == Some(&b':')
-        && b.get(name_len + 1) == Some(&b' ')
-        && !blank(b.get(name_len + 2))
-        && name_len + 2 < b.len()
-        && !blank(b.last())
-    {
-        return Some((known, line.get(name_len + 2..)?));
+    if let [b':', b' ', first, ..] = b.get(name_end..)? {
+        if !blank(Some(first)) && !blank(b.last()) {
+            return Some((name, text.get(name_end + 2..)?));
+        }
     }
-    let mut colon = name_len;
+    let mut colon = name_end;
     while blank(b.get(colon)) {
         colon += 1;
     }
@@ -587,19 +751,19 @@ fn split_header<'a>(line: &'a str, ahead: &[u8]) -> Option<(HeaderName<'a>, &'a 
     while blank(b.get(from)) {
         from += 1;
     }
-    let mut to = b.len();
+    let mut to = end;
     while to > from && blank(b.get(to - 1)) {
         to -= 1;
     }
-    Some((known, line.get(from..to)?))
+    Some((name, text.get(from..to)?))
 }
 
-/// Where a header name ends: at the first control character, SP or `:` of `line`. None of
-/// those is a token character and they include every byte that may follow a name (SP, HT,
-/// `:`), so a line is a header only if the name ends there and is all token characters.
-/// `ahead` starts where `line` does and runs on past it: the first sixteen bytes are read as
-/// two words, and the CR or LF after `line` stops the search within it.
-fn name_end(line: &[u8], ahead: &[u8]) -> usize {
+/// Where a header name ends: at the first control character, SP or `:` of `ahead` (the input
+/// from the line's start on), or at its end. None of those is a token character and they
+/// include every byte that may follow a name (SP, HT, `:`) and the CR or LF ending the line,
+/// so a line is a header only if the name ends there and is all token characters. The first
+/// sixteen bytes are read as two words.
+fn name_end(ahead: &[u8]) -> usize {
     // The high bit of each byte of `w` below 0x21 or equal to `:`, exactly (no carry
     // crosses a byte: each sum is at most 0x7f + 0x7f).
     let stops = |w: u64| {
@@ -607,18 +771,19 @@ fn name_end(line: &[u8], ahead: &[u8]) -> usize {
         below_0x21(w) | !(((c & !HIGH) + !HIGH) | c) & HIGH
     };
     let word = |at: usize| -> Option<u64> {
-        Some(u64::from_le_bytes(ahead.get(at..at + 8)?.try_into().ok()?))
+        Some(u64::from_le_bytes(*ahead.get(at..)?.first_chunk::<8>()?))
     };
     for at in [0, 8] {
         let Some(w) = word(at) else { break };
         let s = stops(w);
         if s != 0 {
-            return (at + (s.trailing_zeros() / 8) as usize).min(line.len());
+            return at + (s.trailing_zeros() / 8) as usize;
         }
     }
-    line.iter()
+    ahead
+        .iter()
         .position(|&c| c <= b' ' || c == b':')
-        .unwrap_or(line.len())
+        .unwrap_or(ahead.len())
 }
 
 impl<'a> Method<'a> {
@@ -990,6 +1155,17 @@ mod tests {
         ) {
             // The general path's words are the split at blanks (checked above on any text).
             proptest::prop_assert_eq!(parse_start(&line), request_line_by_words(&line));
+        }
+
+        #[test]
+        fn usual_status_lines_read_as_before(
+            version in "(SIP/2\\.0|sIp/2\\.0|SIP/2\\.1|SIP/2\\.0 )",
+            code in 0u16..1000,
+            width in 1usize..5,
+            reason in "[ a-zA-Z\t电]{0,8}",
+        ) {
+            let line = format!("{version} {code:0width$} {reason}");
+            proptest::prop_assert_eq!(parse_start(&line), status_line_by_split(&line));
         }
 
         #[test]
@@ -1522,6 +1698,126 @@ Via: SIP/2.0/TCP c.example;branch=z9hG4bK3;rport=5099\r\n\r\n";
         for (line, want) in cases {
             let raw = format!("BYE sip:a@b SIP/2.0\r\n{line}\r\n\r\n");
             assert_eq!(parse(raw.as_bytes()).unwrap().cseq(), want, "{line}");
+        }
+    }
+
+    /// What the one-pass reader gives, in a form tests can compare.
+    type HeadParts<'a> = (
+        Start<'a>,
+        Range<usize>,
+        Vec<Header<'a>>,
+        [u32; KNOWN],
+        Range<usize>,
+    );
+
+    fn parts(head: Head<'_>) -> HeadParts<'_> {
+        (
+            head.start,
+            head.start_line,
+            head.headers,
+            head.index,
+            head.blank_line,
+        )
+    }
+
+    /// Checks the one-pass reader, with both line-feed searches, against the general path:
+    /// whatever it reads, the general path reads the same. Returns whether it read `raw`.
+    fn plain_reads_as_by_lines(raw: &[u8]) -> bool {
+        let by_lines = head_by_lines(raw).map(parts);
+        let generic = plain_head(raw, |hay| memchr::memchr(b'\n', hay)).map(parts);
+        let fast = plain(raw).map(parts);
+        assert_eq!(fast, generic, "{}", String::from_utf8_lossy(raw));
+        if let Some(fast) = fast {
+            assert_eq!(Ok(fast), by_lines, "{}", String::from_utf8_lossy(raw));
+            return true;
+        }
+        false
+    }
+
+    #[test]
+    fn usual_messages_are_read_in_one_pass() {
+        for raw in [invite(), invite_lf()] {
+            assert!(plain_reads_as_by_lines(&raw));
+        }
+        // A folded line, a line that continues nothing, no blank line, a head not UTF-8.
+        for raw in [
+            &b"OPTIONS sip:gw SIP/2.0\r\nSubject: a\r\n b\r\n\r\n"[..],
+            b"BYE sip:a@b SIP/2.0\r\n continues nothing\r\n\r\n",
+            b"BYE sip:a@b SIP/2.0\r\nCall-ID: x\r\n",
+            b"MESSAGE sip:a@b SIP/2.0\r\nSubject: caf\xe9\r\n\r\n",
+        ] {
+            assert!(!plain_reads_as_by_lines(raw));
+        }
+        // A head past what is made text at once goes the general way, and parses.
+        let long = format!(
+            "BYE sip:a@b SIP/2.0\r\nX-Long: {}\r\nCall-ID: x\r\n\r\n",
+            "a".repeat(PLAIN_TEXT)
+        );
+        assert!(!plain_reads_as_by_lines(long.as_bytes()));
+        assert_eq!(parse(long.as_bytes()).unwrap().call_id(), Some("x"));
+        // A binary body after a text head.
+        let binary = with_body("MESSAGE sip:a@b SIP/2.0\r\nCall-ID: y\r\n", &[0xff, 0xfe]);
+        assert!(plain_reads_as_by_lines(&binary));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn messages_read_in_one_pass_read_as_by_lines(
+            start in "(INVITE sip:a@b SIP/2\\.0|SIP/2\\.0 200 OK|BYE sip:a SIP/2\\.0 x|HELLO|sip/2\\.0 180 Ring|)",
+            lines in proptest::collection::vec(
+                (
+                    "(Via|v|From|f|T|To|call-id|i|CSeq|Content-Length|l|Max-Forwards|Route|Record-Route|X-A|a b|电|)",
+                    "(: |:|  :  |:\t| :|\t: |;)",
+                    "[a-z0-9 \t;:<>\"电\r]{0,10}",
+                    "(\r\n|\n|\r\n |\n\t|\r\n \r\n)",
+                ),
+                0..7,
+            ),
+            blank in "(\r\n|\n|\r|)",
+            body in proptest::collection::vec(proptest::sample::select(vec![b'a', b'\n', 0xff, 0xe7]), 0..6),
+        ) {
+            let mut raw = format!("{start}\r\n");
+            for (name, colon, value, end) in lines {
+                raw.push_str(&format!("{name}{colon}{value}{end}"));
+            }
+            raw.push_str(&blank);
+            let mut raw = raw.into_bytes();
+            raw.extend_from_slice(&body);
+            plain_reads_as_by_lines(&raw);
+        }
+
+        #[test]
+        fn usual_messages_read_in_one_pass_read_as_by_lines(
+            start in "(INVITE sip:a@b SIP/2\\.0|SIP/2\\.0 200 OK|ACK tel:1 SIP/2\\.0)",
+            lines in proptest::collection::vec(
+                (
+                    "(Via|v|From|To|t|Call-ID|CSeq|Contact|Content-Length|Max-Forwards|Route|Diversion|X-[A-Za-z]{1,12}|P-Asserted-Identity)",
+                    proptest::prop_oneof![8 => proptest::strategy::Just(": "), 1 => proptest::strategy::Just(":"), 1 => proptest::strategy::Just(" : ")],
+                    "[a-z0-9 ;:<>\"@.=电]{0,40}",
+                    proptest::prop_oneof![8 => proptest::strategy::Just("\r\n"), 2 => proptest::strategy::Just("\n"), 1 => proptest::strategy::Just("\r\n ")],
+                ),
+                0..12,
+            ),
+            crlf in proptest::bool::weighted(0.8),
+            body in "[a-z=\r\n]{0,10}",
+        ) {
+            let mut raw = format!("{start}\r\n");
+            for (name, colon, value, end) in lines {
+                raw.push_str(&format!("{name}{colon}{value}{end}"));
+            }
+            raw.push_str(if crlf { "\r\n" } else { "\n" });
+            raw.push_str(&body);
+            plain_reads_as_by_lines(raw.as_bytes());
+        }
+
+        #[test]
+        fn any_bytes_read_in_one_pass_read_as_by_lines(
+            raw in proptest::collection::vec(
+                proptest::sample::select(vec![b'a', b'A', b':', b' ', b'\t', b'\r', b'\n', b'/', b'2', b'.', 0, 0xff, 0xe7]),
+                0..60,
+            ),
+        ) {
+            plain_reads_as_by_lines(&raw);
         }
     }
 

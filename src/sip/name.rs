@@ -46,9 +46,16 @@ impl<'a> HeaderName<'a> {
     /// [`HeaderName::from_wire`], inlined where the parser reads every header line.
     #[inline(always)]
     pub(crate) fn read(name: &'a str) -> HeaderName<'a> {
-        if let [c] = name.as_bytes() {
+        HeaderName::known(name.as_bytes()).unwrap_or(HeaderName::Other(name))
+    }
+
+    /// The name a header name as written maps to when it is not kept as written: a variant, or
+    /// the long form of a compact name; `None` for any other name (`Other` as written).
+    #[inline(always)]
+    pub(crate) fn known(b: &[u8]) -> Option<HeaderName<'static>> {
+        if let [c] = b {
             // RFC 3261 §7.3.3 and the IANA compact-form registry.
-            return match c.to_ascii_lowercase() {
+            return Some(match c.to_ascii_lowercase() {
                 b'v' => HeaderName::Via,
                 b'f' => HeaderName::From,
                 b't' => HeaderName::To,
@@ -64,15 +71,14 @@ impl<'a> HeaderName<'a> {
                 b'b' => HeaderName::Other("Referred-By"),
                 b'u' => HeaderName::Other("Allow-Events"),
                 b'x' => HeaderName::Other("Session-Expires"),
-                _ => HeaderName::Other(name),
-            };
+                _ => return None,
+            });
         }
         // The length and the first letter pick one candidate (Call-ID and Contact: the
         // second letter), so a name costs one compare against a literal, not a walk over
         // every known name.
-        let b = name.as_bytes();
         let second = b.get(1).map_or(0, |c| c | 0x20);
-        match (b.len(), b.first().map_or(0, |c| c | 0x20)) {
+        Some(match (b.len(), b.first().map_or(0, |c| c | 0x20)) {
             (2, b't') if same_letters(b, b"To") => HeaderName::To,
             (3, b'v') if same_letters(b, b"Via") => HeaderName::Via,
             (4, b'f') if same_letters(b, b"From") => HeaderName::From,
@@ -86,8 +92,8 @@ impl<'a> HeaderName<'a> {
             (12, b'r') if same_letters(b, b"Record-Route") => HeaderName::RecordRoute,
             (12, b'h') if same_letters(b, b"History-Info") => HeaderName::HistoryInfo,
             (14, b'c') if same_letters(b, b"Content-Length") => HeaderName::ContentLength,
-            _ => HeaderName::Other(name),
-        }
+            _ => return None,
+        })
     }
 
     /// Position of a known name in [`KNOWN`]-sized tables (the message's header index);

@@ -30,6 +30,7 @@ pub(crate) fn is_nested(s: &str) -> bool {
 }
 
 /// [`each_param`] for a caller that has asked [`is_nested`] already.
+#[inline(always)]
 pub(crate) fn each_param_of<'p>(
     params: &'p str,
     nested: bool,
