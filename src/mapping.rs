@@ -103,7 +103,8 @@ pub struct Mappings {
     /// Hashed with foldhash (seeded per process): SipHash's resistance to chosen keys guards
     /// insertions, and the keys inserted here come from the mapping file; a dialled number
     /// only looks up, once per request.
-    index: HashMap<String, Slot, foldhash::fast::RandomState>,
+    /// Keyed by the digits' bytes, so a [`Dialled`] is looked up without checking it is UTF-8.
+    index: HashMap<Box<[u8]>, Slot, foldhash::fast::RandomState>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,10 +126,10 @@ impl Mappings {
             foldhash::fast::RandomState::default(),
         );
         for (i, a) in areas.iter().enumerate() {
-            index.insert(a.new_number.clone(), Slot::Area(i));
+            index.insert(a.new_number.as_bytes().into(), Slot::Area(i));
         }
         for (i, l) in legacy.iter().enumerate() {
-            index.insert(l.number.clone(), Slot::Legacy(i));
+            index.insert(l.number.as_bytes().into(), Slot::Legacy(i));
         }
         Mappings {
             new_number,
@@ -141,7 +142,12 @@ impl Mappings {
 
     /// The entry a canonical number names, if any.
     pub fn lookup(&self, d: &Dialled) -> Option<Entry<'_>> {
-        self.lookup_str(d.as_str())
+        self.lookup_dialled(d).map(|(_, e)| e)
+    }
+
+    /// The entry a canonical number names, with its id; one hash lookup.
+    pub fn lookup_dialled(&self, d: &Dialled) -> Option<(NumberId, Entry<'_>)> {
+        self.find(d.as_bytes())
     }
 
     /// The entry a canonical number (as a string) names, if any. `12356` with no area is the
@@ -152,6 +158,11 @@ impl Mappings {
 
     /// The entry a canonical number names, with its id; one hash lookup.
     pub fn lookup_id(&self, canonical: &str) -> Option<(NumberId, Entry<'_>)> {
+        self.find(canonical.as_bytes())
+    }
+
+    /// [`Mappings::lookup_id`] of the number's bytes.
+    fn find(&self, canonical: &[u8]) -> Option<(NumberId, Entry<'_>)> {
         match self.index.get(canonical) {
             Some(Slot::Legacy(i)) => self
                 .legacy
@@ -161,7 +172,7 @@ impl Mappings {
                 .areas
                 .get(*i)
                 .map(|a| (NumberId::Area(*i), Entry::NewNumber { area: Some(a) })),
-            None if canonical == self.new_number => {
+            None if canonical == self.new_number.as_bytes() => {
                 Some((NumberId::New, Entry::NewNumber { area: None }))
             }
             None => None,
