@@ -64,9 +64,9 @@ pub struct Dialling<'a> {
     pub origin_area: Option<&'a AreaCode>,
 }
 
-/// The longest canonical number: a 4-digit area code and an 8-digit local number, or a
-/// national significant number of up to [`MAX_DIGITS`] digits.
-const MAX_NATIONAL: usize = MAX_DIGITS + 4;
+/// The longest canonical number, in digits: a 4-digit area code and an 8-digit local number,
+/// or a national significant number of up to 16 digits (room for 4 more).
+pub const MAX_NATIONAL: usize = MAX_DIGITS + 4;
 
 /// A canonical national number, held inline (normalizing allocates nothing).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,6 +85,11 @@ impl Dialled {
     /// The canonical digits as bytes (what [`Dialled::as_str`] checks and returns as text).
     pub fn as_bytes(&self) -> &[u8] {
         self.digits.get(..usize::from(self.len)).unwrap_or_default()
+    }
+    /// The canonical digits in a fixed array, zero after the last, and how many there are:
+    /// what a hash index reads as whole words.
+    pub fn padded(&self) -> (&[u8; MAX_NATIONAL], usize) {
+        (&self.digits, usize::from(self.len))
     }
     /// The area code with trunk prefix, when the number is geographic or area-scoped.
     pub fn area(&self) -> Option<&str> {
