@@ -3,8 +3,9 @@
 
 use crate::calendar::Schedule;
 use crate::config::QueueId;
-use crate::number::{AreaCode, Dialled};
+use crate::number::{AreaCode, Dialled, MAX_NATIONAL};
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::time::SystemTime;
 
 /// An area that answers the new number, and the queue it answers on.
@@ -103,7 +104,44 @@ pub struct Mappings {
     /// Hashed with foldhash (seeded per process): SipHash's resistance to chosen keys guards
     /// insertions, and the keys inserted here come from the mapping file; a dialled number
     /// only looks up, once per request.
-    index: HashMap<String, Slot, foldhash::fast::RandomState>,
+    index: HashMap<Key, Slot, foldhash::fast::RandomState>,
+}
+
+/// A number as the index holds it: its bytes in a fixed array, zero after the last, and how
+/// many there are. A [`Dialled`] is one already (no copy, no UTF-8 check), and it hashes as
+/// three words where a byte slice hashes its length and then its bytes in a loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key {
+    bytes: [u8; MAX_NATIONAL],
+    len: usize,
+}
+
+impl Key {
+    /// The key of `text`; `None` when it is longer than any canonical number.
+    fn of(text: &[u8]) -> Option<Key> {
+        let mut bytes = [0; MAX_NATIONAL];
+        bytes.get_mut(..text.len())?.copy_from_slice(text);
+        Some(Key {
+            bytes,
+            len: text.len(),
+        })
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let (head, tail) = self.bytes.split_at(16);
+        let word = |b: &[u8]| {
+            let mut w = [0; 8];
+            w.iter_mut().zip(b).for_each(|(w, b)| *w = *b);
+            u64::from_le_bytes(w)
+        };
+        let (a, b) = head.split_at(8);
+        h.write_u64(word(a));
+        h.write_u64(word(b));
+        // The length too: the bytes alone do not tell `0` from `0` + a zero byte.
+        h.write_u64(word(tail) ^ ((self.len as u64) << 56));
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +151,8 @@ enum Slot {
 }
 
 impl Mappings {
-    /// Builds the index; `areas` and `legacy` must already be free of duplicates.
+    /// Builds the index; `areas` and `legacy` must already be free of duplicates. A number
+    /// longer than any canonical number (which validation never lets through) is not indexed.
     pub fn new(
         new_number: String,
         default_queue: Option<QueueId>,
@@ -125,10 +164,14 @@ impl Mappings {
             foldhash::fast::RandomState::default(),
         );
         for (i, a) in areas.iter().enumerate() {
-            index.insert(a.new_number.clone(), Slot::Area(i));
+            if let Some(k) = Key::of(a.new_number.as_bytes()) {
+                index.insert(k, Slot::Area(i));
+            }
         }
         for (i, l) in legacy.iter().enumerate() {
-            index.insert(l.number.clone(), Slot::Legacy(i));
+            if let Some(k) = Key::of(l.number.as_bytes()) {
+                index.insert(k, Slot::Legacy(i));
+            }
         }
         Mappings {
             new_number,
@@ -141,7 +184,13 @@ impl Mappings {
 
     /// The entry a canonical number names, if any.
     pub fn lookup(&self, d: &Dialled) -> Option<Entry<'_>> {
-        self.lookup_str(d.as_str())
+        self.lookup_dialled(d).map(|(_, e)| e)
+    }
+
+    /// The entry a canonical number names, with its id; one hash lookup.
+    pub fn lookup_dialled(&self, d: &Dialled) -> Option<(NumberId, Entry<'_>)> {
+        let (bytes, len) = d.padded();
+        self.find(Some(Key { bytes: *bytes, len }), d.as_bytes())
     }
 
     /// The entry a canonical number (as a string) names, if any. `12356` with no area is the
@@ -152,7 +201,13 @@ impl Mappings {
 
     /// The entry a canonical number names, with its id; one hash lookup.
     pub fn lookup_id(&self, canonical: &str) -> Option<(NumberId, Entry<'_>)> {
-        match self.index.get(canonical) {
+        let canonical = canonical.as_bytes();
+        self.find(Key::of(canonical), canonical)
+    }
+
+    /// [`Mappings::lookup_id`] of the number's key and bytes.
+    fn find(&self, key: Option<Key>, canonical: &[u8]) -> Option<(NumberId, Entry<'_>)> {
+        match key.and_then(|k| self.index.get(&k)) {
             Some(Slot::Legacy(i)) => self
                 .legacy
                 .get(*i)
@@ -161,7 +216,7 @@ impl Mappings {
                 .areas
                 .get(*i)
                 .map(|a| (NumberId::Area(*i), Entry::NewNumber { area: Some(a) })),
-            None if canonical == self.new_number => {
+            None if canonical == self.new_number.as_bytes() => {
                 Some((NumberId::New, Entry::NewNumber { area: None }))
             }
             None => None,
@@ -259,8 +314,25 @@ mod tests {
             let id = m.number_id(n).expect("a listed number has an id");
             assert_eq!(m.number_text(id), *n, "{n}");
         }
-        for other in ["", "1235", "059185666662", "0591123567"] {
+        for other in [
+            "",
+            "1235",
+            "059185666662",
+            "0591123567",
+            "0591856666610",
+            "05918566666",
+            "059185666661059185666661",
+        ] {
             assert_eq!(m.number_id(other), None, "{other}");
+        }
+        // A dialled number finds what its text finds.
+        let nowhere = crate::number::Dialling::default();
+        for text in listed
+            .iter()
+            .chain(&["059185666662", "059112345", "13800000000"])
+        {
+            let d = crate::number::normalize(text, &nowhere).expect("a valid number");
+            assert_eq!(m.lookup_dialled(&d), m.lookup_id(d.as_str()), "{text}");
         }
     }
 }

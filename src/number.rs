@@ -16,6 +16,7 @@
 //! `0` + mobile (`013800000000`, the old long-distance prefix for mobiles) and a trunk `0` kept
 //! after `+86` (`+86059185666661`).
 
+use crate::sip::scan::trim;
 use crate::sip::{Scheme, Uri};
 use std::fmt;
 
@@ -63,9 +64,9 @@ pub struct Dialling<'a> {
     pub origin_area: Option<&'a AreaCode>,
 }
 
-/// The longest canonical number: a 4-digit area code and an 8-digit local number, or a
-/// national significant number of up to [`MAX_DIGITS`] digits.
-const MAX_NATIONAL: usize = MAX_DIGITS + 4;
+/// The longest canonical number, in digits: a 4-digit area code and an 8-digit local number,
+/// or a national significant number of up to 16 digits (room for 4 more).
+pub const MAX_NATIONAL: usize = MAX_DIGITS + 4;
 
 /// A canonical national number, held inline (normalizing allocates nothing).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,9 +79,17 @@ pub struct Dialled {
 impl Dialled {
     /// The canonical digits: `059185666661`, `059112356`, `13800000000`, `12356`.
     pub fn as_str(&self) -> &str {
-        let d = self.digits.get(..usize::from(self.len)).unwrap_or_default();
         // ASCII digits only, written by `joined`.
-        std::str::from_utf8(d).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+    /// The canonical digits as bytes (what [`Dialled::as_str`] checks and returns as text).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.digits.get(..usize::from(self.len)).unwrap_or_default()
+    }
+    /// The canonical digits in a fixed array, zero after the last, and how many there are:
+    /// what a hash index reads as whole words.
+    pub fn padded(&self) -> (&[u8; MAX_NATIONAL], usize) {
+        (&self.digits, usize::from(self.len))
     }
     /// The area code with trunk prefix, when the number is geographic or area-scoped.
     pub fn area(&self) -> Option<&str> {
@@ -207,13 +216,12 @@ type Span = (usize, usize);
 /// Finds the number and its parameters (`;...`, may be empty) in a URI or bare number. URIs
 /// are read by [`Uri::parse`]; the spans are byte ranges of `input`, for error offsets.
 fn locate(input: &str) -> Result<(Span, Span), NumberError> {
-    let trimmed = input.trim();
-    let start = input.len() - input.trim_start().len();
-    let end = start + trimmed.len();
     let span_of = |part: &str| {
         let at = (part.as_ptr() as usize).saturating_sub(input.as_ptr() as usize);
         (at, at + part.len())
     };
+    let trimmed = trim(input);
+    let (start, end) = span_of(trimmed);
     let has = |scheme: &str| {
         trimmed
             .get(..scheme.len())
@@ -487,10 +495,15 @@ fn text(d: &[u8]) -> String {
 /// all; anything past that is cut, never a panic).
 fn joined(area: &[u8], local: &[u8]) -> Dialled {
     let mut digits = [0u8; MAX_NATIONAL];
-    let mut len = 0;
-    for (slot, &b) in digits.iter_mut().zip(area.iter().chain(local)) {
-        *slot = b;
-        len += 1;
+    let area = area.get(..MAX_NATIONAL).unwrap_or(area);
+    let local = local.get(..MAX_NATIONAL - area.len()).unwrap_or(local);
+    let len = area.len() + local.len();
+    // Two copies: an iterator over the chained parts unrolls into a hundred instructions.
+    if let Some(slot) = digits.get_mut(..area.len()) {
+        slot.copy_from_slice(area);
+    }
+    if let Some(slot) = digits.get_mut(area.len()..len) {
+        slot.copy_from_slice(local);
     }
     Dialled {
         digits,

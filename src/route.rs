@@ -322,7 +322,7 @@ pub fn decide<'s>(f: &Facts<'_, 's>, snap: &'s Snapshot, now: SystemTime) -> Rou
         ));
     };
     let m = &snap.mappings;
-    let Some((id, entry)) = m.lookup_id(dialled.as_str()) else {
+    let Some((id, entry)) = m.lookup_dialled(&dialled) else {
         return unrouted(reply(
             404,
             "Not Found",

@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-use super::scan::{find_byte, param, parse_decimal, rfind_byte, trim};
+use super::scan::{find_byte, is_token, param, parse_decimal, rfind_byte, trim};
 
 /// The default SIP port (RFC 3261 §19.1.2).
 pub const DEFAULT_PORT: u16 = 5060;
@@ -376,6 +376,63 @@ impl<'a> Uri<'a> {
     /// Parses a URI, bare or as a name-addr (`"Name" <sip:...>`); headers (`?...`) are
     /// ignored. `None` when it is not a sip/sips/tel URI or a sip URI has no valid host.
     pub fn parse(text: &'a str) -> Option<Uri<'a>> {
+        match Uri::plain(text) {
+            Some(uri) => Some(uri),
+            None => Uri::general(text),
+        }
+    }
+
+    /// A Request-URI as carriers write it, `sip:USER@HOST[:PORT][;params]`, read in one pass:
+    /// `sip:` or `sips:` (any case), a user of token bytes, one `@`, a `host[:port]` that
+    /// [`HostPort::parse`] takes, and parameters without `@ ? < >` that do not end in
+    /// whitespace. `None` for any other text (and for a host `HostPort::parse` refuses), which
+    /// [`Uri::general`] then reads; for the texts it takes, it gives what that gives.
+    fn plain(text: &'a str) -> Option<Uri<'a>> {
+        const SIP: u32 = u32::from_le_bytes(*b"sip:");
+        const SIPS: u32 = u32::from_le_bytes(*b"sips");
+        let b = text.as_bytes();
+        let head = u32::from_le_bytes(*b.first_chunk::<4>()?) | 0x0020_2020;
+        let (scheme, user_at) = if head == SIP {
+            (Scheme::Sip, 4)
+        } else if head | 0x2000_0000 == SIPS && b.get(4) == Some(&b':') {
+            (Scheme::Sips, 5)
+        } else {
+            return None;
+        };
+        let mut at = user_at;
+        while b.get(at).is_some_and(|&c| is_token(c)) {
+            at += 1;
+        }
+        if at == user_at || b.get(at) != Some(&b'@') {
+            return None;
+        }
+        let user = text.get(user_at..at)?;
+        let rest = text.get(at + 1..)?;
+        let (host_port, params) = match find_byte(rest.as_bytes(), b';') {
+            Some(i) => (rest.get(..i)?, rest.get(i + 1..)?),
+            None => (rest, ""),
+        };
+        // The general reader would cut at a `?` or `@` there, or read inside `<...>`, or trim.
+        let odd = |c: &u8| matches!(c, b'@' | b'?' | b'<' | b'>');
+        if !params.is_empty()
+            && (params.bytes().any(|c| odd(&c))
+                || params.bytes().last().is_some_and(|c| !c.is_ascii_graphic()))
+        {
+            return None;
+        }
+        // A host `HostPort::parse` refuses holds none of those bytes: the general reader may
+        // still find a URI (before a `?`, say), so it decides.
+        let host_port = HostPort::parse(host_port)?;
+        Some(Uri {
+            scheme,
+            user: Some(user),
+            host_port: Some(host_port),
+            params,
+        })
+    }
+
+    /// [`Uri::parse`] for every shape.
+    fn general(text: &'a str) -> Option<Uri<'a>> {
         // Byte searches for ASCII separators: char boundaries either side.
         let bytes = text.as_bytes();
         let uri = trim(match find_byte(bytes, b'<').zip(rfind_byte(bytes, b'>')) {
@@ -653,6 +710,76 @@ mod tests {
                 .same(&hp("10.0.0.1"))
         );
         assert!(!hp("10.0.0.1").same(&hp("gw.example")));
+    }
+
+    /// Mostly the usual pieces of a URI, sometimes one that the plain reader must refuse.
+    fn usual_or(
+        usual: &'static str,
+        odd: &'static str,
+    ) -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof![4 => usual, 1 => odd]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(8192))]
+        #[test]
+        fn plain_uris_read_as_the_general_reader_reads_them(
+            lead in usual_or("", "( |<|\"x\" <|\t)"),
+            scheme in usual_or("(sip:|SIP:|sIpS:|sips:)", "(sips|sip|tel:|sipx:|si:|TEL:)"),
+            user in usual_or(
+                "[0-9+%.a-zA-Z-]{1,12}",
+                "[0-9a-z+%.;:!~*'()&=$,/ \"<>@?\\[\\]\u{4e2d}-]{0,8}",
+            ),
+            at in usual_or("@", "(@@||:@|:pw@)"),
+            host in usual_or(
+                "(127\\.0\\.0\\.1|10\\.1\\.2\\.3|\\[::1\\]|gw\\.example|GW|a_b)",
+                "(1\\.2\\.3\\.256|\\[::1|h h|h\\?x|h>|h<|\u{4e2d}|h@x|)",
+            ),
+            port in usual_or("(|:5060|:5061|:65535)", "(:0|:65536|:|:x|: 1|:05060)"),
+            params in proptest::collection::vec(
+                usual_or(
+                    ";(user=phone|transport=(udp|TCP)|lr|x)",
+                    "(;(user|x)=[a-zA-Z0-9@?<>.+ \"-]{0,5}|;|\\?x=1|@|<|>)",
+                ),
+                0..4,
+            ),
+            tail in usual_or("", "( |\t|\r|>|\u{4e2d}|\u{3000}|\u{b})"),
+        ) {
+            let params = params.concat();
+            let text = format!("{lead}{scheme}{user}{at}{host}{port}{params}{tail}");
+            if let Some(plain) = Uri::plain(&text) {
+                proptest::prop_assert_eq!(Some(plain), Uri::general(&text), "{:?}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn the_plain_uri_reader_takes_the_usual_request_uris() {
+        for text in [
+            "sip:12356@127.0.0.1:5060",
+            "sip:059185666661@gw.example.net;user=phone",
+            "SIPS:+8659185666661@10.0.0.1",
+            "sip:%2B8612356@[2001:db8::1]:5061;transport=tcp;lr",
+            "sip:12356@gw;",
+        ] {
+            let plain = Uri::plain(text);
+            assert!(plain.is_some(), "{text}");
+            assert_eq!(plain, Uri::general(text), "{text}");
+        }
+        for text in [
+            "sip:059185666661:secret@gw",
+            "sip:85666661;phone-context=+86-591@gw",
+            "<sip:12356@gw>",
+            "sip:12356@gw?X=1",
+            "sip:12356@gw ",
+            "sip:12356@gw;x=a@b",
+            "sip:127.0.0.1:5060;lr",
+            "sip:@gw",
+            "tel:+8612356",
+            "sip:12356@gw:0",
+        ] {
+            assert_eq!(Uri::plain(text), None, "{text}");
+        }
     }
 
     #[test]
