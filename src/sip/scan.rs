@@ -188,9 +188,10 @@ pub fn header_params(value: &str) -> &str {
     // The first `;` outside quotes and `<...>` starts the header parameters either way. A
     // name-addr has a bracket or quote before its first `;` (inside the URI or after it), so
     // the walk starts at once, without the searches `find_outside` begins with; a value with
-    // no `;` at all (a To without tag) has none.
+    // no `;` at all (a To without tag) has none. Looked for from the end, where a From's tag
+    // sits.
     let bytes = value.as_bytes();
-    if find_byte(bytes, b';').is_none() {
+    if rfind_byte(bytes, b';').is_none() {
         return "";
     }
     if let Some(params) = name_addr_params(value) {
