@@ -308,6 +308,15 @@ fn top_via_line(msg: &Message<'_>) -> Option<usize> {
 /// Whether a list value holds an entry: some character other than a comma or whitespace
 /// belongs to one. What `split_list(value).next().is_some()` says, without splitting.
 fn has_entry(value: &str) -> bool {
+    // A first byte that is neither a comma nor blank (how an entry is usually written) starts
+    // one: nothing to skip.
+    if value
+        .as_bytes()
+        .first()
+        .is_some_and(|&b| b.is_ascii_graphic() && b != b',')
+    {
+        return true;
+    }
     !value
         .trim_start_matches(|c: char| c == ',' || c.is_whitespace())
         .is_empty()
@@ -435,7 +444,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn has_entry_says_what_split_list_says(value in "[ ,\t\"a\u{3000}\u{a0}]{0,8}") {
+        fn has_entry_says_what_split_list_says(value in "[ ,\t\"a;\u{3000}\u{a0}\u{7f}\u{0}]{0,8}") {
             let want = crate::sip::scan::split_list(&value).next().is_some();
             proptest::prop_assert_eq!(has_entry(&value), want, "{:?}", value);
         }
