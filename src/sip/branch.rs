@@ -28,6 +28,9 @@ pub const BRANCH_PREFIX: &str = "z9hG4bK";
 /// How every branch the gateway writes begins: the magic cookie and the gateway's marker.
 pub const GATEWAY_PREFIX: &str = "z9hG4bKdg";
 
+/// `;branch=` and [`GATEWAY_PREFIX`]: what the gateway's Via carries before the branch fields.
+const PARAM_HEAD: &[u8; 17] = b";branch=z9hG4bKdg";
+
 /// The secret that keys the MAC in the gateway's branches: 128 bits, the same on every replica
 /// that may see another's responses.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
@@ -174,24 +177,31 @@ impl Branch {
 
     /// The `branch` parameter value: `z9hG4bKdg{txn:016x}.{loop_key:016x}.{mac:016x}`.
     pub fn to_param(&self) -> String {
-        let mut p = String::with_capacity(59);
-        p.push_str(GATEWAY_PREFIX);
-        // Hex digits and dots: ASCII.
-        p.push_str(std::str::from_utf8(&self.fields()).unwrap_or_default());
-        p
+        let text = self.text();
+        // The prefix, hex digits and dots: ASCII.
+        let param = text.get(PARAM_HEAD.len() - GATEWAY_PREFIX.len()..);
+        std::str::from_utf8(param.unwrap_or_default())
+            .unwrap_or_default()
+            .to_string()
     }
 
-    /// Appends [`Branch::to_param`]'s text to `out`, digit by digit (no formatting machinery:
-    /// this runs for every forwarded request, into the forwarded bytes).
+    /// Appends `;branch=` and [`Branch::to_param`]'s text to `out` as one piece, digit by
+    /// digit (no formatting machinery: this runs for every forwarded request, into the
+    /// forwarded bytes).
     pub fn write_param(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(GATEWAY_PREFIX.as_bytes());
-        out.extend_from_slice(&self.fields());
+        out.extend_from_slice(&self.text());
     }
 
-    /// The three 16-digit fields and the two dots between them.
-    fn fields(&self) -> [u8; 50] {
-        let mut text = [b'.'; 50];
-        for (field, n) in text.chunks_mut(17).zip([self.txn, self.loop_key, self.mac]) {
+    /// `;branch=`, the gateway prefix, the three 16-digit fields and the two dots between
+    /// them.
+    fn text(&self) -> [u8; PARAM_HEAD.len() + 50] {
+        let mut text = [b'.'; PARAM_HEAD.len() + 50];
+        let (head, fields) = text.split_at_mut(PARAM_HEAD.len());
+        head.copy_from_slice(PARAM_HEAD);
+        for (field, n) in fields
+            .chunks_mut(17)
+            .zip([self.txn, self.loop_key, self.mac])
+        {
             if let Some(digits) = field.get_mut(..16) {
                 digits.copy_from_slice(&hex_digits(n));
             }
@@ -627,6 +637,10 @@ To: <sip:12356@gw>{to}\r\nCall-ID: call-1\r\nCSeq: {cseq} {method}\r\nMax-Forwar
         let real = branch(&invite());
         assert_eq!(real.to_param().len(), 59);
         assert!(real.to_param().starts_with(GATEWAY_PREFIX));
+        assert_eq!(PARAM_HEAD, format!(";branch={GATEWAY_PREFIX}").as_bytes());
+        let mut written = Vec::new();
+        real.write_param(&mut written);
+        assert_eq!(written, format!(";branch={}", real.to_param()).into_bytes());
         assert_eq!(Branch::parse(&real.to_param()), Some(real));
         let foreign = [
             "z9hG4bK776asdhds",

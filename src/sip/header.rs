@@ -179,15 +179,13 @@ pub struct GatewayVia<'a> {
 impl GatewayVia<'_> {
     /// Appends the Via value to `out`.
     pub fn write(&self, out: &mut Vec<u8>) {
-        for part in [
-            "SIP/2.0/",
-            self.transport.as_via(),
-            " ",
-            self.at,
-            ";branch=",
-        ] {
-            out.extend_from_slice(part.as_bytes());
-        }
+        // `SIP/2.0/` + the transport's token + ` `, written at once.
+        let sent_protocol: &[u8; 12] = match self.transport {
+            Transport::Udp => b"SIP/2.0/UDP ",
+            Transport::Tcp => b"SIP/2.0/TCP ",
+        };
+        out.extend_from_slice(sent_protocol);
+        out.extend_from_slice(self.at.as_bytes());
         self.branch.write_param(out);
         for (name, mark) in [(";dgn=", self.marks.number), (";dgq=", self.marks.queue)] {
             if let Some(m) = mark {
@@ -293,6 +291,20 @@ mod tests {
             "SIP/2.0/TCP 192.0.2.10:5060;branch=z9hG4bKdg000000000000000a.000000000000000b.\
              000000000000000c;dgn=059185666661;dgq=fuzhou;dgc=40000"
         );
+    }
+
+    #[test]
+    fn the_via_names_its_transport_as_the_transport_does() {
+        let branch = Branch {
+            txn: 1,
+            loop_key: 2,
+            mac: 3,
+        };
+        for t in [Transport::Udp, Transport::Tcp] {
+            let v = via(t, "gw", &branch, &ViaMarks::default());
+            let want = format!("SIP/2.0/{} gw;branch={}", t.as_via(), branch.to_param());
+            assert_eq!(v, want);
+        }
     }
 
     #[test]

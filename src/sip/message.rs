@@ -12,7 +12,8 @@
 
 use super::name::{same_letters, HeaderName, KNOWN};
 use super::scan::{
-    header_params, is_token, param, parse_decimal, split_list, starts_with_ci, trim_wsp,
+    find_tag_end, header_params, is_token, param, parse_decimal, split_list, starts_with_ci,
+    trim_wsp,
 };
 use super::via::Via;
 use std::borrow::Cow;
@@ -1024,10 +1025,7 @@ fn leading_tag(params: &str) -> Option<&str> {
         _ => return None,
     }
     let rest = b.get(5..)?;
-    let end = rest
-        .iter()
-        .position(|c| matches!(c, b';' | b'"' | b'<' | b'['))
-        .unwrap_or(rest.len());
+    let end = find_tag_end(rest).unwrap_or(rest.len());
     if rest.get(end).is_some_and(|&c| c != b';') {
         return None;
     }

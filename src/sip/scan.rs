@@ -188,9 +188,10 @@ pub fn header_params(value: &str) -> &str {
     // The first `;` outside quotes and `<...>` starts the header parameters either way. A
     // name-addr has a bracket or quote before its first `;` (inside the URI or after it), so
     // the walk starts at once, without the searches `find_outside` begins with; a value with
-    // no `;` at all (a To without tag) has none.
+    // no `;` at all (a To without tag) has none. Looked for from the end, where a From's tag
+    // sits.
     let bytes = value.as_bytes();
-    if find_byte(bytes, b';').is_none() {
+    if rfind_byte(bytes, b';').is_none() {
         return "";
     }
     if let Some(params) = name_addr_params(value) {
@@ -202,64 +203,120 @@ pub fn header_params(value: &str) -> &str {
 }
 
 /// [`header_params`] for a name-addr as usually written, `["display"] [name] <uri>;params`,
-/// found by single-byte searches: a quoted display name without escapes, nothing that opens,
-/// closes or separates before the `<`, nothing that nests inside `<...>` (a quote, `<`,
-/// brackets, a backslash), and a `;` right after the `>`. There the walk of
+/// found by searches for the first of a few bytes: a quoted display name without escapes,
+/// nothing that opens, closes, separates or escapes before the `<`, nothing that nests inside `<...>`
+/// (a quote, `<`, brackets, a backslash), and a `;` right after the `>`. There the walk of
 /// [`walk_outside`] finds the same `;`: the quote closes at its next `"`, the `<` opens the
 /// only level and the first `>` closes it. `None` for any other value.
 fn name_addr_params(value: &str) -> Option<&str> {
     let b = value.as_bytes();
     let mut at = 0;
     if b.first() == Some(&b'"') {
-        let close = 1 + find_byte(b.get(1..)?, b'"')?;
-        if find_byte(b.get(1..close)?, b'\\').is_some() {
+        // The closing quote, no backslash before it.
+        let close = 1 + find_flagged(b.get(1..)?, |w| {
+            (zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\')))) & HIGH
+        })?;
+        if b.get(close) != Some(&b'"') {
             return None;
         }
         at = close + 1;
     }
-    let open = at + find_byte(b.get(at..)?, b'<')?;
-    if b.get(at..open)?
-        .iter()
-        .any(|c| matches!(c, b'"' | b';' | b'[' | b']' | b'>'))
-    {
+    // The `<`, no quote, `;`, bracket, backslash or `>` before it.
+    let open = at
+        + find_flagged(b.get(at..)?, |w| {
+            (angles(w) | quote(w) | semicolon(w) | brackets(w)) & HIGH
+        })?;
+    if b.get(open) != Some(&b'<') {
         return None;
     }
-    let close = open + 1 + find_byte(b.get(open + 1..)?, b'>')?;
-    if nests(b.get(open + 1..close)?) || b.get(close + 1) != Some(&b';') {
+    // The `>`, nothing that nests before it.
+    let close = open
+        + 1
+        + find_flagged(b.get(open + 1..)?, |w| {
+            (angles(w) | quote(w) | brackets(w) | zero(w ^ (ONES * u64::from(b'\\')))) & HIGH
+        })?;
+    if b.get(close) != Some(&b'>') || b.get(close + 1) != Some(&b';') {
         return None;
     }
     value.get(close + 1..)
 }
 
-/// Whether `s` holds a `"`, `<`, `[`, `\` or `]`, eight bytes at a time.
-fn nests(s: &[u8]) -> bool {
-    // The high bit of each byte that is one of them (or, above one, maybe another byte):
-    // nonzero exactly when one is there.
-    let flags = |w: u64| {
-        let low = w & LOW7;
-        let zero = |x: u64| x.wrapping_sub(ONES) & !x;
-        let brackets = (low + ONES * 0x25) & !(low + ONES * 0x22) & !w;
-        (brackets | zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'<')))) & HIGH
-    };
-    let mut words = s.chunks_exact(8);
+/// Offset of the first `;`, `"`, `<` or `[` in `value`: where a leading tag's value ends, or
+/// where a quote or bracket makes it a case for the general parameter reader.
+pub(crate) fn find_tag_end(value: &[u8]) -> Option<usize> {
+    find_flagged(value, |w| {
+        (semicolon(w)
+            | quote(w)
+            | zero(w ^ (ONES * u64::from(b'<')))
+            | zero(w ^ (ONES * u64::from(b'['))))
+            & HIGH
+    })
+}
+
+/// The high bit set at the lowest byte of `x` that is zero, and maybe above it (never below).
+#[inline(always)]
+fn zero(x: u64) -> u64 {
+    x.wrapping_sub(ONES) & !x
+}
+
+/// [`zero`] of the bytes of `w` that are `<` or `>`.
+#[inline(always)]
+fn angles(w: u64) -> u64 {
+    zero(w ^ (ONES * u64::from(b'<'))) | zero(w ^ (ONES * u64::from(b'>')))
+}
+
+/// [`zero`] of the bytes of `w` that are `"`.
+#[inline(always)]
+fn quote(w: u64) -> u64 {
+    zero(w ^ (ONES * u64::from(b'"')))
+}
+
+/// [`zero`] of the bytes of `w` that are `;`.
+#[inline(always)]
+fn semicolon(w: u64) -> u64 {
+    zero(w ^ (ONES * u64::from(b';')))
+}
+
+/// The high bit of each byte of `w` that is `[`, `\` or `]` (0x5b..=0x5d), exactly: the sums
+/// stay within their bytes.
+#[inline(always)]
+fn brackets(w: u64) -> u64 {
+    let low = w & LOW7;
+    (low + ONES * 0x25) & !(low + ONES * 0x22) & !w & HIGH
+}
+
+/// Offset of the first byte of `hay` that `hits` flags, eight bytes at a time. `hits` sets the
+/// high bit of each byte of a word (read little-endian) that is one of the bytes looked for,
+/// and maybe of some above the lowest such byte, never below it, and never of a zero byte
+/// above the others (see [`find_byte`]). The last few bytes are read as the last eight,
+/// or, in a string shorter than eight, as a word padded with zeros.
+#[inline(always)]
+fn find_flagged(hay: &[u8], hits: impl Fn(u64) -> u64) -> Option<usize> {
+    let mut words = hay.chunks_exact(8);
+    let mut at = 0;
     for word in &mut words {
-        if let Ok(word) = <[u8; 8]>::try_from(word) {
-            if flags(u64::from_le_bytes(word)) != 0 {
-                return true;
-            }
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            break;
+        };
+        let h = hits(u64::from_le_bytes(word));
+        if h != 0 {
+            return Some(at + (h.trailing_zeros() / 8) as usize);
         }
+        at += 8;
     }
-    match s
-        .len()
-        .checked_sub(8)
-        .and_then(|from| s.get(from..)?.first_chunk::<8>())
-    {
-        Some(last) => flags(u64::from_le_bytes(*last)) != 0,
-        None => words
-            .remainder()
-            .iter()
-            .any(|c| matches!(c, b'"' | b'<' | b'[' | b'\\' | b']')),
+    if at == hay.len() {
+        return None;
     }
+    let (from, word) = match hay.len().checked_sub(8) {
+        Some(from) => (
+            from,
+            u64::from_le_bytes(*hay.get(from..)?.first_chunk::<8>()?),
+        ),
+        None => (0, hay.iter().rev().fold(0, |w, &c| w << 8 | u64::from(c))),
+    };
+    let h = hits(word);
+    let hit = from + (h.trailing_zeros() / 8) as usize;
+    (h != 0 && hit < hay.len()).then_some(hit)
 }
 
 /// Byte offset of the first `sep` outside quotes, `<>` and `[]`.
@@ -586,15 +643,53 @@ mod tests {
     }
 
     #[test]
-    fn nesting_bytes_are_found_whatever_their_neighbours() {
-        let nesting = |b: &u8| matches!(b, b'"' | b'<' | b'[' | b'\\' | b']');
+    fn flagged_bytes_are_found_first_whatever_their_neighbours() {
+        // The searches of `name_addr_params`, each with the bytes it looks for.
+        type Search = (&'static [u8], fn(u64) -> u64);
+        let searches: [Search; 3] = [
+            (b"\"\\", |w| {
+                (quote(w) | zero(w ^ (ONES * u64::from(b'\\')))) & HIGH
+            }),
+            (b"<>\";[\\]", |w| {
+                (angles(w) | quote(w) | semicolon(w) | brackets(w)) & HIGH
+            }),
+            (b"<>\"[\\]", |w| {
+                (angles(w) | quote(w) | brackets(w) | zero(w ^ (ONES * u64::from(b'\\')))) & HIGH
+            }),
+        ];
+        for (set, hits) in searches {
+            for x in 0..=255u8 {
+                for y in 0..=255u8 {
+                    for (len, at) in [
+                        (2, 0),
+                        (5, 3),
+                        (7, 5),
+                        (8, 3),
+                        (8, 6),
+                        (11, 9),
+                        (11, 2),
+                        (16, 7),
+                    ] {
+                        let mut s = vec![b'a'; len];
+                        s[at] = x;
+                        s[at + 1] = y;
+                        let want = s.iter().position(|c| set.contains(c));
+                        assert_eq!(find_flagged(&s, hits), want, "{set:?} {s:?}");
+                    }
+                }
+            }
+        }
+        assert_eq!(find_flagged(b"", |w| quote(w) & HIGH), None);
         for x in 0..=255u8 {
             for y in 0..=255u8 {
-                for (len, at) in [(2, 0), (8, 3), (8, 6), (11, 9), (11, 2), (16, 7)] {
+                for (len, at) in [(2, 0), (5, 3), (7, 5), (8, 3), (8, 6), (11, 9), (16, 7)] {
                     let mut s = vec![b'a'; len];
                     s[at] = x;
                     s[at + 1] = y;
-                    assert_eq!(nests(&s), s.iter().any(nesting), "{s:?}");
+                    let want = s
+                        .iter()
+                        .position(|c| matches!(c, b';' | b'"' | b'<' | b'['));
+                    assert_eq!(find_tag_end(&s), want, "{s:?}");
                 }
             }
         }
