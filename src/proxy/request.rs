@@ -644,21 +644,22 @@ fn forward<'s>(
             .advertised
             .record_route(ctx.from.transport, to.transport)
     });
-    let mut marks: Vec<(&str, String)> = Vec::new();
-    if mark && ctx.method == Method::Invite {
-        let dialled = header::dialled(routed.number, snap.gateway.advertised.as_str());
-        if snap.gateway.history_info {
-            marks.extend(
-                header::history_info(msg, &dialled, request_uri)
-                    .into_iter()
-                    .map(|v| ("History-Info", v)),
-            );
-        }
-        if snap.gateway.diversion {
-            marks.push(("Diversion", header::diversion(&dialled)));
-        }
-    }
-    let extra: Vec<(&str, &str)> = marks.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    // A legacy number's marks, written into one buffer (no mark: nothing allocated).
+    let marks = (mark && ctx.method == Method::Invite).then(|| {
+        header::LegacyMarks::new(
+            msg,
+            routed.number,
+            snap.gateway.advertised.as_str(),
+            request_uri,
+            snap.gateway.history_info,
+            snap.gateway.diversion,
+        )
+    });
+    let headers = marks.as_ref().map(|m| (m.headers(), m.len()));
+    let extra = headers
+        .as_ref()
+        .and_then(|(h, len)| h.get(..*len))
+        .unwrap_or_default();
     let edit = RequestEdit {
         received: ctx.received,
         rport: ctx.rport,
@@ -666,7 +667,7 @@ fn forward<'s>(
         max_forwards: checked.max_forwards,
         pop_routes: 0,
         record_route: record_route.as_deref(),
-        extra: &extra,
+        extra,
     };
     sip::forward_request(msg, &edit, &via, out);
     label.act = Act::Forwarded;

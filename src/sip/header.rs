@@ -202,16 +202,120 @@ impl GatewayVia<'_> {
     }
 }
 
-/// The URI of legacy `number` as dialled at the gateway at `at`.
-pub fn dialled(number: &str, at: &str) -> String {
+/// The marks a call to a legacy number carries to the call centre (RFC 7044 History-Info,
+/// RFC 5806 Diversion), written into one `String`: at most three header values, each a range
+/// of `text`, in the order they are added to the forwarded request.
+#[derive(Debug, Clone, Default)]
+pub struct LegacyMarks {
+    text: String,
+    lines: [(&'static str, usize, usize); 3],
+    len: usize,
+}
+
+impl LegacyMarks {
+    /// The marks for a call to legacy `number`, dialled at the gateway at `at` and translated
+    /// to `target`: History-Info when `history_info` (the dialled entry and the target with the
+    /// RFC 4458 `cause=380` URI parameter, service number translation, RFC 8119; or only the
+    /// target under the request's last entry when it already has History-Info), and Diversion
+    /// when `diversion`. The dialled URI is `<sip:NUMBER@AT;user=phone>`.
+    pub fn new(
+        msg: &Message<'_>,
+        number: &str,
+        at: &str,
+        target: &str,
+        history_info: bool,
+        diversion: bool,
+    ) -> LegacyMarks {
+        let mut m = LegacyMarks {
+            text: String::with_capacity(2 * (number.len() + at.len()) + target.len() + 128),
+            ..LegacyMarks::default()
+        };
+        let dialled = |t: &mut String| {
+            for part in ["<sip:", number, "@", at, ";user=phone>"] {
+                t.push_str(part);
+            }
+        };
+        let target_entry = |t: &mut String| {
+            for part in ["<", target, ";cause=380>"] {
+                t.push_str(part);
+            }
+        };
+        if history_info {
+            match last_history_index(msg) {
+                None => {
+                    m.line("History-Info", |t| {
+                        dialled(t);
+                        t.push_str(";index=1");
+                    });
+                    m.line("History-Info", |t| {
+                        target_entry(t);
+                        t.push_str(";index=1.1;mp=1");
+                    });
+                }
+                Some(idx) => m.line("History-Info", |t| {
+                    target_entry(t);
+                    for part in [";index=", idx, ".1;mp=", idx] {
+                        t.push_str(part);
+                    }
+                }),
+            }
+        }
+        if diversion {
+            m.line("Diversion", |t| {
+                dialled(t);
+                t.push_str(";reason=unconditional;counter=1");
+            });
+        }
+        m
+    }
+
+    /// Appends one header value, written by `write`.
+    fn line(&mut self, name: &'static str, write: impl FnOnce(&mut String)) {
+        let start = self.text.len();
+        write(&mut self.text);
+        if let Some(slot) = self.lines.get_mut(self.len) {
+            *slot = (name, start, self.text.len());
+            self.len += 1;
+        }
+    }
+
+    /// The `(name, value)` pairs, for [`super::RequestEdit::extra`].
+    pub fn headers(&self) -> [(&'static str, &str); 3] {
+        self.lines
+            .map(|(name, from, to)| (name, self.text.get(from..to).unwrap_or_default()))
+    }
+
+    /// How many of [`LegacyMarks::headers`] are marks.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there is no mark at all.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The `index` of the request's last History-Info entry, when it has History-Info.
+fn last_history_index<'m>(msg: &'m Message<'_>) -> Option<&'m str> {
+    msg.first(HeaderName::HistoryInfo)?;
+    msg.headers
+        .iter()
+        .rfind(|h| h.name == HeaderName::HistoryInfo)
+        .and_then(|h| h.value.rsplit(',').next())
+        .and_then(|entry| param(entry, "index").flatten())
+}
+
+/// The URI of legacy `number` as dialled at the gateway at `at`: the straightforward
+/// [`LegacyMarks`], kept as its test oracle.
+#[cfg(test)]
+fn dialled(number: &str, at: &str) -> String {
     format!("<sip:{number}@{at};user=phone>")
 }
 
-/// History-Info entries (RFC 7044) for a call to `dialled` (see [`dialled`]) translated to
-/// `target`: the dialled entry and the target with the RFC 4458 `cause=380` URI parameter
-/// (service number translation, RFC 8119), or only the target under the request's last entry
-/// when it already has History-Info.
-pub fn history_info(msg: &Message<'_>, dialled: &str, target: &str) -> Vec<String> {
+/// History-Info entries as [`LegacyMarks`] writes them, by `format!`: its test oracle.
+#[cfg(test)]
+fn history_info(msg: &Message<'_>, dialled: &str, target: &str) -> Vec<String> {
     let last = msg
         .headers
         .iter()
@@ -228,8 +332,9 @@ pub fn history_info(msg: &Message<'_>, dialled: &str, target: &str) -> Vec<Strin
     }
 }
 
-/// A Diversion entry (RFC 5806) recording the dialled legacy number.
-pub fn diversion(dialled: &str) -> String {
+/// A Diversion entry as [`LegacyMarks`] writes it, by `format!`: its test oracle.
+#[cfg(test)]
+fn diversion(dialled: &str) -> String {
     format!("{dialled};reason=unconditional;counter=1")
 }
 
@@ -237,6 +342,47 @@ pub fn diversion(dialled: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// What [`LegacyMarks`] gives, as owned pairs.
+    fn marks_of(m: &LegacyMarks) -> Vec<(String, String)> {
+        m.headers()
+            .iter()
+            .take(m.len())
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// The marks written in one buffer are the ones `format!` writes, in the same order,
+        /// with and without History-Info already in the request.
+        #[test]
+        fn legacy_marks_are_what_format_writes(
+            number in "[0-9+]{0,16}",
+            at in "[a-z0-9.:\\[\\]]{1,24}",
+            target in "sip:[a-z0-9@.:;=]{0,30}",
+            earlier in proptest::collection::vec("(<sip:a@b>;index=[0-9.]{1,6}|<sip:c>|x, y;index=2|;index=)", 0..3),
+            with_history in proptest::bool::ANY,
+            with_diversion in proptest::bool::ANY,
+        ) {
+            let mut raw = String::from("INVITE sip:a@b SIP/2.0\r\nCall-ID: 1\r\n");
+            for e in &earlier {
+                raw.push_str(&format!("History-Info: {e}\r\n"));
+            }
+            raw.push_str("\r\n");
+            let msg = crate::sip::parse(raw.as_bytes()).unwrap();
+            let d = dialled(&number, &at);
+            let mut want: Vec<(String, String)> = Vec::new();
+            if with_history {
+                want.extend(history_info(&msg, &d, &target).into_iter().map(|v| ("History-Info".to_string(), v)));
+            }
+            if with_diversion {
+                want.push(("Diversion".to_string(), diversion(&d)));
+            }
+            let got = LegacyMarks::new(&msg, &number, &at, &target, with_history, with_diversion);
+            proptest::prop_assert_eq!(marks_of(&got), want);
+            proptest::prop_assert_eq!(got.is_empty(), !with_history && !with_diversion);
+        }
+    }
 
     #[test]
     fn reasons_are_written_per_rfc_3326() {
