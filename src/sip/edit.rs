@@ -149,14 +149,7 @@ pub fn forward_request(
             write_max_forwards(out, edit.max_forwards);
             copied = line.end;
         } else if h.name == HeaderName::Route && pop > 0 {
-            // RFC 3261 §16.4: drop the entries that named us, keep the rest of a combined line.
-            let mut rest = Some(h.value.as_ref());
-            while pop > 0 {
-                let Some(r) = rest else { break };
-                rest = split_first(r).1;
-                pop -= 1;
-            }
-            if let Some(rest) = rest {
+            if let Some(rest) = pop_routes(&h.value, &mut pop) {
                 write_header(out, "Route", rest);
             }
             copied = line.end;
@@ -169,14 +162,7 @@ pub fn forward_request(
         return;
     }
     copy(out, msg.raw, &(copied..end));
-    if first_mf.is_none() {
-        write_max_forwards(out, edit.max_forwards);
-    }
-    for (name, value) in edit.extra {
-        write_header(out, name, value);
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(msg.body);
+    write_tail(msg, edit, first_mf.is_none(), out);
 }
 
 /// The start line: the new Request-URI, or the line as received.
@@ -260,13 +246,7 @@ fn forward_request_by_lines(
             write_max_forwards(out, edit.max_forwards);
         } else if h.name == HeaderName::Route && pop > 0 {
             run.flush(out, msg.raw);
-            let mut rest = Some(h.value.as_ref());
-            while pop > 0 {
-                let Some(r) = rest else { break };
-                rest = split_first(r).1;
-                pop -= 1;
-            }
-            if let Some(rest) = rest {
+            if let Some(rest) = pop_routes(&h.value, &mut pop) {
                 write_header(out, "Route", rest);
             }
         } else {
@@ -282,7 +262,18 @@ fn forward_request_by_lines(
             write_header(out, "Record-Route", rr);
         }
     }
-    if first_mf.is_none() {
+    write_tail(msg, edit, first_mf.is_none(), out);
+}
+
+/// What follows the last header line of a forwarded request: the Max-Forwards it lacked
+/// (`add_max_forwards`), `edit.extra`, the blank line and the body.
+fn write_tail(
+    msg: &Message<'_>,
+    edit: &RequestEdit<'_>,
+    add_max_forwards: bool,
+    out: &mut Vec<u8>,
+) {
+    if add_max_forwards {
         write_max_forwards(out, edit.max_forwards);
     }
     for (name, value) in edit.extra {
@@ -290,6 +281,19 @@ fn forward_request_by_lines(
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(msg.body);
+}
+
+/// A Route line with up to `pop` of its leading entries removed (RFC 3261 §16.4: the entries
+/// that named us; the rest of a combined line is kept), `pop` counted down by those removed;
+/// `None` when no entry is left.
+fn pop_routes<'v>(value: &'v str, pop: &mut usize) -> Option<&'v str> {
+    let mut rest = Some(value);
+    while *pop > 0 {
+        let r = rest?;
+        rest = split_first(r).1;
+        *pop -= 1;
+    }
+    rest
 }
 
 /// Position in `msg.headers` of the line holding the top Via entry. A Via line with no entry
