@@ -312,10 +312,12 @@ impl Recorder {
             } => {
                 let t = &cur.table;
                 let unrouted = l.number == NumberId::None && l.queue.is_none();
+                let mut row = None;
                 let cell = if unrouted && l.phase == PhaseLabel::None {
                     t.unrouted(method, l.trunk, l.act, snap)
                 } else if method == "INVITE" {
-                    t.invite(l.number, l.queue, l.trunk, l.phase, l.act)
+                    row = t.row(l.number, l.queue, l.trunk, l.phase);
+                    row.and_then(|r| t.invite_at(r, l.act))
                 } else {
                     None
                 };
@@ -335,7 +337,7 @@ impl Recorder {
                         family: Family::Attempts,
                         ..key
                     };
-                    match cur.table.attempt(l.number, l.queue, l.trunk, l.phase) {
+                    match row.and_then(|r| cur.table.attempt_at(r)) {
                         Some(c) => c.add(1),
                         None => cur.spare(attempts).add(1),
                     }

@@ -339,6 +339,13 @@ struct Route {
     phase: PhaseLabel,
 }
 
+/// An INVITE's place in a [`Table`]: its route's first cell and its trunk's position.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Row {
+    base: usize,
+    trunk: usize,
+}
+
 /// One snapshot's view of the store: per number its routes, per route the cells of its series.
 pub(crate) struct Table {
     legacy: usize,
@@ -434,7 +441,23 @@ impl Table {
         self.cells.get(at).copied().flatten()
     }
 
+    /// Where an INVITE's cells are for these labels, if a route lists them: looked up once for
+    /// the INVITE and its attempt.
+    pub(crate) fn row(
+        &self,
+        n: NumberId,
+        queue: Option<QueueId>,
+        trunk: TrunkId,
+        phase: PhaseLabel,
+    ) -> Option<Row> {
+        Some(Row {
+            base: self.route(n, queue, Some(phase))?,
+            trunk: self.trunk(trunk)?,
+        })
+    }
+
     /// The cell of an INVITE counted under these labels, if a route lists it.
+    #[cfg(test)]
     pub(crate) fn invite(
         &self,
         n: NumberId,
@@ -443,8 +466,12 @@ impl Table {
         phase: PhaseLabel,
         act: Act,
     ) -> Option<CellRef> {
-        let base = self.route(n, queue, Some(phase))?;
-        self.cell(base + self.trunk(trunk)? * ACTS.len() + act_index(act))
+        self.invite_at(self.row(n, queue, trunk, phase)?, act)
+    }
+
+    /// The cell of an INVITE at `row` with decision `act`.
+    pub(crate) fn invite_at(&self, row: Row, act: Act) -> Option<CellRef> {
+        self.cell(row.base + row.trunk * ACTS.len() + act_index(act))
     }
 
     /// The cell of a request with no number, queue or phase; created on first use.
@@ -476,6 +503,7 @@ impl Table {
     }
 
     /// The cell of a call attempt counted under these labels, if a route lists it.
+    #[cfg(test)]
     pub(crate) fn attempt(
         &self,
         n: NumberId,
@@ -483,8 +511,12 @@ impl Table {
         trunk: TrunkId,
         phase: PhaseLabel,
     ) -> Option<CellRef> {
-        let base = self.route(n, queue, Some(phase))?;
-        self.cell(base + self.trunk_slots() * ACTS.len() + self.trunk(trunk)?)
+        self.attempt_at(self.row(n, queue, trunk, phase)?)
+    }
+
+    /// The cell of a call attempt at `row`.
+    pub(crate) fn attempt_at(&self, row: Row) -> Option<CellRef> {
+        self.cell(row.base + self.trunk_slots() * ACTS.len() + row.trunk)
     }
 
     /// The cell of a call outcome counted under these labels, if a route lists it.
