@@ -106,7 +106,7 @@ pub struct ViaMarks<'a> {
 
 /// Collects the gateway's marks from a Via's parameters as the Via reader's one pass over them
 /// turns them up (`Via::marks`); the first occurrence of a name wins, as with [`param`].
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct MarkReader<'a> {
     number: Option<Option<&'a str>>,
     queue: Option<Option<&'a str>>,
