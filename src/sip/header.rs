@@ -134,6 +134,7 @@ impl<'a> MarkReader<'a> {
     }
 
     /// The marks found. A `dgc` that is not a port counts as absent.
+    #[inline]
     pub(crate) fn finish(self) -> ViaMarks<'a> {
         ViaMarks {
             number: self.number.flatten(),

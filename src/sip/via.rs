@@ -113,7 +113,7 @@ impl<'a> Head<'a> {
         if at == 8 || b.get(at) != Some(&b' ') {
             return None;
         }
-        let transport = entry.get(8..at)?;
+        let transport = cut(entry, 8, at)?;
         at += 1;
         let host_at = at;
         if b.get(at) == Some(&b'[') {
@@ -125,7 +125,7 @@ impl<'a> Head<'a> {
         if at == host_at {
             return None;
         }
-        let host = entry.get(host_at..at)?;
+        let host = cut(entry, host_at, at)?;
         let mut port = None;
         if b.get(at) == Some(&b':') {
             at += 1;
@@ -151,7 +151,7 @@ impl<'a> Head<'a> {
             transport,
             host,
             port,
-            params: entry.get(at..)?,
+            params: entry.split_at_checked(at)?.1,
         })
     }
 
@@ -200,6 +200,12 @@ impl<'a> Head<'a> {
             params,
         })
     }
+}
+
+/// `s.get(from..to)` as two splits, which inline (the range lookup did not, and was a call
+/// for each piece of the head).
+fn cut(s: &str, from: usize, to: usize) -> Option<&str> {
+    Some(s.split_at_checked(to)?.0.split_at_checked(from)?.1)
 }
 
 /// The parameters a Via is read for, as they turn up.
