@@ -106,7 +106,7 @@ pub struct ViaMarks<'a> {
 
 /// Collects the gateway's marks from a Via's parameters as the Via reader's one pass over them
 /// turns them up (`Via::marks`); the first occurrence of a name wins, as with [`param`].
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct MarkReader<'a> {
     number: Option<Option<&'a str>>,
     queue: Option<Option<&'a str>>,
@@ -134,6 +134,7 @@ impl<'a> MarkReader<'a> {
     }
 
     /// The marks found. A `dgc` that is not a port counts as absent.
+    #[inline]
     pub(crate) fn finish(self) -> ViaMarks<'a> {
         ViaMarks {
             number: self.number.flatten(),

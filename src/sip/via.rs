@@ -64,15 +64,11 @@ impl<'a> Via<'a> {
         }
         // One pass over the parameters (this runs for every Via of every message); the first
         // occurrence of a name wins, as with `param`.
-        let mut found = Found::default();
-        let mut bad_rport = false;
-        each_param_of(params, nested, |n, v| {
-            bad_rport = found.take(n, v).is_err();
-            bad_rport
-        });
-        if bad_rport {
-            return Err(ParseError::BadVia);
-        }
+        let found = if nested {
+            Found::general(params, true)?
+        } else {
+            Found::plain(params)?
+        };
         Ok(Via {
             transport,
             host,
@@ -117,7 +113,7 @@ impl<'a> Head<'a> {
         if at == 8 || b.get(at) != Some(&b' ') {
             return None;
         }
-        let transport = entry.get(8..at)?;
+        let transport = cut(entry, 8, at)?;
         at += 1;
         let host_at = at;
         if b.get(at) == Some(&b'[') {
@@ -129,7 +125,7 @@ impl<'a> Head<'a> {
         if at == host_at {
             return None;
         }
-        let host = entry.get(host_at..at)?;
+        let host = cut(entry, host_at, at)?;
         let mut port = None;
         if b.get(at) == Some(&b':') {
             at += 1;
@@ -155,7 +151,7 @@ impl<'a> Head<'a> {
             transport,
             host,
             port,
-            params: entry.get(at..)?,
+            params: entry.split_at_checked(at)?.1,
         })
     }
 
@@ -206,8 +202,14 @@ impl<'a> Head<'a> {
     }
 }
 
+/// `s.get(from..to)` as two splits, which inline (the range lookup did not, and was a call
+/// for each piece of the head).
+fn cut(s: &str, from: usize, to: usize) -> Option<&str> {
+    Some(s.split_at_checked(to)?.0.split_at_checked(from)?.1)
+}
+
 /// The parameters a Via is read for, as they turn up.
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Found<'a> {
     branch: Option<Option<&'a str>>,
     received: Option<Option<&'a str>>,
@@ -216,6 +218,71 @@ struct Found<'a> {
 }
 
 impl<'a> Found<'a> {
+    /// The parameters of a list with nothing quoted or bracketed, where every `;` separates,
+    /// read in one pass: each name up to its `=` or `;`, each value up to the next `;`, as
+    /// [`Found::general`] reads such a list (names and values trimmed, empty names ignored).
+    fn plain(params: &'a str) -> Result<Found<'a>, ParseError> {
+        let mut found = Found::default();
+        // `rest` starts after a `;` (or is the text before the first one, empty for a
+        // parameter list as the head reader gives it).
+        let mut rest = match params.as_bytes().first() {
+            Some(b';') => params.get(1..).unwrap_or_default(),
+            _ => params,
+        };
+        loop {
+            let b = rest.as_bytes();
+            // A name is short: a plain scan finds its end sooner than a word search starts.
+            let mut at = 0;
+            while b.get(at).is_some_and(|&c| c != b'=' && c != b';') {
+                at += 1;
+            }
+            let (name, tail) = rest.split_at_checked(at).unwrap_or_default();
+            let name = name.trim_ascii();
+            let next = match tail.as_bytes().first() {
+                Some(b'=') => {
+                    let value = tail.get(1..).unwrap_or_default();
+                    let end = find_byte(value.as_bytes(), b';');
+                    let (value, next) = match end {
+                        Some(end) => (
+                            value.get(..end).unwrap_or_default(),
+                            value.get(end + 1..),
+                        ),
+                        None => (value, None),
+                    };
+                    found.take(name, Some(value.trim_ascii()))?;
+                    next
+                }
+                Some(_) => {
+                    found.take(name, None)?;
+                    tail.get(1..)
+                }
+                None => {
+                    found.take(name, None)?;
+                    None
+                }
+            };
+            match next {
+                Some(next) => rest = next,
+                None => return Ok(found),
+            }
+        }
+    }
+
+    /// The parameters of any list, through the general walk (`nested`: whether it holds a
+    /// quote or bracket); the oracle of [`Found::plain`].
+    fn general(params: &'a str, nested: bool) -> Result<Found<'a>, ParseError> {
+        let mut found = Found::default();
+        let mut bad_rport = false;
+        each_param_of(params, nested, |n, v| {
+            bad_rport = found.take(n, v).is_err();
+            bad_rport
+        });
+        if bad_rport {
+            return Err(ParseError::BadVia);
+        }
+        Ok(found)
+    }
+
     /// Takes one `name[=value]` parameter.
     fn take(&mut self, n: &'a str, v: Option<&'a str>) -> Result<(), ParseError> {
         match n.len() {
@@ -339,6 +406,39 @@ mod tests {
                 proptest::prop_assert_eq!(Ok(plain), Head::general(&entry));
             }
         }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+        #[test]
+        fn plain_params_read_as_the_general_walk_reads_them(
+            lead in "(;|)",
+            params in "((branch|BRANCH|received|rport|RPORT|dgn|dgq|DGC|dgc|x| rport|dgn\t|)(=[a-z0-9.:=; \t-]{0,8})?|;|=| |\t){0,6}",
+        ) {
+            let params = format!("{lead}{params}");
+            proptest::prop_assume!(!is_nested(&params));
+            proptest::prop_assert_eq!(Found::plain(&params), Found::general(&params, false));
+        }
+    }
+
+    #[test]
+    fn plain_params_take_the_usual_lists() {
+        for params in [
+            "",
+            ";branch=z9hG4bK-1-1-0",
+            ";branch=z9hG4bKx;rport",
+            ";received=10.0.0.2;rport=5070;dgn=0;dgq=1;dgc=5090",
+            ";;branch=;x;=y;rport=1;rport=x",
+            "; branch = z9hG4bK2 ; rport ;",
+            ";rport=x",
+            ";dgc=99999;DGN=1;dgn=2",
+        ] {
+            assert_eq!(Found::plain(params), Found::general(params, false), "{params}");
+        }
+        assert_eq!(
+            Found::plain(";branch=b;rport=7").map(|f| (f.branch, f.rport)),
+            Ok((Some(Some("b")), Some(Some(7))))
+        );
     }
 
     #[test]
