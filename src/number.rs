@@ -181,8 +181,21 @@ pub enum NumberError {
 /// # Errors
 /// A [`NumberError`] naming what is wrong; never panics.
 pub fn normalize(input: &str, dialling: &Dialling) -> Result<Dialled, NumberError> {
-    let (number, params) = locate(input)?;
-    let digits = scan(input, number)?;
+    let (digits, params) = match plain_digits(input) {
+        // Its parameters are the URI's, not the number's: none of them is a phone-context.
+        Some(digits) => (digits, (0, 0)),
+        None => read(input)?,
+    };
+    canonical(input, &digits, params, dialling)
+}
+
+/// The canonical form of the digits read from `input` with the number's parameters `params`.
+fn canonical(
+    input: &str,
+    digits: &Digits,
+    params: Span,
+    dialling: &Dialling,
+) -> Result<Dialled, NumberError> {
     if digits.total == 0 {
         return Err(NumberError::Empty);
     }
@@ -212,6 +225,33 @@ pub fn normalize(input: &str, dialling: &Dialling) -> Result<Dialled, NumberErro
 
 /// Byte range `start..end` of `input`.
 type Span = (usize, usize);
+
+/// The digits of a number and the span of its own parameters, read by the general path.
+fn read(input: &str) -> Result<(Digits, Span), NumberError> {
+    let (number, params) = locate(input)?;
+    Ok((scan(input, number)?, params))
+}
+
+/// The digits of the usual Request-URI, `sip:DIGITS@host[:port][;params]` with at most
+/// [`MAX_DIGITS`] plain digits, which [`Uri::plain_user`] reads without building the host and
+/// without the second look at the user that [`read`] takes; `None` for any other text. Where
+/// it gives digits, [`read`] gives the same and no phone-context.
+fn plain_digits(input: &str) -> Option<Digits> {
+    let (_, user, _) = Uri::plain_user(input)?;
+    let mut d = Digits {
+        buf: [0; MAX_DIGITS],
+        total: user.len(),
+        plus: false,
+    };
+    let slots = d.buf.get_mut(..user.len())?;
+    for (slot, &b) in slots.iter_mut().zip(user.as_bytes()) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        *slot = b;
+    }
+    Some(d)
+}
 
 /// Finds the number and its parameters (`;...`, may be empty) in a URI or bare number. URIs
 /// are read by [`Uri::parse`]; the spans are byte ranges of `input`, for error offsets.
@@ -308,6 +348,7 @@ impl Iterator for Decoded<'_> {
 }
 
 /// The digits of a number, visual separators dropped.
+#[derive(Debug, PartialEq, Eq)]
 struct Digits {
     buf: [u8; MAX_DIGITS],
     /// All digits seen; only the first `MAX_DIGITS` are kept.
@@ -981,6 +1022,77 @@ mod tests {
         }
         let e = AreaCode::new("591").unwrap_err().to_string();
         assert!(e.contains("trunk prefix 0"), "{e}");
+    }
+
+    /// Mostly the usual piece of a Request-URI, sometimes one the plain digit reader must refuse.
+    fn usual_or(
+        usual: &'static str,
+        odd: &'static str,
+    ) -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof![4 => usual, 1 => odd]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(8192))]
+        #[test]
+        fn plain_digits_are_what_the_general_reader_reads(
+            lead in usual_or("", "( |\t|<)"),
+            scheme in usual_or("(sip:|SIPS:|sIp:)", "(tel:|sip|si:|sips;)"),
+            user in usual_or("[0-9]{1,16}", "([0-9]{17,20}|[0-9+%;:a() .-]{0,8}|\u{4e2d})"),
+            at in usual_or("@", "(@@||:pw@|;x@)"),
+            host in usual_or(
+                "(127\\.0\\.0\\.1|gw\\.example|[a-z0-9.]{1,8})",
+                "(\\[::1\\]|h h|h\\?x|h>|\u{4e2d}|h@x|)",
+            ),
+            port in usual_or("(|:5060|:[0-9]{1,5})", "(:0|:65536|:|:x|:05060)"),
+            params in usual_or(
+                "(|;user=phone|;phone-context=\\+86-591|;lr)",
+                "(;|;x@y|;x |\\?x|>|;phone-context=\\+1)",
+            ),
+            tail in usual_or("", "( |\t|\u{3000})"),
+        ) {
+            let text = format!("{lead}{scheme}{user}{at}{host}{port}{params}{tail}");
+            if let Some(fast) = plain_digits(&text) {
+                let (digits, params) = read(&text).unwrap();
+                proptest::prop_assert_eq!(fast, digits, "{:?}", text);
+                proptest::prop_assert_eq!(params.0, params.1, "{:?}", text);
+            }
+            // And the whole number, read by the general path, from each origin.
+            for d in [nowhere(), from("0591"), from("010")] {
+                let general = read(&text).and_then(|(digits, params)| {
+                    canonical(&text, &digits, params, &d)
+                });
+                proptest::prop_assert_eq!(normalize(&text, &d), general, "{:?}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn plain_digits_read_only_the_usual_request_uri() {
+        for text in [
+            "sip:12356@127.0.0.1:5060",
+            "SIPS:059185666661@gw.example;user=phone",
+            "sip:1234567890123456@[::1]:5061",
+        ] {
+            let fast = plain_digits(text);
+            assert!(fast.is_some(), "{text}");
+            assert_eq!(fast, read(text).ok().map(|(d, _)| d), "{text}");
+        }
+        for text in [
+            "sip:12345678901234567@gw",
+            "sip:+8612356@gw",
+            "sip:123-56@gw",
+            "sip:12356;phone-context=+86-591@gw",
+            "sip:12356:pw@gw",
+            "sip:12356@gw:0",
+            "sip:12356@gw ",
+            " sip:12356@gw",
+            "<sip:12356@gw>",
+            "tel:12356",
+            "12356",
+        ] {
+            assert_eq!(plain_digits(text), None, "{text}");
+        }
     }
 
     #[test]
