@@ -26,8 +26,12 @@ use thiserror::Error;
 const MAX_DIGITS: usize = 16;
 
 /// A validated area code with its trunk prefix: `010`, `021`, `0591`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AreaCode(String);
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AreaCode {
+    code: String,
+    /// The same digits inline, as normalizing reads a trunk's origin area on every call.
+    digits: Area,
+}
 
 impl AreaCode {
     /// Validates an area code written with its trunk prefix 0.
@@ -37,22 +41,30 @@ impl AreaCode {
     /// the leading 0 is required (`591` is rejected).
     pub fn new(s: &str) -> Result<AreaCode, NumberError> {
         let b = s.as_bytes();
-        if b.iter().all(u8::is_ascii_digit) && area_len(b) == Some(b.len()) {
-            Ok(AreaCode(s.to_owned()))
-        } else {
-            Err(NumberError::BadArea { code: s.to_owned() })
+        match Area::from_digits(b) {
+            Some(digits) if b.iter().all(u8::is_ascii_digit) => Ok(AreaCode {
+                code: s.to_owned(),
+                digits,
+            }),
+            _ => Err(NumberError::BadArea { code: s.to_owned() }),
         }
     }
 
     /// The code as written, e.g. `0591`.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.code
+    }
+}
+
+impl fmt::Debug for AreaCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("AreaCode").field(&self.code).finish()
     }
 }
 
 impl fmt::Display for AreaCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.code)
     }
 }
 
@@ -201,9 +213,7 @@ fn canonical(
     }
     let mut plan = Plan {
         total: digits.total,
-        origin: dialling
-            .origin_area
-            .and_then(|a| Area::from_digits(a.as_str().as_bytes())),
+        origin: dialling.origin_area.map(|a| a.digits),
         context: Context::Unknown,
     };
     if digits.total > MAX_DIGITS {
@@ -233,23 +243,30 @@ fn read(input: &str) -> Result<(Digits, Span), NumberError> {
 }
 
 /// The digits of the usual Request-URI, `sip:DIGITS@host[:port][;params]` with at most
-/// [`MAX_DIGITS`] plain digits, which [`Uri::plain_user`] reads without building the host and
-/// without the second look at the user that [`read`] takes; `None` for any other text. Where
-/// it gives digits, [`read`] gives the same and no phone-context.
+/// [`MAX_DIGITS`] plain digits, copied while the user part is read (the URI's host is checked
+/// by [`Uri::plain_tail`], not built); `None` for any other text. Where it gives digits,
+/// [`read`] gives the same and no phone-context.
 fn plain_digits(input: &str) -> Option<Digits> {
-    let (_, user, _) = Uri::plain_user(input)?;
+    let (_, user_at) = Uri::plain_scheme(input)?;
+    let b = input.as_bytes();
     let mut d = Digits {
         buf: [0; MAX_DIGITS],
-        total: user.len(),
+        total: 0,
         plus: false,
     };
-    let slots = d.buf.get_mut(..user.len())?;
-    for (slot, &b) in slots.iter_mut().zip(user.as_bytes()) {
-        if !b.is_ascii_digit() {
-            return None;
+    for slot in &mut d.buf {
+        match b.get(user_at + d.total) {
+            Some(&c) if c.is_ascii_digit() => *slot = c,
+            _ => break,
         }
-        *slot = b;
+        d.total += 1;
     }
+    // A 17th digit, or any other byte than the `@` ending the user, is for the general path.
+    let at = user_at + d.total;
+    if d.total == 0 || b.get(at) != Some(&b'@') {
+        return None;
+    }
+    Uri::plain_tail(input.get(at + 1..)?)?;
     Some(d)
 }
 
@@ -398,7 +415,7 @@ fn scan(input: &str, (start, end): Span) -> Result<Digits, NumberError> {
 }
 
 /// An area code's digits, trunk prefix included (`010`, `0591`).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Area {
     buf: [u8; 4],
     len: usize,

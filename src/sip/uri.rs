@@ -317,16 +317,16 @@ fn usual_host_port(b: &[u8]) -> Option<usize> {
         Some(b':') => {}
         Some(_) => return None,
     }
-    let n = after
-        .iter()
-        .take(6)
-        .take_while(|c| c.is_ascii_digit())
-        .count();
-    if !matches!(after.get(n), None | Some(b';')) {
-        return None;
+    let (mut n, mut port) = (0, 0u32);
+    while let Some(d) = after.get(n).filter(|d| d.is_ascii_digit()) {
+        if n == 5 {
+            return None;
+        }
+        port = port * 10 + u32::from(d - b'0');
+        n += 1;
     }
-    let port = port_digits(after.get(..n)?)?;
-    (1..=65535).contains(&port).then_some(host + 1 + n)
+    let ends = matches!(after.get(n), None | Some(b';'));
+    (ends && n > 0 && (1..=65535).contains(&port)).then_some(host + 1 + n)
 }
 
 /// The bytes of a host name as [`Host::parse`] takes it: letters, digits and `-._`.
@@ -456,12 +456,19 @@ impl<'a> Uri<'a> {
     }
 
     /// The scheme, user and parameters of a text [`Uri::plain`] reads, which are what
-    /// [`Uri::parse`] gives for it, found without building its host: what a reader of the
-    /// dialled number needs. The usual host (a name or IPv4 address and a short port) is
-    /// checked in the pass that finds the parameters; any other is judged by
-    /// [`HostPort::parse`]. `None` exactly when [`Uri::plain`] gives `None`.
-    pub(crate) fn plain_user(text: &'a str) -> Option<(Scheme, &'a str, &'a str)> {
+    /// [`Uri::parse`] gives for it: [`Uri::plain_scheme`], the user's token bytes up to its
+    /// `@`, then [`Uri::plain_tail`]. `None` exactly when [`Uri::plain`] gives `None`.
+    #[cfg(test)]
+    fn plain_user(text: &'a str) -> Option<(Scheme, &'a str, &'a str)> {
         let (scheme, user, rest) = Uri::plain_user_at(text)?;
+        Some((scheme, user, Uri::plain_tail(rest)?))
+    }
+
+    /// What follows the user's `@` in a text [`Uri::plain`] reads: its parameters, found
+    /// without building its host, for a reader of the dialled number. The usual host (a name
+    /// or IPv4 address and a short port) is checked in the pass that finds the parameters; any
+    /// other is judged by [`HostPort::parse`]. `None` when [`Uri::plain`] would refuse `rest`.
+    pub(crate) fn plain_tail(rest: &'a str) -> Option<&'a str> {
         let params = match usual_host_port(rest.as_bytes()) {
             // The host ends at the end or at a `;`.
             Some(n) => rest.get(n + 1..).unwrap_or_default(),
@@ -474,22 +481,29 @@ impl<'a> Uri<'a> {
                 params
             }
         };
-        plain_params(params).then_some((scheme, user, params))
+        plain_params(params).then_some(params)
     }
 
-    /// The scheme of a plain URI, its user (token bytes) and the text after the user's `@`.
-    fn plain_user_at(text: &'a str) -> Option<(Scheme, &'a str, &'a str)> {
+    /// The scheme of a text [`Uri::plain`] may read (`sip:` or `sips:`, any case) and where
+    /// its user starts.
+    pub(crate) fn plain_scheme(text: &str) -> Option<(Scheme, usize)> {
         const SIP: u32 = u32::from_le_bytes(*b"sip:");
         const SIPS: u32 = u32::from_le_bytes(*b"sips");
         let b = text.as_bytes();
         let head = u32::from_le_bytes(*b.first_chunk::<4>()?) | 0x0020_2020;
-        let (scheme, user_at) = if head == SIP {
-            (Scheme::Sip, 4)
+        if head == SIP {
+            Some((Scheme::Sip, 4))
         } else if head | 0x2000_0000 == SIPS && b.get(4) == Some(&b':') {
-            (Scheme::Sips, 5)
+            Some((Scheme::Sips, 5))
         } else {
-            return None;
-        };
+            None
+        }
+    }
+
+    /// The scheme of a plain URI, its user (token bytes) and the text after the user's `@`.
+    fn plain_user_at(text: &'a str) -> Option<(Scheme, &'a str, &'a str)> {
+        let (scheme, user_at) = Uri::plain_scheme(text)?;
+        let b = text.as_bytes();
         let mut at = user_at;
         while b.get(at).is_some_and(|&c| is_token(c)) {
             at += 1;
