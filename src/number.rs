@@ -26,8 +26,12 @@ use thiserror::Error;
 const MAX_DIGITS: usize = 16;
 
 /// A validated area code with its trunk prefix: `010`, `021`, `0591`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AreaCode(String);
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AreaCode {
+    code: String,
+    /// The same digits inline, as normalizing reads a trunk's origin area on every call.
+    digits: Area,
+}
 
 impl AreaCode {
     /// Validates an area code written with its trunk prefix 0.
@@ -37,22 +41,30 @@ impl AreaCode {
     /// the leading 0 is required (`591` is rejected).
     pub fn new(s: &str) -> Result<AreaCode, NumberError> {
         let b = s.as_bytes();
-        if b.iter().all(u8::is_ascii_digit) && area_len(b) == Some(b.len()) {
-            Ok(AreaCode(s.to_owned()))
-        } else {
-            Err(NumberError::BadArea { code: s.to_owned() })
+        match Area::from_digits(b) {
+            Some(digits) if b.iter().all(u8::is_ascii_digit) => Ok(AreaCode {
+                code: s.to_owned(),
+                digits,
+            }),
+            _ => Err(NumberError::BadArea { code: s.to_owned() }),
         }
     }
 
     /// The code as written, e.g. `0591`.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.code
+    }
+}
+
+impl fmt::Debug for AreaCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("AreaCode").field(&self.code).finish()
     }
 }
 
 impl fmt::Display for AreaCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.code)
     }
 }
 
@@ -181,16 +193,27 @@ pub enum NumberError {
 /// # Errors
 /// A [`NumberError`] naming what is wrong; never panics.
 pub fn normalize(input: &str, dialling: &Dialling) -> Result<Dialled, NumberError> {
-    let (number, params) = locate(input)?;
-    let digits = scan(input, number)?;
+    let (digits, params) = match plain_digits(input) {
+        // Its parameters are the URI's, not the number's: none of them is a phone-context.
+        Some(digits) => (digits, (0, 0)),
+        None => read(input)?,
+    };
+    canonical(input, &digits, params, dialling)
+}
+
+/// The canonical form of the digits read from `input` with the number's parameters `params`.
+fn canonical(
+    input: &str,
+    digits: &Digits,
+    params: Span,
+    dialling: &Dialling,
+) -> Result<Dialled, NumberError> {
     if digits.total == 0 {
         return Err(NumberError::Empty);
     }
     let mut plan = Plan {
         total: digits.total,
-        origin: dialling
-            .origin_area
-            .and_then(|a| Area::from_digits(a.as_str().as_bytes())),
+        origin: dialling.origin_area.map(|a| a.digits),
         context: Context::Unknown,
     };
     if digits.total > MAX_DIGITS {
@@ -212,6 +235,40 @@ pub fn normalize(input: &str, dialling: &Dialling) -> Result<Dialled, NumberErro
 
 /// Byte range `start..end` of `input`.
 type Span = (usize, usize);
+
+/// The digits of a number and the span of its own parameters, read by the general path.
+fn read(input: &str) -> Result<(Digits, Span), NumberError> {
+    let (number, params) = locate(input)?;
+    Ok((scan(input, number)?, params))
+}
+
+/// The digits of the usual Request-URI, `sip:DIGITS@host[:port][;params]` with at most
+/// [`MAX_DIGITS`] plain digits, copied while the user part is read (the URI's host is checked
+/// by [`Uri::plain_tail`], not built); `None` for any other text. Where it gives digits,
+/// [`read`] gives the same and no phone-context.
+fn plain_digits(input: &str) -> Option<Digits> {
+    let (_, user_at) = Uri::plain_scheme(input)?;
+    let b = input.as_bytes();
+    let mut d = Digits {
+        buf: [0; MAX_DIGITS],
+        total: 0,
+        plus: false,
+    };
+    for slot in &mut d.buf {
+        match b.get(user_at + d.total) {
+            Some(&c) if c.is_ascii_digit() => *slot = c,
+            _ => break,
+        }
+        d.total += 1;
+    }
+    // A 17th digit, or any other byte than the `@` ending the user, is for the general path.
+    let at = user_at + d.total;
+    if d.total == 0 || b.get(at) != Some(&b'@') {
+        return None;
+    }
+    Uri::plain_tail(input.get(at + 1..)?)?;
+    Some(d)
+}
 
 /// Finds the number and its parameters (`;...`, may be empty) in a URI or bare number. URIs
 /// are read by [`Uri::parse`]; the spans are byte ranges of `input`, for error offsets.
@@ -308,6 +365,7 @@ impl Iterator for Decoded<'_> {
 }
 
 /// The digits of a number, visual separators dropped.
+#[derive(Debug, PartialEq, Eq)]
 struct Digits {
     buf: [u8; MAX_DIGITS],
     /// All digits seen; only the first `MAX_DIGITS` are kept.
@@ -357,7 +415,7 @@ fn scan(input: &str, (start, end): Span) -> Result<Digits, NumberError> {
 }
 
 /// An area code's digits, trunk prefix included (`010`, `0591`).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Area {
     buf: [u8; 4],
     len: usize,
@@ -981,6 +1039,77 @@ mod tests {
         }
         let e = AreaCode::new("591").unwrap_err().to_string();
         assert!(e.contains("trunk prefix 0"), "{e}");
+    }
+
+    /// Mostly the usual piece of a Request-URI, sometimes one the plain digit reader must refuse.
+    fn usual_or(
+        usual: &'static str,
+        odd: &'static str,
+    ) -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof![4 => usual, 1 => odd]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(8192))]
+        #[test]
+        fn plain_digits_are_what_the_general_reader_reads(
+            lead in usual_or("", "( |\t|<)"),
+            scheme in usual_or("(sip:|SIPS:|sIp:)", "(tel:|sip|si:|sips;)"),
+            user in usual_or("[0-9]{1,16}", "([0-9]{17,20}|[0-9+%;:a() .-]{0,8}|\u{4e2d})"),
+            at in usual_or("@", "(@@||:pw@|;x@)"),
+            host in usual_or(
+                "(127\\.0\\.0\\.1|gw\\.example|[a-z0-9.]{1,8})",
+                "(\\[::1\\]|h h|h\\?x|h>|\u{4e2d}|h@x|)",
+            ),
+            port in usual_or("(|:5060|:[0-9]{1,5})", "(:0|:65536|:|:x|:05060)"),
+            params in usual_or(
+                "(|;user=phone|;phone-context=\\+86-591|;lr)",
+                "(;|;x@y|;x |\\?x|>|;phone-context=\\+1)",
+            ),
+            tail in usual_or("", "( |\t|\u{3000})"),
+        ) {
+            let text = format!("{lead}{scheme}{user}{at}{host}{port}{params}{tail}");
+            if let Some(fast) = plain_digits(&text) {
+                let (digits, params) = read(&text).unwrap();
+                proptest::prop_assert_eq!(fast, digits, "{:?}", text);
+                proptest::prop_assert_eq!(params.0, params.1, "{:?}", text);
+            }
+            // And the whole number, read by the general path, from each origin.
+            for d in [nowhere(), from("0591"), from("010")] {
+                let general = read(&text).and_then(|(digits, params)| {
+                    canonical(&text, &digits, params, &d)
+                });
+                proptest::prop_assert_eq!(normalize(&text, &d), general, "{:?}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn plain_digits_read_only_the_usual_request_uri() {
+        for text in [
+            "sip:12356@127.0.0.1:5060",
+            "SIPS:059185666661@gw.example;user=phone",
+            "sip:1234567890123456@[::1]:5061",
+        ] {
+            let fast = plain_digits(text);
+            assert!(fast.is_some(), "{text}");
+            assert_eq!(fast, read(text).ok().map(|(d, _)| d), "{text}");
+        }
+        for text in [
+            "sip:12345678901234567@gw",
+            "sip:+8612356@gw",
+            "sip:123-56@gw",
+            "sip:12356;phone-context=+86-591@gw",
+            "sip:12356:pw@gw",
+            "sip:12356@gw:0",
+            "sip:12356@gw ",
+            " sip:12356@gw",
+            "<sip:12356@gw>",
+            "tel:12356",
+            "12356",
+        ] {
+            assert_eq!(plain_digits(text), None, "{text}");
+        }
     }
 
     #[test]

@@ -37,7 +37,22 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 impl Cidr {
     /// Whether `ip` is inside this network.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.0.contains(&canonical_ip(ip))
+        self.contains_canonical(canonical_ip(ip))
+    }
+
+    /// [`Cidr::contains`] for an address already made canonical ([`canonical_ip`]), so that a
+    /// walk over many networks does it once. An IPv4 address in an IPv4 network is one masked
+    /// compare: the network's host bits are zero (`from_str` refuses others).
+    pub fn contains_canonical(&self, ip: IpAddr) -> bool {
+        match (self.0, ip) {
+            (IpNet::V4(net), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(net.prefix_len()))
+                    .unwrap_or(0);
+                u32::from(a) & mask == u32::from(net.addr())
+            }
+            (net, ip) => net.contains(&ip),
+        }
     }
 
     /// Whether the two networks share any address.
@@ -100,6 +115,28 @@ mod tests {
         for (net, ip, want) in cases {
             let c: Cidr = net.parse().unwrap();
             assert_eq!(c.contains(ip.parse().unwrap()), want, "{net} {ip}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+        #[test]
+        fn the_masked_compare_agrees_with_ipnet(
+            net in proptest::prelude::any::<u32>(),
+            prefix in 0u8..=32,
+            ip in proptest::prelude::any::<u32>(),
+            near in proptest::prelude::any::<bool>(),
+            mapped in proptest::prelude::any::<bool>(),
+        ) {
+            let net = ipnet::Ipv4Net::new(net.into(), prefix).unwrap().trunc();
+            let cidr: Cidr = net.to_string().parse().unwrap();
+            // Half the addresses inside or next to the network.
+            let ip = if near { u32::from(net.network()) ^ (ip & 0x1ff) } else { ip };
+            let v4 = std::net::Ipv4Addr::from(ip);
+            let ip = if mapped { IpAddr::V6(v4.to_ipv6_mapped()) } else { IpAddr::V4(v4) };
+            let want = IpNet::V4(net).contains(&canonical_ip(ip));
+            proptest::prop_assert_eq!(cidr.contains(ip), want, "{} {}", net, ip);
+            proptest::prop_assert_eq!(cidr.contains_canonical(canonical_ip(ip)), want);
         }
     }
 

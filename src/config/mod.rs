@@ -266,9 +266,10 @@ pub struct Trunk {
 impl Snapshot {
     /// The trunk whose sources contain `ip`, if any.
     pub fn trunk_for(&self, ip: IpAddr) -> Option<&Trunk> {
+        let ip = cidr::canonical_ip(ip);
         self.trunks
             .iter()
-            .find(|t| t.sources.iter().any(|c| c.contains(ip)))
+            .find(|t| t.sources.iter().any(|c| c.contains_canonical(ip)))
     }
 
     /// Whether `addr` is one of the configured backends (for in-dialog requests from the call
