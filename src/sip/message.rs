@@ -643,7 +643,10 @@ fn request_line_by_words(line: &str) -> Result<Start<'_>, ParseError> {
 /// sends any other line there.
 fn plain_request_line(line: &str) -> Option<Start<'_>> {
     let b = line.as_bytes();
-    let method = b.iter().position(|&c| !is_token(c))?;
+    let (known, method) = match known_method(b) {
+        Some((known, len)) => (Some(known), len),
+        None => (None, b.iter().position(|&c| !is_token(c))?),
+    };
     let version = b.len().checked_sub(8)?;
     if method == 0 || b.get(method) != Some(&b' ') || version <= method + 1 {
         return None;
@@ -660,9 +663,33 @@ fn plain_request_line(line: &str) -> Option<Start<'_>> {
     if blank || words.remainder().iter().any(|&c| c <= b' ') {
         return None;
     }
+    let uri = line.get(method + 1..version)?;
     Some(Start::Request {
-        method: Method::from_token(line.get(..method)?),
-        uri: line.get(method + 1..version)?,
+        method: match known {
+            Some(known) => known,
+            None => Method::from_token(line.get(..method)?),
+        },
+        uri,
+    })
+}
+
+/// The method of a request line starting with one of the methods dualgate knows by name and a
+/// space, and the method's length: what the token scan and [`Method::from_token`] give for
+/// it, read from the first eight bytes (and the ninth for `REGISTER`). `None` for any other line.
+fn known_method(b: &[u8]) -> Option<(Method<'static>, usize)> {
+    let w = u64::from_le_bytes(*b.first_chunk::<8>()?);
+    let is = |known: &[u8; 8], len: usize| {
+        let mask = u64::MAX >> (8 * (8 - len));
+        w & mask == u64::from_le_bytes(*known) & mask
+    };
+    Some(match w {
+        _ if is(b"INVITE  ", 7) => (Method::Invite, 6),
+        _ if is(b"ACK     ", 4) => (Method::Ack, 3),
+        _ if is(b"BYE     ", 4) => (Method::Bye, 3),
+        _ if is(b"CANCEL  ", 7) => (Method::Cancel, 6),
+        _ if is(b"OPTIONS ", 8) => (Method::Options, 7),
+        _ if is(b"REGISTER", 8) && b.get(8) == Some(&b' ') => (Method::Register, 8),
+        _ => return None,
     })
 }
 
@@ -1115,6 +1142,32 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_known_method_is_read_without_the_token_scan() {
+        for method in [
+            Method::Invite,
+            Method::Ack,
+            Method::Bye,
+            Method::Cancel,
+            Method::Options,
+            Method::Register,
+        ] {
+            let token = method.as_str();
+            let line = format!("{token} sip:a@b SIP/2.0");
+            assert_eq!(known_method(line.as_bytes()), Some((method, token.len())));
+            let start = Start::Request { method, uri: "sip:a@b" };
+            assert_eq!(parse_start(&line), Ok(start));
+            // Cut short, glued to more letters, or in lower case: the token scan reads it.
+            for near in [
+                token.to_string(),
+                format!("{token}X sip:a SIP/2.0"),
+                format!("{} sip:a SIP/2.0", token.to_ascii_lowercase()),
+            ] {
+                assert_eq!(known_method(near.as_bytes()), None, "{near}");
+            }
+        }
+    }
+
     /// The status line as read before the byte-wise fast path, kept as the reference; request
     /// lines are checked against the general path, `request_line_by_words`.
     fn status_line_by_split(line: &str) -> Result<Start<'_>, ParseError> {
@@ -1152,6 +1205,22 @@ mod tests {
             line in r"[ \t]{0,1}(INVITE|ACK|a|[A-Z!(]{1,3})[ \t]{1,2}[a-z:@.\x01\t 电]{0,12}[ \t]{1,2}(SIP/2\.0|sIp/2\.0|SIP/2\.1|SIP/|S|SIP/2\.0x)[ \t]{0,1}"
         ) {
             // The general path's words are the split at blanks (checked above on any text).
+            proptest::prop_assert_eq!(parse_start(&line), request_line_by_words(&line));
+        }
+
+        #[test]
+        fn known_methods_read_as_the_token_scan(
+            method in "(INVITE|ACK|BYE|CANCEL|OPTIONS|REGISTER|INVITEX|invite|INVITe|ACKX|BYES|REGISTERS|OPTION|CANCE|BY|A|)",
+            sep in "( | |\t|x|-|:|)",
+            rest in "[ a-z:@.]{0,10}",
+            version in "( SIP/2\\.0|)",
+        ) {
+            let line = format!("{method}{sep}{rest}{version}");
+            let b = line.as_bytes();
+            if let Some((known, len)) = known_method(b) {
+                proptest::prop_assert_eq!(Some(len), b.iter().position(|&c| !is_token(c)));
+                proptest::prop_assert_eq!(known, Method::from_token(&line[..len]));
+            }
             proptest::prop_assert_eq!(parse_start(&line), request_line_by_words(&line));
         }
 
