@@ -134,11 +134,6 @@ fn ip_of(host: &str) -> Option<IpAddr> {
     Host::parse(host).and_then(|h| h.ip())
 }
 
-/// The params of a Via entry, after its sent-by.
-pub(super) fn via_params<'a>(v: &Via<'a>) -> &'a str {
-    memchr::memchr(b';', v.raw.as_bytes()).map_or("", |i| v.raw.get(i..).unwrap_or_default())
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

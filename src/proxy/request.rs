@@ -5,7 +5,7 @@
 //! ([`forward`]). Pure: every input is a parameter; the text of every header comes from
 //! `sip::header`.
 
-use super::auth::{key, sealed_parts, via_is_ours, via_params, ReturnHop};
+use super::auth::{key, sealed_parts, via_is_ours, ReturnHop};
 use super::{
     call_key, method_label, reason_phrase, Act, CallOutcome, Conditions, Event, Kind, Label,
     Outcome, DEFAULT_MAX_FORWARDS,
@@ -98,8 +98,7 @@ impl<'m, 's> Ctx<'m, 's> {
         // What a response will find below the gateway's Via: the top Via as forwarded
         // (stamped), and the connection it came in on. The branch's MAC binds it.
         let connection = (from.transport == Transport::Tcp).then_some(from.addr.port());
-        let plain = memchr::memchr3(b'"', b'<', b'[', via_params(&top).as_bytes()).is_none();
-        let hop = if plain {
+        let hop = if !top.nested {
             ReturnHop::stamped(&top, sent_by, received, rport, connection)
         } else {
             // Quotes or brackets: read the hop from the stamped text, as the response will.

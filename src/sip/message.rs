@@ -1279,6 +1279,7 @@ mod tests {
                 received: None,
                 rport: Some(None),
                 marks: crate::sip::header::ViaMarks::default(),
+                nested: false,
                 raw: "SIP/2.0/UDP 203.0.113.7:5060;branch=z9hG4bK776asdhds;rport",
             }
         );

@@ -24,6 +24,9 @@ pub struct Via<'a> {
     /// The gateway's marks (`dgn`, `dgq`, `dgc`), read in the same pass; all absent in a
     /// Via some other element wrote.
     pub marks: ViaMarks<'a>,
+    /// Whether its parameters hold a quote or bracket, inside which `;` does not separate
+    /// (so a plain split of [`Via::raw`] on `;` would not find the parameters the parser did).
+    pub nested: bool,
     /// The whole entry as written, e.g. `SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1`.
     pub raw: &'a str,
 }
@@ -77,6 +80,7 @@ impl<'a> Via<'a> {
             received: found.received.flatten(),
             rport: found.rport,
             marks: found.marks.finish(),
+            nested,
             raw,
         })
     }
@@ -462,6 +466,22 @@ mod tests {
             "SIP/2.0/UDP h:123456",
         ] {
             assert_eq!(Head::plain(entry), None, "{entry}");
+        }
+    }
+
+    #[test]
+    fn nested_says_whether_the_parameters_hold_a_quote_or_bracket() {
+        for (entry, nested) in [
+            ("SIP/2.0/UDP 203.0.113.7:5060;branch=z9hG4bK1;rport", false),
+            ("SIP/2.0/UDP 203.0.113.7", false),
+            // The brackets of an IPv6 sent-by are not in the parameters.
+            ("SIP/2.0/UDP [2001:db8::7]:5062;branch=z9hG4bK1", false),
+            ("SIP/2.0/UDP 203.0.113.7;x=\"a;b\";branch=z9hG4bK1", true),
+            ("SIP/2.0/UDP 203.0.113.7;maddr=[2001:db8::1]", true),
+            ("SIP/2.0/UDP 203.0.113.7;x=<y>", true),
+            ("SIP/2.0/TLS 203.0.113.7 ; rport ; branch = z9hG4bK1", false),
+        ] {
+            assert_eq!(Via::parse(entry).unwrap().nested, nested, "{entry}");
         }
     }
 
