@@ -333,21 +333,22 @@ impl Recorder {
                     0.0
                 };
                 if attempt && first_time(l.call, secs) {
-                    let attempts = Spare {
-                        family: Family::Attempts,
-                        ..key
-                    };
+                    // The spare keys are built only where the table has no cell.
                     match row.and_then(|r| cur.table.attempt_at(r)) {
                         Some(c) => c.add(1),
-                        None => cur.spare(attempts).add(1),
+                        None => cur
+                            .spare(Spare {
+                                family: Family::Attempts,
+                                ..key
+                            })
+                            .add(1),
                     }
-                    let last = Spare {
-                        family: Family::LastCall,
-                        ..key
-                    };
                     match cur.table.last_call(l.number) {
                         Some(c) => c,
-                        None => cur.spare(last),
+                        None => cur.spare(Spare {
+                            family: Family::LastCall,
+                            ..key
+                        }),
                     }
                     .set(secs);
                     if let Some(o) = outcome {
