@@ -678,6 +678,7 @@ impl Plan {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::sip::fixture::usual_or;
 
     fn from(area: &str) -> Dialling<'static> {
         Dialling {
@@ -1039,14 +1040,6 @@ mod tests {
         }
         let e = AreaCode::new("591").unwrap_err().to_string();
         assert!(e.contains("trunk prefix 0"), "{e}");
-    }
-
-    /// Mostly the usual piece of a Request-URI, sometimes one the plain digit reader must refuse.
-    fn usual_or(
-        usual: &'static str,
-        odd: &'static str,
-    ) -> impl proptest::strategy::Strategy<Value = String> {
-        proptest::prop_oneof![4 => usual, 1 => odd]
     }
 
     proptest::proptest! {

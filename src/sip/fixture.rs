@@ -45,3 +45,13 @@ pub fn invite_lf() -> Vec<u8> {
     m.extend_from_slice(SDP.as_bytes());
     m
 }
+
+/// A proptest strategy for one piece of generated text: mostly the `usual` pattern, one time in
+/// five the `odd` one, which a fast path for the usual shape must refuse or read as the general
+/// reader does.
+pub fn usual_or(
+    usual: &'static str,
+    odd: &'static str,
+) -> impl proptest::strategy::Strategy<Value = String> {
+    proptest::prop_oneof![4 => usual, 1 => odd]
+}

@@ -605,6 +605,7 @@ impl<'a> Uri<'a> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::sip::fixture::usual_or;
 
     /// 200 000 pseudo-random strings of 1 to `max_len` bytes over `alphabet` (at most 8
     /// characters: three bits of the state pick each), the same ones for the same `seed`.
@@ -793,14 +794,6 @@ mod tests {
                 .same(&hp("10.0.0.1"))
         );
         assert!(!hp("10.0.0.1").same(&hp("gw.example")));
-    }
-
-    /// Mostly the usual pieces of a URI, sometimes one that the plain reader must refuse.
-    fn usual_or(
-        usual: &'static str,
-        odd: &'static str,
-    ) -> impl proptest::strategy::Strategy<Value = String> {
-        proptest::prop_oneof![4 => usual, 1 => odd]
     }
 
     proptest::proptest! {
