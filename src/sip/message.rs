@@ -1155,7 +1155,10 @@ mod tests {
             let token = method.as_str();
             let line = format!("{token} sip:a@b SIP/2.0");
             assert_eq!(known_method(line.as_bytes()), Some((method, token.len())));
-            let start = Start::Request { method, uri: "sip:a@b" };
+            let start = Start::Request {
+                method,
+                uri: "sip:a@b",
+            };
             assert_eq!(parse_start(&line), Ok(start));
             // Cut short, glued to more letters, or in lower case: the token scan reads it.
             for near in [

@@ -247,10 +247,7 @@ impl<'a> Found<'a> {
                     let value = tail.get(1..).unwrap_or_default();
                     let end = find_byte(value.as_bytes(), b';');
                     let (value, next) = match end {
-                        Some(end) => (
-                            value.get(..end).unwrap_or_default(),
-                            value.get(end + 1..),
-                        ),
+                        Some(end) => (value.get(..end).unwrap_or_default(), value.get(end + 1..)),
                         None => (value, None),
                     };
                     found.take(name, Some(value.trim_ascii()))?;
@@ -437,7 +434,11 @@ mod tests {
             ";rport=x",
             ";dgc=99999;DGN=1;dgn=2",
         ] {
-            assert_eq!(Found::plain(params), Found::general(params, false), "{params}");
+            assert_eq!(
+                Found::plain(params),
+                Found::general(params, false),
+                "{params}"
+            );
         }
         assert_eq!(
             Found::plain(";branch=b;rport=7").map(|f| (f.branch, f.rport)),
