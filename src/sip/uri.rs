@@ -293,6 +293,25 @@ fn port_digits(digits: &[u8]) -> Option<u32> {
     })
 }
 
+/// `s` split around the byte at `at` (an ASCII separator a byte search found), or all of `s`
+/// and nothing.
+fn cut(s: &str, at: Option<usize>) -> (&str, &str) {
+    match at {
+        Some(i) => (
+            s.get(..i).unwrap_or_default(),
+            s.get(i + 1..).unwrap_or_default(),
+        ),
+        None => (s, ""),
+    }
+}
+
+/// A URI's first four bytes as one number, the 0x20 bit set in the first three to fold the
+/// case of their letters (only `S` and `s` fold to `s`). The fourth is left as it is (`:` has
+/// the bit already, and 0x1a would fold to it): a caller folds it for the `s` of `sips`.
+fn head4(text: &str) -> Option<u32> {
+    Some(u32::from_le_bytes(*text.as_bytes().first_chunk::<4>()?) | 0x0020_2020)
+}
+
 /// Whether a plain URI's parameters are ones the general reader reads alike: it would cut at
 /// a `?` or `@` there, or read inside `<...>`, or trim.
 fn plain_params(params: &str) -> bool {
@@ -437,10 +456,7 @@ impl<'a> Uri<'a> {
     /// [`Uri::general`] then reads; for the texts it takes, it gives what that gives.
     fn plain(text: &'a str) -> Option<Uri<'a>> {
         let (scheme, user, rest) = Uri::plain_user_at(text)?;
-        let (host_port, params) = match find_byte(rest.as_bytes(), b';') {
-            Some(i) => (rest.get(..i)?, rest.get(i + 1..)?),
-            None => (rest, ""),
-        };
+        let (host_port, params) = cut(rest, find_byte(rest.as_bytes(), b';'));
         if !plain_params(params) {
             return None;
         }
@@ -473,10 +489,7 @@ impl<'a> Uri<'a> {
             // The host ends at the end or at a `;`.
             Some(n) => rest.get(n + 1..).unwrap_or_default(),
             None => {
-                let (host_port, params) = match find_byte(rest.as_bytes(), b';') {
-                    Some(i) => (rest.get(..i)?, rest.get(i + 1..)?),
-                    None => (rest, ""),
-                };
+                let (host_port, params) = cut(rest, find_byte(rest.as_bytes(), b';'));
                 HostPort::parse(host_port)?;
                 params
             }
@@ -489,11 +502,10 @@ impl<'a> Uri<'a> {
     pub(crate) fn plain_scheme(text: &str) -> Option<(Scheme, usize)> {
         const SIP: u32 = u32::from_le_bytes(*b"sip:");
         const SIPS: u32 = u32::from_le_bytes(*b"sips");
-        let b = text.as_bytes();
-        let head = u32::from_le_bytes(*b.first_chunk::<4>()?) | 0x0020_2020;
+        let head = head4(text)?;
         if head == SIP {
             Some((Scheme::Sip, 4))
-        } else if head | 0x2000_0000 == SIPS && b.get(4) == Some(&b':') {
+        } else if head | 0x2000_0000 == SIPS && text.as_bytes().get(4) == Some(&b':') {
             Some((Scheme::Sips, 5))
         } else {
             None
@@ -522,32 +534,12 @@ impl<'a> Uri<'a> {
             Some((a, b)) if a < b => text.get(a + 1..b)?,
             _ => text,
         });
-        // The scheme from the first four bytes as one number, the 0x20 bit set in the first
-        // three to fold the case of their letters (only `S` and `s` fold to `s`). The fourth is
-        // compared as it is (`:` has the bit already, and 0x1a would fold to it), or folded
-        // for the `s` of `sips`.
-        const SIP: u32 = u32::from_le_bytes(*b"sip:");
-        const SIPS: u32 = u32::from_le_bytes(*b"sips");
+        // The scheme from the first four bytes (`head4`).
         const TEL: u32 = u32::from_le_bytes(*b"tel:");
-        let head = uri
-            .as_bytes()
-            .first_chunk::<4>()
-            .map_or(0, |h| u32::from_le_bytes(*h) | 0x0020_2020);
-        let (scheme, rest) = if head == SIP {
-            (Scheme::Sip, uri.get(4..)?)
-        } else if head | 0x2000_0000 == SIPS && uri.as_bytes().get(4) == Some(&b':') {
-            (Scheme::Sips, uri.get(5..)?)
-        } else if head == TEL {
-            (Scheme::Tel, uri.get(4..)?)
-        } else {
-            return None;
-        };
-        let cut = |s: &'a str, at: Option<usize>| match at {
-            Some(i) => (
-                s.get(..i).unwrap_or_default(),
-                s.get(i + 1..).unwrap_or_default(),
-            ),
-            None => (s, ""),
+        let (scheme, rest) = match Uri::plain_scheme(uri) {
+            Some((scheme, at)) => (scheme, uri.get(at..)?),
+            None if head4(uri) == Some(TEL) => (Scheme::Tel, uri.get(4..)?),
+            None => return None,
         };
         let rest = cut(rest, find_byte(rest.as_bytes(), b'?')).0;
         if scheme == Scheme::Tel {
